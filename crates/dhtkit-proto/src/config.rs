@@ -1,0 +1,103 @@
+//! Node configuration. Every bound the node enforces is here.
+
+use std::time::Duration;
+
+use crate::bencode::Limits;
+use crate::routing::TableConfig;
+pub use crate::store::StoreConfig;
+use crate::Id;
+
+/// Settings for a [`crate::Node`]. `Config::default()` is a normal public node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Our node id; drawn from the RNG when `None`.
+    pub id: Option<Id>,
+    /// Seed of the node's RNG (ids, tokens, transaction ids). Drivers seed it from the OS;
+    /// tests and the simulator pick it, so runs replay exactly.
+    pub seed: u64,
+    /// The node speaks IPv6 (BEP 32): it keeps IPv6 nodes and answers with `nodes6`.
+    pub ipv6: bool,
+    /// Routing table settings (k, `max_nodes`, one node per IP, liveness).
+    pub table: TableConfig,
+    /// Peer store bounds; `None` stores nothing (get_peers is still answered with nodes and a
+    /// token, as a crawler that keeps no peers should).
+    pub store: Option<StoreConfig>,
+    /// Lookup parallelism α.
+    pub alpha: usize,
+    /// A query not answered within this time no longer counts against α, letting one more
+    /// request go out while it may still be answered.
+    pub slow_timeout: Duration,
+    /// A query not answered within this time has failed (or is retransmitted, see
+    /// `lookup_retries`).
+    pub query_timeout: Duration,
+    /// Retransmissions of a lookup query to a node that is among the k closest candidates.
+    pub lookup_retries: u8,
+    /// Most candidates a lookup keeps.
+    pub max_lookup_candidates: usize,
+    /// Most lookups running at once.
+    pub max_lookups: usize,
+    /// Most outstanding transactions (queries awaiting a reply).
+    pub max_pending: usize,
+    /// Most datagrams waiting in the outgoing queue; more are dropped and counted.
+    pub max_outgoing: usize,
+    /// Most events waiting to be polled; more are dropped and counted.
+    pub max_events: usize,
+    /// Queries accepted per second from one IP (token bucket refill rate); 0 disables.
+    pub per_ip_rate: u32,
+    /// Burst size of the per-IP token bucket.
+    pub per_ip_burst: u32,
+    /// Slots in the per-IP limiter (IPs hash into them; memory is fixed).
+    pub rate_limiter_slots: usize,
+    /// Most peers returned in one `values` list.
+    pub max_values: usize,
+    /// Limits applied to every incoming datagram's bencode.
+    pub decode_limits: Limits,
+    /// Largest datagram accepted, in bytes.
+    pub max_datagram: usize,
+    /// BEP 43: do not answer queries and ask others not to add us to their tables.
+    pub read_only: bool,
+    /// Allow talking to private, loopback and link-local addresses (on for test networks and
+    /// LANs; drivers turn it on when bound to such an address).
+    pub allow_local_addrs: bool,
+    /// How often the token secret rotates (tokens stay valid for two periods).
+    pub token_rotation: Duration,
+    /// Buckets unchanged for this long are refreshed with a lookup.
+    pub bucket_refresh: Duration,
+    /// How often questionable nodes are pinged and the peer store is expired.
+    pub maintenance_interval: Duration,
+    /// Client version sent as `v` in every message (two letters and two version bytes).
+    pub version: Option<[u8; 4]>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            id: None,
+            seed: 0,
+            ipv6: false,
+            table: TableConfig::default(),
+            store: Some(StoreConfig::default()),
+            alpha: 3,
+            slow_timeout: Duration::from_secs(1),
+            query_timeout: Duration::from_secs(2),
+            lookup_retries: 2,
+            max_lookup_candidates: 100,
+            max_lookups: 64,
+            max_pending: 2048,
+            max_outgoing: 4096,
+            max_events: 4096,
+            per_ip_rate: 20,
+            per_ip_burst: 40,
+            rate_limiter_slots: 4096,
+            max_values: 100,
+            decode_limits: Limits::default(),
+            max_datagram: 4096,
+            read_only: false,
+            allow_local_addrs: false,
+            token_rotation: Duration::from_secs(5 * 60),
+            bucket_refresh: Duration::from_secs(15 * 60),
+            maintenance_interval: Duration::from_secs(10),
+            version: Some(*b"DK\x00\x01"),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! KRPC messages (BEP 5) with the extensions dhtkit understands: BEP 32 (`nodes6`, `want`),
+//! BEP 33 (`noseed`, `scrape`), BEP 42 (`ip`), BEP 43 (`ro`) and BEP 51 (`sample_infohashes`).
+//!
+//! [`Message::parse`] turns a decoded bencode [`Value`] into a typed message that borrows from
+//! the datagram; [`Message::encode`] writes the canonical encoding (keys in sorted order).
+//! Transaction ids are opaque byte strings of any length.
+
+mod encode;
+mod parse;
+
+use std::net::SocketAddr;
+
+use crate::bencode::{Iter, Value};
+use crate::Id;
+
+pub use parse::ParseError;
+
+/// KRPC error code 201: generic error.
+pub const ERR_GENERIC: i64 = 201;
+/// KRPC error code 202: server error.
+pub const ERR_SERVER: i64 = 202;
+/// KRPC error code 203: protocol error (malformed packet, invalid arguments, bad token).
+pub const ERR_PROTOCOL: i64 = 203;
+/// KRPC error code 204: method unknown.
+pub const ERR_METHOD_UNKNOWN: i64 = 204;
+
+/// A KRPC message.
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    /// Transaction id, echoed in the reply.
+    pub tid: &'a [u8],
+    /// Client version string (`v`), if any.
+    pub version: Option<&'a [u8]>,
+    /// BEP 43 read-only flag (`ro: 1`) on a query.
+    pub read_only: bool,
+    /// BEP 42 `ip`: the address the responder saw the querier at.
+    pub ip: Option<SocketAddr>,
+    /// The query, response or error.
+    pub body: Body<'a>,
+}
+
+/// The three kinds of KRPC message.
+#[derive(Debug, Clone)]
+pub enum Body<'a> {
+    /// `y = q`.
+    Query(Query<'a>),
+    /// `y = r`.
+    Response(Response<'a>),
+    /// `y = e`.
+    Error(ErrorBody<'a>),
+}
+
+/// BEP 32 `want`: which address families the querier wants nodes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Want {
+    /// `n4` was requested.
+    pub v4: bool,
+    /// `n6` was requested.
+    pub v6: bool,
+}
+
+impl Want {
+    /// True if the query carried a `want` list.
+    pub fn given(&self) -> bool {
+        self.v4 || self.v6
+    }
+}
+
+/// A query: the sender's id and the method with its arguments.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    /// The querying node's id (`a.id`).
+    pub id: Id,
+    /// The method and its arguments.
+    pub method: Method<'a>,
+    /// BEP 32 `want`.
+    pub want: Want,
+}
+
+/// A query method with its typed arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method<'a> {
+    /// `ping`.
+    Ping,
+    /// `find_node`.
+    FindNode {
+        /// The id searched for.
+        target: Id,
+    },
+    /// `get_peers`.
+    GetPeers {
+        /// The torrent.
+        info_hash: Id,
+        /// BEP 33 `noseed`.
+        noseed: bool,
+        /// BEP 33 `scrape`.
+        scrape: bool,
+    },
+    /// `announce_peer`.
+    AnnouncePeer {
+        /// The torrent.
+        info_hash: Id,
+        /// The announced TCP port (ignored when `implied_port`).
+        port: u16,
+        /// Use the UDP source port instead of `port`.
+        implied_port: bool,
+        /// Token from an earlier `get_peers` reply.
+        token: &'a [u8],
+        /// BEP 33 `seed`.
+        seed: bool,
+    },
+    /// BEP 51 `sample_infohashes`.
+    SampleInfohashes {
+        /// Target used to pick the nodes returned alongside the samples.
+        target: Id,
+    },
+    /// Any other method. `target` / `info_hash` are kept so that the query can be answered like
+    /// `find_node` / `get_peers` (forward compatibility, as BEP 5 implementations do).
+    Other {
+        /// The method name.
+        name: &'a [u8],
+        /// `a.target`, if 20 bytes.
+        target: Option<Id>,
+        /// `a.info_hash`, if 20 bytes.
+        info_hash: Option<Id>,
+    },
+}
+
+impl Method<'_> {
+    /// The wire name of the method.
+    pub fn name(&self) -> &[u8] {
+        match self {
+            Method::Ping => b"ping",
+            Method::FindNode { .. } => b"find_node",
+            Method::GetPeers { .. } => b"get_peers",
+            Method::AnnouncePeer { .. } => b"announce_peer",
+            Method::SampleInfohashes { .. } => b"sample_infohashes",
+            Method::Other { name, .. } => name,
+        }
+    }
+}
+
+/// The peers in a `values` list: either a list borrowed from a received message or compact
+/// peers laid end to end (for encoding a reply from the peer store).
+#[derive(Debug, Clone)]
+pub enum Values<'a> {
+    /// A bencoded list from the wire; non-string items are skipped.
+    Wire(crate::bencode::List<'a>),
+    /// Compact peers of `stride` bytes each (6 or 18).
+    Compact {
+        /// Concatenated compact peers.
+        bytes: &'a [u8],
+        /// Length of one entry.
+        stride: usize,
+    },
+}
+
+impl<'a> Values<'a> {
+    /// Iterates over the raw entries (normally 6 or 18 bytes each).
+    pub fn raw(&self) -> ValuesIter<'a> {
+        match self {
+            Values::Wire(l) => ValuesIter::Wire(l.iter()),
+            Values::Compact { bytes, stride } => {
+                ValuesIter::Compact(bytes.chunks_exact((*stride).max(1)))
+            }
+        }
+    }
+
+    /// Iterates over the entries that decode as peers.
+    pub fn peers(&self) -> impl Iterator<Item = SocketAddr> + 'a {
+        self.raw().filter_map(crate::compact::decode_peer)
+    }
+}
+
+/// Iterator over the entries of [`Values`].
+pub enum ValuesIter<'a> {
+    /// From a wire list.
+    Wire(Iter<'a>),
+    /// From compact bytes.
+    Compact(std::slice::ChunksExact<'a, u8>),
+}
+
+impl<'a> Iterator for ValuesIter<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        match self {
+            ValuesIter::Wire(it) => it.by_ref().find_map(|v: Value<'a>| v.as_bytes()),
+            ValuesIter::Compact(it) => it.next(),
+        }
+    }
+}
+
+/// A response. KRPC responses do not name their method, so this is the union of the fields
+/// any supported method returns; the querier knows which query the transaction belonged to.
+#[derive(Debug, Clone, Default)]
+pub struct Response<'a> {
+    /// The responder's id.
+    pub id: Id,
+    /// Compact IPv4 nodes (raw; see [`crate::compact::nodes`]).
+    pub nodes: Option<&'a [u8]>,
+    /// Compact IPv6 nodes.
+    pub nodes6: Option<&'a [u8]>,
+    /// Write token for `announce_peer`.
+    pub token: Option<&'a [u8]>,
+    /// Peers for the infohash.
+    pub values: Option<Values<'a>>,
+    /// BEP 51 `interval`.
+    pub interval: Option<i64>,
+    /// BEP 51 `num`.
+    pub num: Option<i64>,
+    /// BEP 51 `samples`: concatenated 20-byte infohashes.
+    pub samples: Option<&'a [u8]>,
+}
+
+/// An error message: code and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorBody<'a> {
+    /// Error code (201–204 in BEP 5).
+    pub code: i64,
+    /// Human-readable text.
+    pub message: &'a [u8],
+}
+
+impl<'a> Message<'a> {
+    /// Parses a decoded document into a typed message.
+    pub fn parse(v: Value<'a>) -> Result<Message<'a>, ParseError<'a>> {
+        parse::parse(v)
+    }
+
+    /// Appends the canonical encoding to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        encode::encode(self, out)
+    }
+
+    /// The canonical encoding as a new vector.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        self.encode(&mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,611 @@
+//! The Kademlia routing table of BEP 5.
+//!
+//! Buckets hold up to `k` nodes. Bucket `i` (for `i` below the last) holds nodes whose ids share
+//! exactly `i` leading bits with our own; the last bucket holds everything sharing more, and it
+//! splits when it fills, so the table is detailed near our own id. Each bucket keeps a small
+//! replacement cache of nodes that did not fit.
+//!
+//! The verbs name the evidence the caller has about a node:
+//! - [`RoutingTable::node_seen`]: it answered one of our queries (proof that it is reachable);
+//! - [`RoutingTable::heard_about`]: another node told us about it (no proof at all);
+//! - [`RoutingTable::node_queried`]: it sent us a query;
+//! - [`RoutingTable::node_failed`]: a query to it timed out.
+//!
+//! Nodes are good while they have answered within the last 15 minutes (or have answered before
+//! and queried us within 15 minutes), questionable after that, and bad after repeated failures.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::{Id, Instant};
+
+/// Routing-table settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableConfig {
+    /// Bucket size (BEP 5's `K`, 8).
+    pub k: usize,
+    /// Most nodes in the table (replacement caches not counted).
+    pub max_nodes: usize,
+    /// Allow at most one node per IP address.
+    pub restrict_ips: bool,
+    /// A node that has neither answered nor queried us for this long is questionable.
+    pub questionable_after: Duration,
+    /// Consecutive failures after which a node is bad.
+    pub max_failures: u8,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig {
+            k: 8,
+            max_nodes: 1280,
+            restrict_ips: true,
+            questionable_after: Duration::from_secs(15 * 60),
+            max_failures: 2,
+        }
+    }
+}
+
+/// Liveness of a node, as BEP 5 defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Answered recently.
+    Good,
+    /// Not heard from for a while, or never verified.
+    Questionable,
+    /// Failed to answer repeatedly.
+    Bad,
+}
+
+/// One node in the table or in a replacement cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeEntry {
+    /// The node id.
+    pub id: Id,
+    /// Its UDP address.
+    pub addr: SocketAddr,
+    /// When it entered the table (or cache).
+    pub added: Instant,
+    /// Last time it answered one of our queries.
+    pub last_response: Option<Instant>,
+    /// Last time it sent us a query.
+    pub last_query: Option<Instant>,
+    /// Consecutive failed queries.
+    pub failures: u8,
+    /// Round-trip time of its last answer.
+    pub rtt: Option<Duration>,
+    /// Last time we pinged it to check liveness.
+    pub pinged: Option<Instant>,
+}
+
+impl NodeEntry {
+    fn new(id: Id, addr: SocketAddr, now: Instant) -> Self {
+        NodeEntry {
+            id,
+            addr,
+            added: now,
+            last_response: None,
+            last_query: None,
+            failures: 0,
+            rtt: None,
+            pinged: None,
+        }
+    }
+
+    /// The node's status at `now`.
+    pub fn status(&self, now: Instant, cfg: &TableConfig) -> Status {
+        if self.failures >= cfg.max_failures {
+            return Status::Bad;
+        }
+        let recent = |t: Option<Instant>| {
+            t.is_some_and(|t| now.saturating_since(t) < cfg.questionable_after)
+        };
+        if recent(self.last_response) || (self.last_response.is_some() && recent(self.last_query))
+        {
+            Status::Good
+        } else {
+            Status::Questionable
+        }
+    }
+
+    fn last_activity(&self) -> Instant {
+        self.last_response.unwrap_or(self.added)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Bucket {
+    nodes: Vec<NodeEntry>,
+    replacements: Vec<NodeEntry>,
+    last_changed: Instant,
+}
+
+impl Bucket {
+    fn new(now: Instant) -> Self {
+        Bucket {
+            nodes: Vec::new(),
+            replacements: Vec::new(),
+            last_changed: now,
+        }
+    }
+}
+
+/// What [`RoutingTable::node_seen`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SeenOutcome {
+    /// The node was added to the table.
+    pub added: bool,
+    /// A node was removed to make room.
+    pub removed: Option<NodeEntry>,
+    /// A questionable node the caller should ping: if it fails, the newcomer (now in the
+    /// replacement cache) takes its place.
+    pub ping: Option<(Id, SocketAddr)>,
+}
+
+/// What [`RoutingTable::node_failed`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FailOutcome {
+    /// The node was removed.
+    pub removed: Option<NodeEntry>,
+    /// A replacement that took its place.
+    pub promoted: Option<NodeEntry>,
+}
+
+/// The routing table.
+#[derive(Debug, Clone)]
+pub struct RoutingTable {
+    own: Id,
+    cfg: TableConfig,
+    buckets: Vec<Bucket>,
+    ips: HashSet<IpAddr>,
+    len: usize,
+}
+
+impl RoutingTable {
+    /// An empty table around `own`.
+    pub fn new(own: Id, cfg: TableConfig, now: Instant) -> Self {
+        RoutingTable {
+            own,
+            cfg,
+            buckets: vec![Bucket::new(now)],
+            ips: HashSet::new(),
+            len: 0,
+        }
+    }
+
+    /// Our own id.
+    pub fn own_id(&self) -> Id {
+        self.own
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TableConfig {
+        &self.cfg
+    }
+
+    /// Number of nodes in the table (replacement caches not counted).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if the table holds no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of buckets.
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Index of the bucket that covers `id`.
+    pub fn bucket_index(&self, id: &Id) -> usize {
+        self.own.common_prefix(id).min(self.buckets.len() - 1)
+    }
+
+    /// All nodes in the table.
+    pub fn iter(&self) -> impl Iterator<Item = &NodeEntry> {
+        self.buckets.iter().flat_map(|b| b.nodes.iter())
+    }
+
+    /// All nodes waiting in replacement caches.
+    pub fn replacements(&self) -> impl Iterator<Item = &NodeEntry> {
+        self.buckets.iter().flat_map(|b| b.replacements.iter())
+    }
+
+    /// The entry for `id`, if it is in the table.
+    pub fn get(&self, id: &Id) -> Option<&NodeEntry> {
+        let b = &self.buckets[self.bucket_index(id)];
+        b.nodes.iter().find(|n| n.id == *id)
+    }
+
+    fn find_mut(&mut self, id: &Id) -> Option<&mut NodeEntry> {
+        let i = self.bucket_index(id);
+        self.buckets[i].nodes.iter_mut().find(|n| n.id == *id)
+    }
+
+    /// True if a node at `addr` with `id` would be accepted (or is already present) without
+    /// evicting anyone: used to decide whether verifying an unknown node is worth a ping.
+    pub fn has_room_for(&self, id: &Id, addr: &SocketAddr) -> bool {
+        if *id == self.own || self.len >= self.cfg.max_nodes {
+            return false;
+        }
+        if self.cfg.restrict_ips && self.ips.contains(&addr.ip()) {
+            return false;
+        }
+        let i = self.bucket_index(id);
+        let b = &self.buckets[i];
+        if b.nodes.iter().any(|n| n.id == *id) {
+            return false;
+        }
+        b.nodes.len() < self.cfg.k || (i == self.buckets.len() - 1 && self.buckets.len() < 160)
+    }
+
+    /// A node answered one of our queries.
+    pub fn node_seen(
+        &mut self,
+        now: Instant,
+        id: Id,
+        addr: SocketAddr,
+        rtt: Option<Duration>,
+    ) -> SeenOutcome {
+        let mut out = SeenOutcome::default();
+        if id == self.own {
+            return out;
+        }
+        if let Some(e) = self.find_mut(&id) {
+            if e.addr == addr {
+                e.last_response = Some(now);
+                e.failures = 0;
+                e.rtt = rtt.or(e.rtt);
+                let i = self.bucket_index(&id);
+                self.buckets[i].last_changed = now;
+            }
+            // Same id from another address: keep the address we verified first.
+            return out;
+        }
+        if self.cfg.restrict_ips && self.ips.contains(&addr.ip()) {
+            return out;
+        }
+        let mut entry = NodeEntry::new(id, addr, now);
+        entry.last_response = Some(now);
+        entry.rtt = rtt;
+        loop {
+            let i = self.bucket_index(&id);
+            let last = i == self.buckets.len() - 1;
+            let k = self.cfg.k;
+            if self.len < self.cfg.max_nodes && self.buckets[i].nodes.len() < k {
+                self.insert_live(i, entry, now);
+                out.added = true;
+                return out;
+            }
+            if self.len < self.cfg.max_nodes && last && self.buckets.len() < 160 {
+                self.split_last(now);
+                continue;
+            }
+            let cfg = self.cfg;
+            let b = &mut self.buckets[i];
+            if let Some(pos) = b.nodes.iter().position(|n| n.status(now, &cfg) == Status::Bad) {
+                let old = b.nodes.swap_remove(pos);
+                self.ips.remove(&old.addr.ip());
+                self.len -= 1;
+                self.insert_live(i, entry, now);
+                out.added = true;
+                out.removed = Some(old);
+                return out;
+            }
+            // Full of good or questionable nodes: cache the newcomer and ask the caller to
+            // check the stalest questionable node.
+            push_replacement(&mut b.replacements, entry, k);
+            let stale = b
+                .nodes
+                .iter_mut()
+                .filter(|n| n.status(now, &cfg) == Status::Questionable && n.pinged.is_none())
+                .min_by_key(|n| n.last_activity());
+            if let Some(n) = stale {
+                n.pinged = Some(now);
+                out.ping = Some((n.id, n.addr));
+            }
+            return out;
+        }
+    }
+
+    fn insert_live(&mut self, i: usize, entry: NodeEntry, now: Instant) {
+        let b = &mut self.buckets[i];
+        b.replacements.retain(|r| r.id != entry.id);
+        self.ips.insert(entry.addr.ip());
+        b.nodes.push(entry);
+        b.last_changed = now;
+        self.len += 1;
+    }
+
+    fn split_last(&mut self, now: Instant) {
+        let depth = self.buckets.len() - 1;
+        let mut fresh = Bucket::new(now);
+        let old = &mut self.buckets[depth];
+        fresh.last_changed = old.last_changed;
+        let own = self.own;
+        let moves = |v: &mut Vec<NodeEntry>, to: &mut Vec<NodeEntry>| {
+            let mut i = 0;
+            while i < v.len() {
+                if own.common_prefix(&v[i].id) > depth {
+                    to.push(v.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        };
+        moves(&mut old.nodes, &mut fresh.nodes);
+        moves(&mut old.replacements, &mut fresh.replacements);
+        self.buckets.push(fresh);
+    }
+
+    /// Another node told us about this one. It goes into the replacement cache of its bucket
+    /// (unverified) unless it is already known; returns true if it was cached.
+    pub fn heard_about(&mut self, now: Instant, id: Id, addr: SocketAddr) -> bool {
+        if id == self.own || self.get(&id).is_some() {
+            return false;
+        }
+        let k = self.cfg.k;
+        let i = self.bucket_index(&id);
+        let b = &mut self.buckets[i];
+        if b.replacements.iter().any(|r| r.id == id || r.addr == addr) {
+            return false;
+        }
+        push_replacement(&mut b.replacements, NodeEntry::new(id, addr, now), k);
+        true
+    }
+
+    /// A node sent us a query.
+    pub fn node_queried(&mut self, now: Instant, id: &Id, addr: &SocketAddr) {
+        if let Some(e) = self.find_mut(id) {
+            if e.addr == *addr {
+                e.last_query = Some(now);
+            }
+        }
+    }
+
+    /// A query to this node timed out.
+    pub fn node_failed(&mut self, id: &Id, addr: &SocketAddr) -> FailOutcome {
+        let mut out = FailOutcome::default();
+        let i = self.bucket_index(id);
+        let cfg = self.cfg;
+        let b = &mut self.buckets[i];
+        let Some(pos) = b.nodes.iter().position(|n| n.id == *id && n.addr == *addr) else {
+            b.replacements.retain(|r| !(r.id == *id && r.addr == *addr));
+            return out;
+        };
+        let e = &mut b.nodes[pos];
+        e.failures = e.failures.saturating_add(1);
+        e.pinged = None;
+        let verified_waiting = b.replacements.iter().any(|r| r.last_response.is_some());
+        if e.failures < cfg.max_failures && !verified_waiting {
+            return out;
+        }
+        if b.replacements.is_empty() {
+            // Keep it as a bad node: it is replaced as soon as anyone better turns up.
+            return out;
+        }
+        let old = b.nodes.swap_remove(pos);
+        self.ips.remove(&old.addr.ip());
+        self.len -= 1;
+        out.removed = Some(old);
+        // Promote the best replacement: verified first, most recent first.
+        let ips = &self.ips;
+        let pick = b
+            .replacements
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !(cfg.restrict_ips && ips.contains(&r.addr.ip())))
+            .max_by_key(|(_, r)| (r.last_response.is_some(), r.last_response, r.added))
+            .map(|(j, _)| j);
+        if let Some(j) = pick {
+            let mut r = b.replacements.remove(j);
+            r.failures = 0;
+            r.pinged = None;
+            self.ips.insert(r.addr.ip());
+            b.nodes.push(r.clone());
+            self.len += 1;
+            out.promoted = Some(r);
+        }
+        out
+    }
+
+    /// Removes a node outright (for instance one that sent a malformed or hostile reply).
+    pub fn remove(&mut self, id: &Id) -> Option<NodeEntry> {
+        let i = self.bucket_index(id);
+        let b = &mut self.buckets[i];
+        let pos = b.nodes.iter().position(|n| n.id == *id)?;
+        let e = b.nodes.swap_remove(pos);
+        self.ips.remove(&e.addr.ip());
+        self.len -= 1;
+        Some(e)
+    }
+
+    /// Adds a node from saved state without verifying it. It counts as questionable until it
+    /// answers. Returns true if it was added.
+    pub fn restore(&mut self, now: Instant, id: Id, addr: SocketAddr) -> bool {
+        if id == self.own || self.get(&id).is_some() {
+            return false;
+        }
+        if self.cfg.restrict_ips && self.ips.contains(&addr.ip()) {
+            return false;
+        }
+        loop {
+            let i = self.bucket_index(&id);
+            if self.len >= self.cfg.max_nodes {
+                return false;
+            }
+            if self.buckets[i].nodes.len() < self.cfg.k {
+                self.insert_live(i, NodeEntry::new(id, addr, now), now);
+                return true;
+            }
+            if i == self.buckets.len() - 1 && self.buckets.len() < 160 {
+                self.split_last(now);
+                continue;
+            }
+            return false;
+        }
+    }
+
+    /// Writes the `n` closest non-bad nodes to `target` into `out` (cleared first), closest
+    /// first.
+    pub fn closest(&self, now: Instant, target: &Id, n: usize, out: &mut Vec<(Id, SocketAddr)>) {
+        out.clear();
+        let cfg = &self.cfg;
+        let usable = |e: &&NodeEntry| e.status(now, cfg) != Status::Bad;
+        let p = self.bucket_index(target);
+        // Bucket p holds the closest nodes; buckets deeper than p come next (all at the same
+        // leading distance bit), then shallower buckets in decreasing depth.
+        for b in &self.buckets[p..] {
+            out.extend(b.nodes.iter().filter(usable).map(|e| (e.id, e.addr)));
+        }
+        out.sort_unstable_by_key(|(id, _)| id.distance(target));
+        if out.len() >= n {
+            out.truncate(n);
+            return;
+        }
+        for b in self.buckets[..p].iter().rev() {
+            let start = out.len();
+            out.extend(b.nodes.iter().filter(usable).map(|e| (e.id, e.addr)));
+            out[start..].sort_unstable_by_key(|(id, _)| id.distance(target));
+            if out.len() >= n {
+                out.truncate(n);
+                return;
+            }
+        }
+    }
+
+    /// Indices of buckets unchanged for `idle` or more.
+    pub fn stale_buckets(&self, now: Instant, idle: Duration) -> impl Iterator<Item = usize> + '_ {
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(move |(_, b)| now.saturating_since(b.last_changed) >= idle)
+            .map(|(i, _)| i)
+    }
+
+    /// Marks a bucket as refreshed.
+    pub fn touch_bucket(&mut self, i: usize, now: Instant) {
+        if let Some(b) = self.buckets.get_mut(i) {
+            b.last_changed = now;
+        }
+    }
+
+    /// A random id that falls in bucket `i`.
+    pub fn random_id_in_bucket<R: Rng + ?Sized>(&self, i: usize, rng: &mut R) -> Id {
+        if i + 1 >= self.buckets.len() {
+            // The last bucket covers every id sharing at least `i` bits.
+            let mut id = Id::random(rng);
+            for bit in 0..i.min(160) {
+                let mask = 0x80u8 >> (bit % 8);
+                id.0[bit / 8] = (id.0[bit / 8] & !mask) | (self.own.0[bit / 8] & mask);
+            }
+            id
+        } else {
+            self.own.random_with_prefix(i, rng)
+        }
+    }
+
+    /// Questionable nodes not pinged in the last `interval`, at most `max`, stalest first;
+    /// each is marked as pinged now.
+    pub fn take_questionable(
+        &mut self,
+        now: Instant,
+        interval: Duration,
+        max: usize,
+        out: &mut Vec<(Id, SocketAddr)>,
+    ) {
+        out.clear();
+        let cfg = self.cfg;
+        for b in &mut self.buckets {
+            for n in &mut b.nodes {
+                if out.len() >= max {
+                    return;
+                }
+                let due = n.pinged.is_none_or(|t| now.saturating_since(t) >= interval);
+                if due && n.status(now, &cfg) == Status::Questionable {
+                    n.pinged = Some(now);
+                    out.push((n.id, n.addr));
+                }
+            }
+        }
+    }
+
+    /// Checks every structural invariant; returns a description of the first violation.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut ids = HashSet::new();
+        let mut ips = HashSet::new();
+        let mut count = 0;
+        let last = self.buckets.len() - 1;
+        if self.buckets.len() > 160 {
+            return Err("more than 160 buckets".into());
+        }
+        for (i, b) in self.buckets.iter().enumerate() {
+            if b.nodes.len() > self.cfg.k {
+                return Err(format!("bucket {i} holds {} > k nodes", b.nodes.len()));
+            }
+            if b.replacements.len() > self.cfg.k {
+                return Err(format!("bucket {i} caches {} > k nodes", b.replacements.len()));
+            }
+            for (n, live) in b
+                .nodes
+                .iter()
+                .map(|n| (n, true))
+                .chain(b.replacements.iter().map(|n| (n, false)))
+            {
+                let cp = self.own.common_prefix(&n.id);
+                if n.id == self.own {
+                    return Err("own id in table".into());
+                }
+                if (i < last && cp != i) || (i == last && cp < i) {
+                    return Err(format!("node with prefix {cp} in bucket {i}"));
+                }
+                if live {
+                    count += 1;
+                    if !ids.insert(n.id) {
+                        return Err(format!("duplicate id {}", n.id));
+                    }
+                    if self.cfg.restrict_ips && !ips.insert(n.addr.ip()) {
+                        return Err(format!("duplicate ip {}", n.addr.ip()));
+                    }
+                }
+            }
+        }
+        if count != self.len {
+            return Err(format!("len {} but {} nodes", self.len, count));
+        }
+        if self.len > self.cfg.max_nodes {
+            return Err("more nodes than max_nodes".into());
+        }
+        if self.cfg.restrict_ips && ips != self.ips {
+            return Err("ip index out of sync".into());
+        }
+        Ok(())
+    }
+}
+
+fn push_replacement(cache: &mut Vec<NodeEntry>, entry: NodeEntry, k: usize) {
+    if let Some(pos) = cache.iter().position(|r| r.id == entry.id) {
+        cache[pos] = entry;
+        return;
+    }
+    if cache.len() >= k {
+        // Drop the least useful: unverified before verified, oldest first.
+        if let Some(pos) = cache
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, r)| (r.last_response.is_some(), r.last_response, r.added))
+            .map(|(i, _)| i)
+        {
+            cache.remove(pos);
+        }
+    }
+    cache.push(entry);
+}
+
+#[cfg(test)]
+mod tests;
