@@ -21,7 +21,10 @@ pub fn decode_peer(b: &[u8]) -> Option<SocketAddr> {
     match b.len() {
         PEER_V4_LEN => {
             let ip = Ipv4Addr::new(b[0], b[1], b[2], b[3]);
-            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be_bytes([b[4], b[5]])))
+            Some(SocketAddr::new(
+                IpAddr::V4(ip),
+                u16::from_be_bytes([b[4], b[5]]),
+            ))
         }
         PEER_V6_LEN => {
             let mut o = [0u8; 16];

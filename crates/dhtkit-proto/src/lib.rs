@@ -36,7 +36,9 @@ pub mod token;
 mod util;
 
 pub use config::{Config, StoreConfig};
-pub use event::{Event, LookupId, LookupKind, LookupResult, QueryInfo, RequestId, RequestKind, RequestOutcome};
+pub use event::{
+    Event, LookupId, LookupKind, LookupResult, QueryInfo, RequestId, RequestKind, RequestOutcome,
+};
 pub use id::{Distance, Id, InfoHash, ParseIdError};
 pub use node::{Node, NodeState, Request, Stats, Transmit};
 pub use time::Instant;

@@ -245,7 +245,9 @@ impl Lookup {
     }
 
     /// The k closest candidates that answered, with the tokens they gave.
-    pub(crate) fn closest_responded(&self) -> impl Iterator<Item = (Id, SocketAddr, Option<&[u8]>)> {
+    pub(crate) fn closest_responded(
+        &self,
+    ) -> impl Iterator<Item = (Id, SocketAddr, Option<&[u8]>)> {
         self.cands
             .iter()
             .filter_map(|c| match &c.state {
@@ -295,13 +297,20 @@ mod tests {
         assert_eq!((q1.1, q2.1), (a(1), a(2)));
         assert!(l.next_query().is_none(), "alpha = 2 in flight");
         l.on_slow(&a(1));
-        assert_eq!(l.next_query().unwrap().1, a(3), "slow query widens the window");
+        assert_eq!(
+            l.next_query().unwrap().1,
+            a(3),
+            "slow query widens the window"
+        );
         l.on_failed(&a(1));
         assert!(!l.search_done());
         l.on_response(&a(2), Id([2; 20]), None);
         l.on_response(&a(3), Id([3; 20]), Some(b"tok"));
         assert!(l.search_done(), "the two closest live candidates answered");
-        let got: Vec<_> = l.closest_responded().map(|(i, _, t)| (i, t.is_some())).collect();
+        let got: Vec<_> = l
+            .closest_responded()
+            .map(|(i, _, t)| (i, t.is_some()))
+            .collect();
         assert_eq!(got, vec![(Id([2; 20]), false), (Id([3; 20]), true)]);
     }
 }

@@ -19,7 +19,12 @@ impl OutQueue {
 
     /// Appends a datagram written by `write`; returns false (and writes nothing) if the queue
     /// already holds `max` datagrams.
-    pub(crate) fn push(&mut self, dest: SocketAddr, max: usize, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+    pub(crate) fn push(
+        &mut self,
+        dest: SocketAddr,
+        max: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
         if self.queue.len() >= max {
             return false;
         }

@@ -103,8 +103,7 @@ impl NodeEntry {
         let recent = |t: Option<Instant>| {
             t.is_some_and(|t| now.saturating_since(t) < cfg.questionable_after)
         };
-        if recent(self.last_response) || (self.last_response.is_some() && recent(self.last_query))
-        {
+        if recent(self.last_response) || (self.last_response.is_some() && recent(self.last_query)) {
             Status::Good
         } else {
             Status::Questionable
@@ -288,7 +287,11 @@ impl RoutingTable {
             }
             let cfg = self.cfg;
             let b = &mut self.buckets[i];
-            if let Some(pos) = b.nodes.iter().position(|n| n.status(now, &cfg) == Status::Bad) {
+            if let Some(pos) = b
+                .nodes
+                .iter()
+                .position(|n| n.status(now, &cfg) == Status::Bad)
+            {
                 let old = b.nodes.swap_remove(pos);
                 self.ips.remove(&old.addr.ip());
                 self.len -= 1;
@@ -549,7 +552,10 @@ impl RoutingTable {
                 return Err(format!("bucket {i} holds {} > k nodes", b.nodes.len()));
             }
             if b.replacements.len() > self.cfg.k {
-                return Err(format!("bucket {i} caches {} > k nodes", b.replacements.len()));
+                return Err(format!(
+                    "bucket {i} caches {} > k nodes",
+                    b.replacements.len()
+                ));
             }
             for (n, live) in b
                 .nodes

@@ -191,7 +191,10 @@ impl PeerStore {
 
     /// The peers stored for `ih`.
     pub fn peers(&self, ih: &Id) -> impl Iterator<Item = SocketAddr> + '_ {
-        self.swarms.get(ih).into_iter().flat_map(|s| s.peers.iter().map(|p| p.addr))
+        self.swarms
+            .get(ih)
+            .into_iter()
+            .flat_map(|s| s.peers.iter().map(|p| p.addr))
     }
 
     /// Up to `max` stored infohashes, most recently announced first (for BEP 51 samples).
@@ -203,7 +206,10 @@ impl PeerStore {
     pub fn check_invariants(&self) -> Result<(), String> {
         let total: usize = self.swarms.values().map(|s| s.peers.len()).sum();
         if total != self.by_age.len() {
-            return Err(format!("{total} peers but {} in age index", self.by_age.len()));
+            return Err(format!(
+                "{total} peers but {} in age index",
+                self.by_age.len()
+            ));
         }
         if self.swarms.len() != self.swarm_age.len() {
             return Err("swarm index out of sync".into());
@@ -211,7 +217,11 @@ impl PeerStore {
         if total > self.cfg.max_peers || self.swarms.len() > self.cfg.max_infohashes {
             return Err("bound exceeded".into());
         }
-        if self.swarms.values().any(|s| s.peers.len() > self.cfg.max_peers_per_infohash) {
+        if self
+            .swarms
+            .values()
+            .any(|s| s.peers.len() > self.cfg.max_peers_per_infohash)
+        {
             return Err("per-infohash bound exceeded".into());
         }
         Ok(())
@@ -258,7 +268,12 @@ mod tests {
             ..StoreConfig::default()
         });
         s.announce(Instant::ZERO, Id([1; 20]), p(1), false);
-        s.announce(Instant::ZERO + Duration::from_secs(50), Id([1; 20]), p(1), true);
+        s.announce(
+            Instant::ZERO + Duration::from_secs(50),
+            Id([1; 20]),
+            p(1),
+            true,
+        );
         s.expire(Instant::ZERO + Duration::from_secs(70));
         assert_eq!(s.len(), 1);
         let mut out = Vec::new();

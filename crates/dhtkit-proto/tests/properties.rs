@@ -105,13 +105,35 @@ proptest! {
 
 #[test]
 fn decoder_limits_are_enforced() {
-    let mut d = Decoder::new(Limits { max_depth: 4, max_tokens: 10, max_string_len: 5 });
-    assert_eq!(d.decode(b"llllli1eeeeee").unwrap_err().kind, dhtkit_proto::bencode::ErrorKind::TooDeep);
+    let mut d = Decoder::new(Limits {
+        max_depth: 4,
+        max_tokens: 10,
+        max_string_len: 5,
+    });
+    assert_eq!(
+        d.decode(b"llllli1eeeeee").unwrap_err().kind,
+        dhtkit_proto::bencode::ErrorKind::TooDeep
+    );
     assert!(d.decode(b"lllli1eeeee").is_ok());
-    assert!(d.decode(b"li1ei2ei3ei4ei5ei6ei7ei8ei9ei10ee").is_err(), "too many values");
+    assert!(
+        d.decode(b"li1ei2ei3ei4ei5ei6ei7ei8ei9ei10ee").is_err(),
+        "too many values"
+    );
     assert!(d.decode(b"6:abcdef").is_err(), "string too long");
-    assert!(d.decode(b"i99999999999999999999e").is_err(), "integer overflow");
-    for bad in [&b"i-0e"[..], b"i01e", b"ie", b"03:abc", b"d1:ae", b"di1ei2ee", b"le", b"i1ei2e"] {
+    assert!(
+        d.decode(b"i99999999999999999999e").is_err(),
+        "integer overflow"
+    );
+    for bad in [
+        &b"i-0e"[..],
+        b"i01e",
+        b"ie",
+        b"03:abc",
+        b"d1:ae",
+        b"di1ei2ee",
+        b"le",
+        b"i1ei2e",
+    ] {
         if bad == b"le" {
             assert!(d.decode(bad).is_ok());
             continue;

@@ -304,7 +304,10 @@ impl fmt::Debug for Value<'_> {
         match self.tok().kind {
             TokKind::Int => write!(f, "{}", self.as_int().unwrap_or_default()),
             TokKind::Bytes => write!(f, "{:?}", crate::util::Printable(self.data())),
-            TokKind::List => f.debug_list().entries(self.as_list().into_iter().flatten()).finish(),
+            TokKind::List => f
+                .debug_list()
+                .entries(self.as_list().into_iter().flatten())
+                .finish(),
             TokKind::Dict => f
                 .debug_map()
                 .entries(

@@ -24,12 +24,7 @@ fn parse(buf: &[u8]) -> Vec<u8> {
 #[test]
 fn bep5_examples_roundtrip_byte_for_byte() {
     for ex in BEP5_EXAMPLES {
-        assert_eq!(
-            parse(ex),
-            ex.to_vec(),
-            "{}",
-            String::from_utf8_lossy(ex)
-        );
+        assert_eq!(parse(ex), ex.to_vec(), "{}", String::from_utf8_lossy(ex));
     }
 }
 

@@ -34,10 +34,22 @@ impl Node {
             ip: None,
             body: Body::Error(ErrorBody { code, message }),
         };
-        enqueue(&mut self.out, &mut self.stats, self.cfg.max_outgoing, to, &m);
+        enqueue(
+            &mut self.out,
+            &mut self.stats,
+            self.cfg.max_outgoing,
+            to,
+            &m,
+        );
     }
 
-    pub(super) fn on_query(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>, q: &Query<'_>) {
+    pub(super) fn on_query(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &Message<'_>,
+        q: &Query<'_>,
+    ) {
         self.stats.queries_in += 1;
         let info = query_info(from, q);
         if self.cfg.read_only {
@@ -61,7 +73,13 @@ impl Node {
             Method::GetPeers {
                 info_hash, noseed, ..
             } => {
-                self.reply(from, msg.tid, Some(info_hash), Some((info_hash, noseed)), None);
+                self.reply(
+                    from,
+                    msg.tid,
+                    Some(info_hash),
+                    Some((info_hash, noseed)),
+                    None,
+                );
                 info
             }
             Method::SampleInfohashes { target } => {
@@ -76,7 +94,8 @@ impl Node {
                 seed,
             } => {
                 let valid = self.tokens.validate(from.ip(), token);
-                let peer = SocketAddr::new(from.ip(), if implied_port { from.port() } else { port });
+                let peer =
+                    SocketAddr::new(from.ip(), if implied_port { from.port() } else { port });
                 if !valid {
                     self.send_error(from, msg.tid, ERR_PROTOCOL, b"bad token");
                 } else if peer.port() == 0 {
@@ -155,8 +174,13 @@ impl Node {
         if let Some((ih, noseed)) = peers_for {
             token = self.tokens.token_for(to.ip());
             if let Some(store) = &self.store {
-                n_values =
-                    store.peers_compact(&ih, v6, noseed, self.cfg.max_values, &mut self.scratch_values);
+                n_values = store.peers_compact(
+                    &ih,
+                    v6,
+                    noseed,
+                    self.cfg.max_values,
+                    &mut self.scratch_values,
+                );
             }
         }
         let mut num = None;
@@ -196,7 +220,13 @@ impl Node {
             ip: Some(to),
             body: Body::Response(r),
         };
-        enqueue(&mut self.out, &mut self.stats, self.cfg.max_outgoing, to, &m);
+        enqueue(
+            &mut self.out,
+            &mut self.stats,
+            self.cfg.max_outgoing,
+            to,
+            &m,
+        );
     }
 }
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use super::Node;
 use crate::compact;
-use crate::event::{Event, LookupId, LookupKind, LookupResult, RequestId, RequestKind, RequestOutcome};
+use crate::event::{
+    Event, LookupId, LookupKind, LookupResult, RequestId, RequestKind, RequestOutcome,
+};
 use crate::krpc::{Body, Message, Method, Query, Response, Want};
 use crate::lookup::Phase;
 use crate::rpc::{Fired, Pending, Purpose};
@@ -93,7 +95,15 @@ impl Node {
         self.advance(now);
         let rid = RequestId(self.next_request);
         let method = req.method();
-        self.send_query(now, addr, None, req.kind(), &method, Purpose::Request(rid), false)?;
+        self.send_query(
+            now,
+            addr,
+            None,
+            req.kind(),
+            &method,
+            Purpose::Request(rid),
+            false,
+        )?;
         self.next_request += 1;
         Some(rid)
     }
@@ -164,7 +174,15 @@ impl Node {
             return false;
         }
         let sent = self
-            .send_query(now, addr, id, RequestKind::Ping, &Method::Ping, Purpose::Verify, false)
+            .send_query(
+                now,
+                addr,
+                id,
+                RequestKind::Ping,
+                &Method::Ping,
+                Purpose::Verify,
+                false,
+            )
             .is_some();
         if sent {
             self.verifying.insert(addr);
@@ -206,7 +224,13 @@ impl Node {
         Some((t, p))
     }
 
-    pub(super) fn on_response(&mut self, now: Instant, from: SocketAddr, tid: &[u8], r: &Response<'_>) {
+    pub(super) fn on_response(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        tid: &[u8],
+        r: &Response<'_>,
+    ) {
         let Some((_, p)) = self.take_pending(from, tid) else {
             return;
         };
@@ -223,7 +247,10 @@ impl Node {
         let rtt = now.saturating_since(p.sent);
         let seen = self.table.node_seen(now, r.id, from, Some(rtt));
         if seen.added {
-            self.emit(Event::NodeAdded { id: r.id, addr: from });
+            self.emit(Event::NodeAdded {
+                id: r.id,
+                addr: from,
+            });
         }
         if let Some(old) = seen.removed {
             self.emit(Event::NodeRemoved {
@@ -277,7 +304,12 @@ impl Node {
                                     peer,
                                     own_announce,
                                 };
-                                super::push_event(&mut self.events, &mut self.stats, self.cfg.max_events, e);
+                                super::push_event(
+                                    &mut self.events,
+                                    &mut self.stats,
+                                    self.cfg.max_events,
+                                    e,
+                                );
                             }
                         }
                     }
@@ -314,7 +346,14 @@ impl Node {
         }
     }
 
-    pub(super) fn on_error(&mut self, now: Instant, from: SocketAddr, tid: &[u8], code: i64, msg: &[u8]) {
+    pub(super) fn on_error(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        tid: &[u8],
+        code: i64,
+        msg: &[u8],
+    ) {
         let Some((_, p)) = self.take_pending(from, tid) else {
             return;
         };
@@ -396,6 +435,9 @@ impl Node {
             self.timers.maintenance = now + self.cfg.maintenance_interval;
             self.maintenance(now);
         }
+        if self.timers.rebootstrap.is_some_and(|t| now >= t) {
+            self.start_bootstrap(now);
+        }
         if now >= self.timers.refresh {
             self.timers.refresh = now + self.cfg.maintenance_interval * 6;
             self.refresh_buckets(now);
@@ -409,7 +451,10 @@ impl Node {
         if let Purpose::Lookup(lid) = p.purpose {
             let retry = p.kind != RequestKind::AnnouncePeer
                 && p.attempts <= self.cfg.lookup_retries
-                && self.lookups.get(&lid).is_some_and(|l| l.worth_retry(&p.addr));
+                && self
+                    .lookups
+                    .get(&lid)
+                    .is_some_and(|l| l.worth_retry(&p.addr));
             if retry {
                 let target = self.lookups[&lid].target;
                 let method = lookup_method(p.kind, target);
@@ -533,11 +578,16 @@ impl Node {
         let Some(l) = self.lookups.remove(&lid) else {
             return;
         };
-        let closest: Vec<(Id, SocketAddr)> =
-            l.closest_responded().map(|(id, addr, _)| (id, addr)).collect();
+        let closest: Vec<(Id, SocketAddr)> = l
+            .closest_responded()
+            .map(|(id, addr, _)| (id, addr))
+            .collect();
         if matches!(l.kind, LookupKind::Refresh | LookupKind::Bootstrap) {
             let b = self.table.bucket_index(&l.target);
             self.table.touch_bucket(b, now);
+        }
+        if l.kind == LookupKind::Bootstrap {
+            self.bootstrap_finished(now);
         }
         self.emit(Event::LookupFinished(LookupResult {
             id: lid,
@@ -597,7 +647,10 @@ impl Node {
         for b in stale {
             let target = self.table.random_id_in_bucket(b, &mut self.rng);
             self.table.touch_bucket(b, now);
-            if self.start_lookup(now, LookupKind::Refresh, target, &[]).is_none() {
+            if self
+                .start_lookup(now, LookupKind::Refresh, target, &[])
+                .is_none()
+            {
                 break;
             }
         }
@@ -609,7 +662,10 @@ impl Node {
         for b in 0..self.table.bucket_count() {
             let target = self.table.random_id_in_bucket(b, &mut self.rng);
             self.table.touch_bucket(b, now);
-            if self.start_lookup(now, LookupKind::Refresh, target, &[]).is_none() {
+            if self
+                .start_lookup(now, LookupKind::Refresh, target, &[])
+                .is_none()
+            {
                 break;
             }
         }

@@ -92,7 +92,16 @@ struct Timers {
     rotate: Instant,
     maintenance: Instant,
     refresh: Instant,
+    /// Next bootstrap retry, while the table is too small.
+    rebootstrap: Option<Instant>,
 }
+
+/// Most bootstrap addresses remembered for retries.
+const MAX_BOOTSTRAP_ADDRS: usize = 32;
+/// First delay before bootstrapping again when the table stayed small; it doubles per try.
+const REBOOTSTRAP_MIN: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest delay between bootstrap retries.
+const REBOOTSTRAP_MAX: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A BEP 5 DHT node, without I/O.
 #[derive(Debug)]
@@ -113,6 +122,9 @@ pub struct Node {
     limiter: RateLimiter,
     timers: Timers,
     verifying: HashSet<SocketAddr>,
+    bootstrap_addrs: Vec<SocketAddr>,
+    bootstrap_running: Option<LookupId>,
+    bootstrap_backoff: std::time::Duration,
     scratch_nodes: Vec<(Id, SocketAddr)>,
     scratch_bytes: Vec<u8>,
     scratch_values: Vec<u8>,
@@ -151,8 +163,12 @@ impl Node {
                 rotate: now + cfg.token_rotation,
                 maintenance: now + cfg.maintenance_interval,
                 refresh: now + cfg.maintenance_interval * 6,
+                rebootstrap: None,
             },
             verifying: HashSet::new(),
+            bootstrap_addrs: Vec::new(),
+            bootstrap_running: None,
+            bootstrap_backoff: REBOOTSTRAP_MIN,
             scratch_nodes: Vec::new(),
             scratch_bytes: Vec::new(),
             scratch_values: Vec::new(),
@@ -260,7 +276,10 @@ impl Node {
     /// When [`Node::handle_timeout`] should next be called.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let t = &self.timers;
-        let timers = t.rotate.min(t.maintenance).min(t.refresh);
+        let mut timers = t.rotate.min(t.maintenance).min(t.refresh);
+        if let Some(r) = t.rebootstrap {
+            timers = timers.min(r);
+        }
         Some(match self.txs.next_deadline() {
             Some(d) => d.min(timers),
             None => timers,
@@ -361,10 +380,45 @@ impl Node {
         self.start_lookup(now, LookupKind::Announce { port, seed }, info_hash, &[])
     }
 
-    /// Joins the network: a lookup for our own id through the table and `via`.
+    /// Joins the network: a lookup for our own id through the table and `via`. The addresses
+    /// are remembered: while the table holds fewer than k nodes after a bootstrap, the node
+    /// tries again through them, backing off from 5 seconds to 5 minutes.
     pub fn bootstrap(&mut self, now: Instant, via: &[SocketAddr]) -> Option<LookupId> {
+        for a in via {
+            if !self.bootstrap_addrs.contains(a) && self.bootstrap_addrs.len() < MAX_BOOTSTRAP_ADDRS
+            {
+                self.bootstrap_addrs.push(*a);
+            }
+        }
+        self.start_bootstrap(now)
+    }
+
+    fn start_bootstrap(&mut self, now: Instant) -> Option<LookupId> {
+        if let Some(running) = self.bootstrap_running {
+            if self.lookups.contains_key(&running) {
+                return Some(running);
+            }
+        }
+        self.timers.rebootstrap = None;
         let own = self.id;
-        self.start_lookup(now, LookupKind::Bootstrap, own, via)
+        let via = std::mem::take(&mut self.bootstrap_addrs);
+        let lid = self.start_lookup(now, LookupKind::Bootstrap, own, &via);
+        self.bootstrap_addrs = via;
+        if self.lookups.contains_key(&lid?) {
+            self.bootstrap_running = lid;
+        }
+        lid
+    }
+
+    /// Called when a bootstrap lookup ends: schedule another while the table is too small.
+    fn bootstrap_finished(&mut self, now: Instant) {
+        self.bootstrap_running = None;
+        if self.table.len() < self.cfg.table.k && !self.bootstrap_addrs.is_empty() {
+            self.timers.rebootstrap = Some(now + self.bootstrap_backoff);
+            self.bootstrap_backoff = (self.bootstrap_backoff * 2).min(REBOOTSTRAP_MAX);
+        } else {
+            self.bootstrap_backoff = REBOOTSTRAP_MIN;
+        }
     }
 
     /// Starts a lookup of any kind, also asking the addresses in `via` (whose ids are

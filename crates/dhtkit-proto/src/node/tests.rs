@@ -53,11 +53,20 @@ fn ping_adds_both_sides_and_reports() {
     pump(now, (&mut a, addr(1)), (&mut b, addr(2)));
     let ev = events(&mut a);
     assert!(ev.iter().any(|e| matches!(e, Event::RequestFinished { id, outcome: RequestOutcome::Response { id: nid, .. }, .. } if *id == rid && *nid == b.id())));
-    assert!(ev.contains(&Event::NodeAdded { id: b.id(), addr: addr(2) }));
+    assert!(ev.contains(&Event::NodeAdded {
+        id: b.id(),
+        addr: addr(2)
+    }));
     // b heard a query from a and verified it with a ping of its own.
     assert!(b.routing_table().get(&a.id()).is_some());
     let ev = events(&mut b);
-    assert!(ev.iter().any(|e| matches!(e, Event::QueryReceived { query: QueryInfo::Ping, .. })));
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::QueryReceived {
+            query: QueryInfo::Ping,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -66,24 +75,55 @@ fn announce_with_token_is_stored_and_bad_token_rejected() {
     let mut a = Node::new(cfg(1), now);
     let mut b = Node::new(cfg(2), now);
     let ih = Id([7; 20]);
-    a.request(now, addr(2), Request::GetPeers { info_hash: ih }).unwrap();
+    a.request(now, addr(2), Request::GetPeers { info_hash: ih })
+        .unwrap();
     pump(now, (&mut a, addr(1)), (&mut b, addr(2)));
     let token = events(&mut a)
         .into_iter()
         .find_map(|e| match e {
-            Event::RequestFinished { outcome: RequestOutcome::Response { token, .. }, .. } => token,
+            Event::RequestFinished {
+                outcome: RequestOutcome::Response { token, .. },
+                ..
+            } => token,
             _ => None,
         })
         .expect("token");
-    a.request(now, addr(2), Request::AnnouncePeer { info_hash: ih, port: Some(5000), token: b"nope".to_vec(), seed: false }).unwrap();
+    a.request(
+        now,
+        addr(2),
+        Request::AnnouncePeer {
+            info_hash: ih,
+            port: Some(5000),
+            token: b"nope".to_vec(),
+            seed: false,
+        },
+    )
+    .unwrap();
     pump(now, (&mut a, addr(1)), (&mut b, addr(2)));
-    assert!(events(&mut a).iter().any(|e| matches!(e, Event::RequestFinished { outcome: RequestOutcome::Error { code: 203, .. }, .. })));
-    a.request(now, addr(2), Request::AnnouncePeer { info_hash: ih, port: Some(5000), token, seed: false }).unwrap();
+    assert!(events(&mut a).iter().any(|e| matches!(
+        e,
+        Event::RequestFinished {
+            outcome: RequestOutcome::Error { code: 203, .. },
+            ..
+        }
+    )));
+    a.request(
+        now,
+        addr(2),
+        Request::AnnouncePeer {
+            info_hash: ih,
+            port: Some(5000),
+            token,
+            seed: false,
+        },
+    )
+    .unwrap();
     pump(now, (&mut a, addr(1)), (&mut b, addr(2)));
     let stored: Vec<_> = b.peer_store().unwrap().peers(&ih).collect();
     assert_eq!(stored, vec![SocketAddr::from(([127, 0, 0, 1], 5000))]);
     // A later get_peers returns the peer.
-    a.request(now, addr(2), Request::GetPeers { info_hash: ih }).unwrap();
+    a.request(now, addr(2), Request::GetPeers { info_hash: ih })
+        .unwrap();
     pump(now, (&mut a, addr(1)), (&mut b, addr(2)));
     let ev = events(&mut a);
     assert!(ev.iter().any(|e| matches!(e, Event::RequestFinished { outcome: RequestOutcome::Response { peers, .. }, .. } if peers == &stored)), "{ev:#?}");
@@ -105,20 +145,42 @@ fn reply_echoes_tid_and_errors_follow_bep5() {
         }
         reply.expect("a reply")
     };
-    let r = send(&mut b, b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t3:xyz1:y1:qe");
+    let r = send(
+        &mut b,
+        b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t3:xyz1:y1:qe",
+    );
     let v = crate::bencode::OwnedValue::decode(&r).unwrap();
-    let crate::bencode::OwnedValue::Dict(d) = v else { panic!() };
-    assert_eq!(d[&b"t"[..]], crate::bencode::OwnedValue::Bytes(b"xyz".to_vec()));
-    assert_eq!(d[&b"y"[..]], crate::bencode::OwnedValue::Bytes(b"r".to_vec()));
-    let e = send(&mut b, b"d1:ad2:id20:abcdefghij0123456789e1:q6:frobit1:t2:aa1:y1:qe");
-    assert!(e.windows(9).any(|w| w == b"li204e14:"), "{}", String::from_utf8_lossy(&e));
+    let crate::bencode::OwnedValue::Dict(d) = v else {
+        panic!()
+    };
+    assert_eq!(
+        d[&b"t"[..]],
+        crate::bencode::OwnedValue::Bytes(b"xyz".to_vec())
+    );
+    assert_eq!(
+        d[&b"y"[..]],
+        crate::bencode::OwnedValue::Bytes(b"r".to_vec())
+    );
+    let e = send(
+        &mut b,
+        b"d1:ad2:id20:abcdefghij0123456789e1:q6:frobit1:t2:aa1:y1:qe",
+    );
+    assert!(
+        e.windows(9).any(|w| w == b"li204e14:"),
+        "{}",
+        String::from_utf8_lossy(&e)
+    );
     let e = send(&mut b, b"d1:ad2:id2:abe1:q4:ping1:t2:aa1:y1:qe");
     assert!(e.windows(6).any(|w| w == b"li203e"));
     // Unknown method with info_hash is answered like get_peers (token present).
     let r = send(&mut b, b"d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz123456e1:q8:get_seed1:t2:aa1:y1:qe");
     assert!(r.windows(7).any(|w| w == b"5:token"));
     // Responses and garbage are never answered.
-    b.handle_datagram(now, addr(9), b"d1:rd2:id20:abcdefghij0123456789e1:t2:aa1:y1:re");
+    b.handle_datagram(
+        now,
+        addr(9),
+        b"d1:rd2:id20:abcdefghij0123456789e1:t2:aa1:y1:re",
+    );
     b.handle_datagram(now, addr(9), b"garbage");
     assert!(b.poll_transmit().is_none());
 }
@@ -136,14 +198,36 @@ fn timeouts_fire_and_poll_timeout_is_a_minimum() {
     a.handle_timeout(d);
     a.handle_timeout(d);
     let ev = events(&mut a);
-    assert_eq!(ev, vec![Event::RequestFinished { id: rid, addr: addr(2), kind: crate::event::RequestKind::Ping, outcome: RequestOutcome::Timeout }]);
+    assert_eq!(
+        ev,
+        vec![Event::RequestFinished {
+            id: rid,
+            addr: addr(2),
+            kind: crate::event::RequestKind::Ping,
+            outcome: RequestOutcome::Timeout
+        }]
+    );
 }
 
 #[test]
 fn never_contacts_forbidden_addresses() {
     let now = Instant::ZERO;
-    let mut a = Node::new(Config { seed: 1, ..Config::default() }, now);
-    for bad in ["0.0.0.0:1", "224.0.0.1:1", "255.255.255.255:1", "127.0.0.1:1", "10.0.0.1:1", "192.168.1.1:1", "8.8.8.8:0"] {
+    let mut a = Node::new(
+        Config {
+            seed: 1,
+            ..Config::default()
+        },
+        now,
+    );
+    for bad in [
+        "0.0.0.0:1",
+        "224.0.0.1:1",
+        "255.255.255.255:1",
+        "127.0.0.1:1",
+        "10.0.0.1:1",
+        "192.168.1.1:1",
+        "8.8.8.8:0",
+    ] {
         assert!(a.ping(now, bad.parse().unwrap()).is_none(), "{bad}");
     }
     assert!(a.may_contact(&"8.8.8.8:53".parse().unwrap()));
@@ -152,11 +236,20 @@ fn never_contacts_forbidden_addresses() {
 #[test]
 fn read_only_node_answers_nothing_and_flags_queries() {
     let now = Instant::ZERO;
-    let mut ro = Node::new(Config { read_only: true, ..cfg(3) }, now);
-    ro.handle_datagram(now, addr(9), b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe");
+    let mut ro = Node::new(
+        Config {
+            read_only: true,
+            ..cfg(3)
+        },
+        now,
+    );
+    ro.handle_datagram(
+        now,
+        addr(9),
+        b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe",
+    );
     assert!(ro.poll_transmit().is_none());
     ro.ping(now, addr(9)).unwrap();
     let t = ro.poll_transmit().unwrap();
     assert!(t.payload.windows(7).any(|w| w == b"2:roi1e"));
 }
-

@@ -109,7 +109,10 @@ fn full_bucket_asks_to_ping_questionable_and_replaces_on_failure() {
         Id(b)
     };
     for i in 0..8 {
-        assert!(t.node_seen(Instant::ZERO, far(i), addr(i as u32), None).added);
+        assert!(
+            t.node_seen(Instant::ZERO, far(i), addr(i as u32), None)
+                .added
+        );
     }
     // Still good: the newcomer is cached, nobody is pinged.
     let o = t.node_seen(Instant::ZERO, far(20), addr(20), None);
@@ -130,6 +133,9 @@ fn one_node_per_ip() {
     let mut t = RoutingTable::new(Id([0; 20]), TableConfig::default(), Instant::ZERO);
     assert!(t.node_seen(Instant::ZERO, Id([1; 20]), addr(1), None).added);
     let other_port = SocketAddr::from(([127, 0, 0, 1], 7000));
-    assert!(!t.node_seen(Instant::ZERO, Id([2; 20]), other_port, None).added);
+    assert!(
+        !t.node_seen(Instant::ZERO, Id([2; 20]), other_port, None)
+            .added
+    );
     assert_eq!(t.len(), 1);
 }

@@ -1,0 +1,452 @@
+//! The simulated network: nodes, links, the packet queue and the event loop.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use dhtkit_proto::{Config, Event, Instant, LookupId, LookupResult, Node};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// One-way link latency. Each link (pair of nodes) gets a fixed base latency drawn uniformly
+/// from `[min, max]` (the same in both directions); each packet adds up to `jitter` on top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    /// Smallest base latency.
+    pub min: Duration,
+    /// Largest base latency.
+    pub max: Duration,
+    /// Largest extra delay per packet.
+    pub jitter: Duration,
+}
+
+impl Latency {
+    /// The same delay on every link, no jitter.
+    pub fn fixed(d: Duration) -> Latency {
+        Latency {
+            min: d,
+            max: d,
+            jitter: Duration::ZERO,
+        }
+    }
+}
+
+/// Network settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Seed for every random choice the network makes.
+    pub seed: u64,
+    /// Link latencies.
+    pub latency: Latency,
+    /// Probability that a datagram is lost.
+    pub loss: f64,
+    /// Probability that a delivered datagram has one byte flipped.
+    pub corrupt: f64,
+    /// Keep every event of every node (otherwise only lookup results, peers found and request
+    /// results are kept, which is what tests read).
+    pub record_all_events: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            latency: Latency {
+                min: Duration::from_millis(10),
+                max: Duration::from_millis(150),
+                jitter: Duration::from_millis(10),
+            },
+            loss: 0.0,
+            corrupt: 0.0,
+            record_all_events: false,
+        }
+    }
+}
+
+/// Counters for the network itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Datagrams handed to their destination.
+    pub delivered: u64,
+    /// Datagrams dropped by the loss model.
+    pub lost: u64,
+    /// Datagrams corrupted on the way.
+    pub corrupted: u64,
+    /// Datagrams sent to a node that has left (or to no node).
+    pub undeliverable: u64,
+    /// Timer wake-ups handled.
+    pub wakeups: u64,
+}
+
+struct Packet {
+    at: Instant,
+    seq: u64,
+    from: SocketAddr,
+    to: usize,
+    data: Vec<u8>,
+}
+
+impl PartialEq for Packet {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Packet {}
+impl PartialOrd for Packet {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Packet {
+    fn cmp(&self, o: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+struct SimNode {
+    node: Node,
+    addr: SocketAddr,
+    alive: bool,
+    deadline: Option<Instant>,
+    events: Vec<Event>,
+}
+
+/// A simulated network.
+pub struct Sim {
+    cfg: SimConfig,
+    now: Instant,
+    rng: SmallRng,
+    nodes: Vec<SimNode>,
+    by_addr: HashMap<SocketAddr, usize>,
+    packets: BinaryHeap<Reverse<Packet>>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    seq: u64,
+    stats: SimStats,
+}
+
+impl Sim {
+    /// An empty network at virtual time zero.
+    pub fn new(cfg: SimConfig) -> Sim {
+        Sim {
+            rng: SmallRng::seed_from_u64(cfg.seed),
+            cfg,
+            now: Instant::ZERO,
+            nodes: Vec::new(),
+            by_addr: HashMap::new(),
+            packets: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
+            seq: 0,
+            stats: SimStats::default(),
+        }
+    }
+
+    /// Virtual time now.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Network counters.
+    pub fn stats(&self) -> SimStats {
+        self.stats
+    }
+
+    /// Number of nodes ever added (alive or not).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True if no node was ever added.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The network's own RNG, for tests that want choices replayable from the same seed.
+    pub fn rng(&mut self) -> &mut SmallRng {
+        &mut self.rng
+    }
+
+    /// The address of node `i`: 127.a.b.c, unique per node.
+    pub fn addr_of_index(i: usize) -> SocketAddr {
+        let n = (i + 1) as u32;
+        let ip = Ipv4Addr::new(127, (n >> 16) as u8, (n >> 8) as u8, n as u8);
+        SocketAddr::new(ip.into(), 6881)
+    }
+
+    /// Adds a node (its node seed comes from the network's RNG unless `cfg.seed` is set, and
+    /// local addresses are always allowed). Returns its index.
+    pub fn add_node(&mut self, mut cfg: Config) -> usize {
+        let i = self.nodes.len();
+        if cfg.seed == 0 {
+            cfg.seed = self.rng.random();
+        }
+        cfg.allow_local_addrs = true;
+        let addr = Self::addr_of_index(i);
+        self.nodes.push(SimNode {
+            node: Node::new(cfg, self.now),
+            addr,
+            alive: true,
+            deadline: None,
+            events: Vec::new(),
+        });
+        self.by_addr.insert(addr, i);
+        self.flush(i);
+        i
+    }
+
+    /// Node `i`'s address.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].addr
+    }
+
+    /// Read access to node `i`.
+    pub fn node(&self, i: usize) -> &Node {
+        &self.nodes[i].node
+    }
+
+    /// True if node `i` has not left.
+    pub fn is_alive(&self, i: usize) -> bool {
+        self.nodes[i].alive
+    }
+
+    /// Indices of nodes that have not left.
+    pub fn alive(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].alive)
+    }
+
+    /// Runs `f` on node `i` at the current virtual time, then collects what it wants to send.
+    pub fn with_node<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> R) -> R {
+        let now = self.now;
+        let r = f(&mut self.nodes[i].node, now);
+        self.flush(i);
+        r
+    }
+
+    /// Node `i` leaves silently: it stops answering, as a node that went offline or sits
+    /// behind a NAT that stopped forwarding.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].alive = false;
+        self.nodes[i].events.clear();
+    }
+
+    /// Takes the events node `i` has recorded.
+    pub fn take_events(&mut self, i: usize) -> Vec<Event> {
+        std::mem::take(&mut self.nodes[i].events)
+    }
+
+    fn link_base(&self, a: &SocketAddr, b: &SocketAddr) -> Duration {
+        let l = self.cfg.latency;
+        if l.max <= l.min {
+            return l.min;
+        }
+        let (x, y) = if a < b { (a, b) } else { (b, a) };
+        let mut h = self.cfg.seed ^ 0x51_7cc1_b727_220a;
+        for byte in format_key(x).into_iter().chain(format_key(y)) {
+            h = (h ^ byte as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        h ^= h >> 31;
+        let span = (l.max - l.min).as_micros() as u64;
+        l.min + Duration::from_micros(h % (span + 1))
+    }
+
+    fn flush(&mut self, i: usize) {
+        let now = self.now;
+        let record_all = self.cfg.record_all_events;
+        loop {
+            let sn = &mut self.nodes[i];
+            let Some(t) = sn.node.poll_transmit() else {
+                break;
+            };
+            let (dest, mut data) = (t.dest, t.payload.to_vec());
+            let from = sn.addr;
+            if self.rng.random_bool(self.cfg.loss.clamp(0.0, 1.0)) {
+                self.stats.lost += 1;
+                continue;
+            }
+            let Some(&to) = self.by_addr.get(&dest) else {
+                self.stats.undeliverable += 1;
+                continue;
+            };
+            if !data.is_empty() && self.rng.random_bool(self.cfg.corrupt.clamp(0.0, 1.0)) {
+                let at = self.rng.random_range(0..data.len());
+                data[at] ^= 1 << self.rng.random_range(0..8);
+                self.stats.corrupted += 1;
+            }
+            let jitter = self.cfg.latency.jitter.as_micros() as u64;
+            let extra = if jitter == 0 {
+                0
+            } else {
+                self.rng.random_range(0..=jitter)
+            };
+            let at = now + self.link_base(&from, &dest) + Duration::from_micros(extra);
+            self.seq += 1;
+            self.packets.push(Reverse(Packet {
+                at,
+                seq: self.seq,
+                from,
+                to,
+                data,
+            }));
+        }
+        let sn = &mut self.nodes[i];
+        while let Some(e) = sn.node.poll_event() {
+            let keep = record_all
+                || matches!(
+                    e,
+                    Event::LookupFinished(_)
+                        | Event::PeerFound { .. }
+                        | Event::RequestFinished { .. }
+                );
+            if keep && sn.alive {
+                sn.events.push(e);
+            }
+        }
+        let d = sn.node.poll_timeout();
+        if d != sn.deadline {
+            sn.deadline = d;
+            if let Some(d) = d {
+                self.timers.push(Reverse((d.max(now), i)));
+            }
+        }
+    }
+
+    fn next_timer(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((t, i))) = self.timers.peek() {
+            let sn = &self.nodes[i];
+            if sn.alive && sn.deadline.map(|d| d.max(t)) == Some(t) {
+                return Some(t);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// Processes the next thing that happens, if it happens no later than `limit`. Returns
+    /// false when nothing is due by then.
+    pub fn step(&mut self, limit: Instant) -> bool {
+        let pkt = self.packets.peek().map(|p| p.0.at);
+        let tmr = self.next_timer();
+        let take_pkt = match (pkt, tmr) {
+            (None, None) => return false,
+            (Some(p), Some(t)) => p <= t,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+        };
+        if take_pkt {
+            if pkt.expect("some") > limit {
+                return false;
+            }
+            let Reverse(p) = self.packets.pop().expect("peeked");
+            self.now = self.now.max(p.at);
+            if !self.nodes[p.to].alive {
+                self.stats.undeliverable += 1;
+                return true;
+            }
+            self.stats.delivered += 1;
+            let now = self.now;
+            self.nodes[p.to].node.handle_datagram(now, p.from, &p.data);
+            self.flush(p.to);
+        } else {
+            let t = tmr.expect("some");
+            if t > limit {
+                return false;
+            }
+            let Reverse((_, i)) = self.timers.pop().expect("peeked");
+            self.now = self.now.max(t);
+            self.stats.wakeups += 1;
+            let now = self.now;
+            self.nodes[i].deadline = None;
+            self.nodes[i].node.handle_timeout(now);
+            self.flush(i);
+        }
+        true
+    }
+
+    /// Runs until virtual time `t` (everything due by then is processed).
+    pub fn run_until(&mut self, t: Instant) {
+        while self.step(t) {}
+        self.now = self.now.max(t);
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let t = self.now + d;
+        self.run_until(t);
+    }
+
+    /// Runs until every lookup in `wanted` (node index, lookup id) has finished, or until
+    /// `timeout` of virtual time has passed. Returns the results found, in `wanted` order
+    /// (`None` for lookups that did not finish).
+    pub fn run_lookups(
+        &mut self,
+        wanted: &[(usize, LookupId)],
+        timeout: Duration,
+    ) -> Vec<Option<LookupResult>> {
+        let limit = self.now + timeout;
+        let mut results: Vec<Option<LookupResult>> = vec![None; wanted.len()];
+        let mut left = wanted.len();
+        let mut by_node: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (w, (i, _)) in wanted.iter().enumerate() {
+            by_node.entry(*i).or_default().push(w);
+        }
+        let mut check = |sim: &mut Sim, results: &mut Vec<Option<LookupResult>>| {
+            for (i, ws) in &by_node {
+                for e in &sim.nodes[*i].events {
+                    if let Event::LookupFinished(r) = e {
+                        for &w in ws {
+                            if wanted[w].1 == r.id && results[w].is_none() {
+                                results[w] = Some(r.clone());
+                                left -= 1;
+                            }
+                        }
+                    }
+                }
+            }
+            left == 0
+        };
+        while !check(self, &mut results) {
+            // Process in small slices of virtual time so finished lookups are noticed soon.
+            let slice = (self.now + Duration::from_millis(200)).min(limit);
+            self.run_until(slice);
+            if self.now >= limit {
+                check(self, &mut results);
+                break;
+            }
+        }
+        results
+    }
+
+    /// Builds a network of `n` nodes from `cfg`: they join one after another, `spacing`
+    /// apart, each bootstrapping through one random node that joined earlier. Returns when the
+    /// last node has joined and `settle` more time has passed.
+    pub fn grow(&mut self, n: usize, cfg: &Config, spacing: Duration, settle: Duration) {
+        for j in 0..n {
+            let i = self.add_node(Config {
+                seed: 0,
+                ..cfg.clone()
+            });
+            let alive: Vec<usize> = (0..i).filter(|&x| self.nodes[x].alive).collect();
+            if !alive.is_empty() {
+                let pick = self.rng.random_range(0..alive.len());
+                let via = self.addr(alive[pick]);
+                self.with_node(i, |node, now| node.bootstrap(now, &[via]));
+            }
+            if j + 1 < n {
+                self.run_for(spacing);
+            }
+        }
+        self.run_for(settle);
+        for i in 0..self.nodes.len() {
+            self.nodes[i].events.clear();
+        }
+    }
+}
+
+fn format_key(a: &SocketAddr) -> [u8; 6] {
+    let mut k = [0u8; 6];
+    if let std::net::IpAddr::V4(v4) = a.ip() {
+        k[..4].copy_from_slice(&v4.octets());
+    }
+    k[4..].copy_from_slice(&a.port().to_be_bytes());
+    k
+}
