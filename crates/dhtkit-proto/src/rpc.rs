@@ -112,19 +112,17 @@ impl Transactions {
 
     /// Pops one transaction event due at or before `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Fired> {
-        loop {
-            let t = self.next_deadline()?;
-            if t > now {
-                return None;
-            }
-            let Reverse((_, tid)) = self.heap.pop().expect("peeked");
-            let p = self.map.get_mut(&tid).expect("live");
-            if p.slow_at.is_some_and(|s| s <= now && s < p.deadline) {
-                p.slow_at = None;
-                self.heap.push(Reverse((p.next_wake(), tid)));
-                return Some(Fired::Slow(tid));
-            }
-            return Some(Fired::Timeout(tid));
+        let t = self.next_deadline()?;
+        if t > now {
+            return None;
         }
+        let Reverse((_, tid)) = self.heap.pop().expect("peeked");
+        let p = self.map.get_mut(&tid).expect("live");
+        if p.slow_at.is_some_and(|s| s <= now && s < p.deadline) {
+            p.slow_at = None;
+            self.heap.push(Reverse((p.next_wake(), tid)));
+            return Some(Fired::Slow(tid));
+        }
+        Some(Fired::Timeout(tid))
     }
 }
