@@ -46,7 +46,14 @@ pub struct Config {
     pub per_ip_rate: u32,
     /// Burst size of the per-IP token bucket.
     pub per_ip_burst: u32,
-    /// Slots in the per-IP limiter (IPs hash into them; memory is fixed).
+    /// Queries per second we send to one IP (token bucket refill rate); 0 disables. Kept low
+    /// so that we stay under other implementations' flood protection (libtorrent ignores an IP
+    /// for five minutes after about 50 packets in 10 seconds). Lookups wait for budget rather
+    /// than skip a node.
+    pub per_dest_rate: u32,
+    /// Burst size of the per-destination token bucket.
+    pub per_dest_burst: u32,
+    /// Slots in the per-IP limiters (IPs hash into them; memory is fixed).
     pub rate_limiter_slots: usize,
     /// Most peers returned in one `values` list.
     pub max_values: usize,
@@ -88,6 +95,8 @@ impl Default for Config {
             max_events: 4096,
             per_ip_rate: 20,
             per_ip_burst: 40,
+            per_dest_rate: 2,
+            per_dest_burst: 10,
             rate_limiter_slots: 4096,
             max_values: 100,
             decode_limits: Limits::default(),

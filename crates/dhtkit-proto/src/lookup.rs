@@ -56,6 +56,8 @@ pub struct Lookup {
     pub(crate) announced: usize,
     pub(crate) peers: HashSet<SocketAddr>,
     pub(crate) phase: Phase,
+    /// A candidate was passed over because we may not send to it yet.
+    pub(crate) blocked: bool,
 }
 
 impl Lookup {
@@ -87,6 +89,7 @@ impl Lookup {
             announced: 0,
             peers: HashSet::new(),
             phase: Phase::Search,
+            blocked: false,
         }
     }
 
@@ -139,9 +142,14 @@ impl Lookup {
             .count()
     }
 
-    /// The next candidate to query, marked in flight; `None` if α are in flight or no
-    /// candidate is worth asking.
-    pub(crate) fn next_query(&mut self) -> Option<(Option<Id>, SocketAddr)> {
+    /// The next candidate to query that `may_send` allows, marked in flight; `None` if α are
+    /// in flight or no candidate is worth asking. Candidates `may_send` refuses stay fresh and
+    /// set [`Lookup::blocked`](Self) so the caller can try again later.
+    pub(crate) fn next_query(
+        &mut self,
+        mut may_send: impl FnMut(&SocketAddr) -> bool,
+    ) -> Option<(Option<Id>, SocketAddr)> {
+        self.blocked = false;
         if self.phase != Phase::Search || self.in_flight_fast() >= self.alpha {
             return None;
         }
@@ -155,6 +163,10 @@ impl Lookup {
                     }
                 }
                 State::Fresh => {
+                    if !may_send(&c.addr) {
+                        self.blocked = true;
+                        continue;
+                    }
                     c.state = State::InFlight { slow: false };
                     return Some((c.id, c.addr));
                 }
@@ -292,13 +304,13 @@ mod tests {
         for i in 1..=5u8 {
             l.add(Some(Id([i; 20])), a(i));
         }
-        let q1 = l.next_query().unwrap();
-        let q2 = l.next_query().unwrap();
+        let q1 = l.next_query(|_| true).unwrap();
+        let q2 = l.next_query(|_| true).unwrap();
         assert_eq!((q1.1, q2.1), (a(1), a(2)));
-        assert!(l.next_query().is_none(), "alpha = 2 in flight");
+        assert!(l.next_query(|_| true).is_none(), "alpha = 2 in flight");
         l.on_slow(&a(1));
         assert_eq!(
-            l.next_query().unwrap().1,
+            l.next_query(|_| true).unwrap().1,
             a(3),
             "slow query widens the window"
         );
@@ -312,5 +324,30 @@ mod tests {
             .map(|(i, _, t)| (i, t.is_some()))
             .collect();
         assert_eq!(got, vec![(Id([2; 20]), false), (Id([3; 20]), true)]);
+    }
+
+    #[test]
+    fn blocked_candidates_wait_instead_of_failing() {
+        let mut l = Lookup::new(
+            LookupId(1),
+            LookupKind::FindNode,
+            Id([0; 20]),
+            Id([0xff; 20]),
+            2,
+            3,
+            10,
+            Instant::ZERO,
+        );
+        l.add(Some(Id([1; 20])), a(1));
+        l.add(Some(Id([2; 20])), a(2));
+        assert_eq!(l.next_query(|x| *x != a(1)).unwrap().1, a(2));
+        assert!(l.blocked);
+        assert!(l.next_query(|x| *x != a(1)).is_none());
+        assert!(
+            !l.search_done(),
+            "a blocked candidate keeps the lookup open"
+        );
+        assert_eq!(l.next_query(|_| true).unwrap().1, a(1));
+        assert!(!l.blocked);
     }
 }

@@ -30,6 +30,20 @@ impl RateLimiter {
         }
     }
 
+    /// True if `ip` has a token now (nothing is taken).
+    pub(crate) fn would_allow(&mut self, now: Instant, ip: IpAddr) -> bool {
+        if self.slots.is_empty() {
+            return true;
+        }
+        let i = (self.hash(ip) % self.slots.len() as u64) as usize;
+        let s = self.slots[i];
+        if s.last == Instant::ZERO && s.milli == 0 {
+            return true;
+        }
+        let refill = now.saturating_since(s.last).as_millis() as u64 * self.rate;
+        (s.milli + refill).min(self.burst) >= 1000
+    }
+
     /// Takes one token for `ip`; false if it has none left.
     pub(crate) fn allow(&mut self, now: Instant, ip: IpAddr) -> bool {
         if self.slots.is_empty() {

@@ -15,6 +15,8 @@ use crate::{Id, Instant};
 
 /// Questionable nodes pinged per maintenance tick.
 const PINGS_PER_TICK: usize = 8;
+/// How long a lookup waits before trying a node it may not send to yet.
+const REDRIVE_DELAY: Duration = Duration::from_millis(250);
 /// Most distinct peers a single lookup reports.
 const MAX_PEERS_PER_LOOKUP: usize = 10_000;
 
@@ -125,6 +127,13 @@ impl Node {
         }
         if self.txs.len() >= self.cfg.max_pending {
             self.stats.pending_full += 1;
+            return None;
+        }
+        // Background checks give way when we have talked to this IP a lot; lookups already
+        // checked (they wait for budget); explicit requests always go out.
+        let allowed = self.dest_limiter.allow(now, addr.ip());
+        if !allowed && purpose == Purpose::Verify {
+            self.stats.dest_limited += 1;
             return None;
         }
         let tid = self.txs.insert(Pending {
@@ -435,6 +444,13 @@ impl Node {
             self.timers.maintenance = now + self.cfg.maintenance_interval;
             self.maintenance(now);
         }
+        if self.timers.redrive.is_some_and(|t| now >= t) {
+            self.timers.redrive = None;
+            let ids: Vec<LookupId> = self.lookups.keys().copied().collect();
+            for lid in ids {
+                self.drive_lookup(now, lid);
+            }
+        }
         if self.timers.rebootstrap.is_some_and(|t| now >= t) {
             self.start_bootstrap(now);
         }
@@ -508,7 +524,13 @@ impl Node {
             if self.txs.len() >= self.cfg.max_pending {
                 break;
             }
-            let Some((id, addr)) = l.next_query() else {
+            let limiter = &mut self.dest_limiter;
+            let next = l.next_query(|a| limiter.would_allow(now, a.ip()));
+            if l.blocked {
+                let at = now + REDRIVE_DELAY;
+                self.timers.redrive = Some(self.timers.redrive.map_or(at, |r| r.min(at)));
+            }
+            let Some((id, addr)) = next else {
                 break;
             };
             let (kind, target) = (l.kind, l.target);

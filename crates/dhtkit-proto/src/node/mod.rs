@@ -76,6 +76,8 @@ pub struct Stats {
     pub transmits_dropped: u64,
     /// Queries not sent because too many transactions were pending.
     pub pending_full: u64,
+    /// Background queries not sent because of the per-destination rate limit.
+    pub dest_limited: u64,
 }
 
 /// What a node needs to start again where it left off.
@@ -94,6 +96,8 @@ struct Timers {
     refresh: Instant,
     /// Next bootstrap retry, while the table is too small.
     rebootstrap: Option<Instant>,
+    /// Lookups waiting for send budget are driven again then.
+    redrive: Option<Instant>,
 }
 
 /// Most bootstrap addresses remembered for retries.
@@ -120,6 +124,7 @@ pub struct Node {
     events: VecDeque<Event>,
     decoder: Decoder,
     limiter: RateLimiter,
+    dest_limiter: RateLimiter,
     timers: Timers,
     verifying: HashSet<SocketAddr>,
     bootstrap_addrs: Vec<SocketAddr>,
@@ -145,6 +150,12 @@ impl Node {
             cfg.per_ip_burst,
             rng.random(),
         );
+        let dest_limiter = RateLimiter::new(
+            cfg.rate_limiter_slots,
+            cfg.per_dest_rate,
+            cfg.per_dest_burst,
+            rng.random(),
+        );
         let txs = Transactions::new(rng.random());
         Node {
             id,
@@ -159,11 +170,13 @@ impl Node {
             events: VecDeque::new(),
             decoder: Decoder::new(cfg.decode_limits),
             limiter,
+            dest_limiter,
             timers: Timers {
                 rotate: now + cfg.token_rotation,
                 maintenance: now + cfg.maintenance_interval,
                 refresh: now + cfg.maintenance_interval * 6,
                 rebootstrap: None,
+                redrive: None,
             },
             verifying: HashSet::new(),
             bootstrap_addrs: Vec::new(),
@@ -277,7 +290,7 @@ impl Node {
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let t = &self.timers;
         let mut timers = t.rotate.min(t.maintenance).min(t.refresh);
-        if let Some(r) = t.rebootstrap {
+        for r in [t.rebootstrap, t.redrive].into_iter().flatten() {
             timers = timers.min(r);
         }
         Some(match self.txs.next_deadline() {
