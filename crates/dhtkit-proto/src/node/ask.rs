@@ -122,7 +122,8 @@ impl Node {
         purpose: Purpose,
         slow: bool,
     ) -> Option<u32> {
-        if !self.may_contact(&addr) {
+        let explicit = matches!(purpose, Purpose::Request(_));
+        if !self.sendable(&addr, self.cfg.allow_local_addrs || explicit) {
             return None;
         }
         if self.txs.len() >= self.cfg.max_pending {

@@ -303,8 +303,16 @@ impl Node {
         push_event(&mut self.events, &mut self.stats, self.cfg.max_events, e);
     }
 
-    /// True if the node may send to `addr` at all.
+    /// True if the node may send to `addr` on its own initiative: never to unspecified,
+    /// multicast or broadcast addresses or port 0, and to private, loopback or link-local
+    /// addresses only with [`Config::allow_local_addrs`].
     pub fn may_contact(&self, addr: &SocketAddr) -> bool {
+        self.sendable(addr, self.cfg.allow_local_addrs)
+    }
+
+    /// The address rules with the local-address switch given explicitly: a request the user
+    /// addressed by hand may go to a local address, never to an invalid one.
+    pub(crate) fn sendable(&self, addr: &SocketAddr, allow_local: bool) -> bool {
         if addr.port() == 0 || addr.is_ipv6() != self.cfg.ipv6 {
             return false;
         }
@@ -319,7 +327,7 @@ impl Node {
                     || ip.is_link_local()
                     || (o[0] == 100 && (o[1] & 0xc0) == 64)
                     || o[0] == 0;
-                self.cfg.allow_local_addrs || !local
+                allow_local || !local
             }
             IpAddr::V6(ip) => {
                 if ip.is_unspecified() || ip.is_multicast() {
@@ -328,7 +336,7 @@ impl Node {
                 let s = ip.segments();
                 let local =
                     ip.is_loopback() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80;
-                self.cfg.allow_local_addrs || !local
+                allow_local || !local
             }
         }
     }

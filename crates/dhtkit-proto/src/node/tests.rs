@@ -219,16 +219,17 @@ fn never_contacts_forbidden_addresses() {
         },
         now,
     );
-    for bad in [
-        "0.0.0.0:1",
-        "224.0.0.1:1",
-        "255.255.255.255:1",
-        "127.0.0.1:1",
-        "10.0.0.1:1",
-        "192.168.1.1:1",
-        "8.8.8.8:0",
-    ] {
+    for bad in ["0.0.0.0:1", "224.0.0.1:1", "255.255.255.255:1", "8.8.8.8:0"] {
         assert!(a.ping(now, bad.parse().unwrap()).is_none(), "{bad}");
+    }
+    // Local addresses: never on the node's own initiative, but an explicit request may go.
+    for local in ["127.0.0.1:1", "10.0.0.1:1", "192.168.1.1:1"] {
+        let addr: SocketAddr = local.parse().unwrap();
+        assert!(!a.may_contact(&addr), "{local}");
+        assert!(!a.add_node(now, addr), "{local}");
+        a.bootstrap(now, &[addr]);
+        assert_eq!(a.lookups_running(), 0, "no bootstrap query to {local}");
+        assert!(a.ping(now, addr).is_some(), "{local}");
     }
     assert!(a.may_contact(&"8.8.8.8:53".parse().unwrap()));
 }

@@ -1,0 +1,271 @@
+//! `dhtkit`: run a BitTorrent DHT node, or do one-shot lookups from the shell.
+//!
+//! Exit codes: 0 success; 1 nothing found (`get-peers` with no peer, a ping with no answer);
+//! 2 bad input (malformed hex or address, unreadable or corrupt state file, bad flags).
+#![forbid(unsafe_code)]
+
+mod oneshot;
+mod run_node;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use dhtkit::{Dht, DhtBuilder, Id};
+
+/// Run a BitTorrent Mainline DHT node, or do one-shot lookups.
+#[derive(Parser, Debug)]
+#[command(name = "dhtkit", version, about)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a node until SIGINT or SIGTERM.
+    Node(NodeArgs),
+    /// Ping a node and print its id.
+    Ping {
+        /// The node, ADDR:PORT.
+        addr: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Find the nodes closest to a target id.
+    FindNode {
+        /// Target id, 40 hex digits.
+        target: String,
+        /// Ask only this node (ADDR:PORT) instead of doing a lookup.
+        #[arg(long)]
+        via: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Find peers for an infohash; prints each as soon as it is found. Exit 1 if none.
+    GetPeers {
+        /// Infohash, 40 hex digits.
+        info_hash: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Announce that a peer has an infohash.
+    Announce {
+        /// Infohash, 40 hex digits.
+        info_hash: String,
+        /// TCP port of the peer.
+        #[arg(
+            long,
+            conflicts_with = "implied_port",
+            required_unless_present = "implied_port"
+        )]
+        port: Option<u16>,
+        /// Let the nodes use the UDP port we send from.
+        #[arg(long)]
+        implied_port: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// Options shared by every command that starts a node.
+#[derive(Args, Debug, Clone)]
+struct NodeOpts {
+    /// Bootstrap node HOST:PORT; repeat or separate with commas. Replaces the default routers.
+    #[arg(long, value_delimiter = ',')]
+    bootstrap: Vec<String>,
+    /// State file: loaded if present, written on exit (and periodically by `node`).
+    #[arg(long)]
+    state: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct NodeArgs {
+    /// UDP address to bind.
+    #[arg(long, default_value = "0.0.0.0:6881")]
+    bind: String,
+    #[command(flatten)]
+    opts: NodeOpts,
+    /// Keep no peer store (get_peers is still answered with nodes and a token).
+    #[arg(long)]
+    no_peer_store: bool,
+    /// Most nodes in the routing table.
+    #[arg(long)]
+    max_nodes: Option<usize>,
+    /// Keep announcing INFOHASH:PORT (every 15 minutes); repeatable.
+    #[arg(long)]
+    advertise: Vec<String>,
+    /// Print one JSON object per event on stdout.
+    #[arg(long)]
+    events: bool,
+    /// Seconds between state saves.
+    #[arg(long, default_value_t = 300.0)]
+    save_interval: f64,
+    /// BEP 43 read-only mode.
+    #[arg(long)]
+    read_only: bool,
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// UDP address to bind (default: an ephemeral port, so it runs beside a node on 6881).
+    #[arg(long, default_value = "0.0.0.0:0")]
+    bind: String,
+    #[command(flatten)]
+    opts: NodeOpts,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A one-line user error; exit code 2.
+#[derive(Debug)]
+pub(crate) struct BadInput(String);
+
+pub(crate) fn parse_id(what: &str, s: &str) -> Result<Id, BadInput> {
+    s.parse()
+        .map_err(|_| BadInput(format!("{what} {s:?} is not 40 hex digits")))
+}
+
+pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, BadInput> {
+    s.parse()
+        .map_err(|_| BadInput(format!("{s:?} is not an ADDR:PORT address")))
+}
+
+fn parse_secs(what: &str, v: f64) -> Result<Duration, BadInput> {
+    if v.is_finite() && v > 0.0 && v < 1e9 {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(BadInput(format!(
+            "{what} must be a positive number of seconds"
+        )))
+    }
+}
+
+fn builder(bind: &str, opts: &NodeOpts) -> Result<DhtBuilder, BadInput> {
+    let mut b = Dht::builder().bind(parse_addr(bind)?);
+    let boot: Vec<String> = opts
+        .bootstrap
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for n in &boot {
+        let ok = n.parse::<SocketAddr>().is_ok()
+            || n.rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        if !ok {
+            return Err(BadInput(format!("bootstrap node {n:?} is not HOST:PORT")));
+        }
+    }
+    if !boot.is_empty() {
+        b = b.bootstrap(boot);
+    }
+    if let Some(p) = &opts.state {
+        // Check it now, so a corrupt file is a clean exit 2 rather than a failure later.
+        dhtkit::SavedState::load_if_exists(p).map_err(|e| BadInput(e.to_string()))?;
+        b = b.state_file(p.clone());
+    }
+    Ok(b)
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(BadInput(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
+    match cmd {
+        Command::Node(a) => {
+            let mut advertise = Vec::new();
+            for s in &a.advertise {
+                let (ih, port) = s
+                    .rsplit_once(':')
+                    .ok_or_else(|| BadInput(format!("--advertise {s:?} is not INFOHASH:PORT")))?;
+                let port: u16 = port
+                    .parse()
+                    .map_err(|_| BadInput(format!("--advertise {s:?}: bad port")))?;
+                advertise.push((parse_id("infohash", ih)?, port));
+            }
+            let mut b = builder(&a.bind, &a.opts)?
+                .peer_store(!a.no_peer_store)
+                .read_only(a.read_only)
+                .save_interval(parse_secs("--save-interval", a.save_interval)?);
+            if let Some(n) = a.max_nodes {
+                b = b.max_nodes(n);
+            }
+            run_node::run(b, advertise, a.events).await
+        }
+        Command::Ping { addr, common } => {
+            let addr = parse_addr(&addr)?;
+            let b = builder(&common.bind, &common.opts)?;
+            oneshot::ping(b, addr, &common).await
+        }
+        Command::FindNode {
+            target,
+            via,
+            common,
+        } => {
+            let target = parse_id("target", &target)?;
+            let via = via.as_deref().map(parse_addr).transpose()?;
+            let b = builder(&common.bind, &common.opts)?;
+            oneshot::find_node(b, target, via, &common).await
+        }
+        Command::GetPeers { info_hash, common } => {
+            let ih = parse_id("infohash", &info_hash)?;
+            let b = builder(&common.bind, &common.opts)?;
+            oneshot::get_peers(b, ih, &common).await
+        }
+        Command::Announce {
+            info_hash,
+            port,
+            implied_port,
+            common,
+        } => {
+            let ih = parse_id("infohash", &info_hash)?;
+            let port = if implied_port { None } else { port };
+            let b = builder(&common.bind, &common.opts)?;
+            oneshot::announce(b, ih, port, &common).await
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! One-shot commands: start a node on an ephemeral port, do one thing, exit.
+
+use std::future::Future;
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use dhtkit::{Dht, DhtBuilder, Id};
+use serde_json::json;
+
+use crate::{BadInput, Common};
+
+async fn start(b: DhtBuilder) -> Result<Dht, ExitCode> {
+    match b.build().await {
+        Ok(d) => Ok(d),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+fn timeout_of(c: &Common) -> Result<Duration, BadInput> {
+    if c.timeout.is_finite() && c.timeout > 0.0 && c.timeout < 1e7 {
+        Ok(Duration::from_secs_f64(c.timeout))
+    } else {
+        Err(BadInput(
+            "--timeout must be a positive number of seconds".into(),
+        ))
+    }
+}
+
+/// Shows "queried / answered / peers" on stderr while `work` runs, when stdout is a terminal.
+async fn with_progress<T>(
+    dht: &Dht,
+    peers: impl Fn() -> usize,
+    work: impl Future<Output = T>,
+) -> T {
+    if !std::io::stdout().is_terminal() {
+        return work.await;
+    }
+    let ticker = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if let Ok(s) = dht.stats().await {
+                eprint!(
+                    "\r{} nodes queried, {} answered, {} peers found ",
+                    s.node.queries_out,
+                    s.node.responses_in,
+                    peers()
+                );
+            }
+        }
+    };
+    let out = tokio::select! {
+        v = work => v,
+        _ = ticker => unreachable!("the ticker never ends"),
+    };
+    eprint!("\r\x1b[2K");
+    out
+}
+
+fn emit(line: impl std::fmt::Display) -> bool {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
+}
+
+pub(crate) async fn ping(
+    b: DhtBuilder,
+    addr: SocketAddr,
+    c: &Common,
+) -> Result<ExitCode, BadInput> {
+    let limit = timeout_of(c)?;
+    let dht = match start(b).await {
+        Ok(d) => d,
+        Err(code) => return Ok(code),
+    };
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(limit, dht.ping(addr)).await;
+    let code = match r {
+        Ok(Ok(id)) => {
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            if c.json {
+                emit(json!({"addr": addr.to_string(), "id": id.to_hex(), "rtt_ms": ms}));
+            } else {
+                emit(format!("{id} {addr} {ms:.1} ms"));
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+        Err(_) => {
+            eprintln!("error: no answer from {addr}");
+            ExitCode::from(1)
+        }
+    };
+    dht.shutdown().await;
+    Ok(code)
+}
+
+pub(crate) async fn find_node(
+    b: DhtBuilder,
+    target: Id,
+    via: Option<SocketAddr>,
+    c: &Common,
+) -> Result<ExitCode, BadInput> {
+    let limit = timeout_of(c)?;
+    let dht = match start(b).await {
+        Ok(d) => d,
+        Err(code) => return Ok(code),
+    };
+    let work = async {
+        match via {
+            Some(v) => dht.find_node_via(target, v).await,
+            None => dht.find_node(target).await,
+        }
+    };
+    let r = tokio::time::timeout(limit, with_progress(&dht, || 0, work)).await;
+    let code = match r {
+        Ok(Ok(nodes)) if !nodes.is_empty() => {
+            for (id, addr) in nodes {
+                if c.json {
+                    emit(
+                        json!({"id": id.to_hex(), "addr": addr.to_string(), "distance": dhtkit_distance(&id, &target)}),
+                    );
+                } else {
+                    emit(format!("{id} {addr}"));
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(_)) => {
+            eprintln!("no nodes found");
+            ExitCode::from(1)
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+        Err(_) => {
+            eprintln!("error: timed out");
+            ExitCode::from(1)
+        }
+    };
+    dht.shutdown().await;
+    Ok(code)
+}
+
+fn dhtkit_distance(a: &Id, b: &Id) -> String {
+    a.distance(b).0.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub(crate) async fn get_peers(b: DhtBuilder, ih: Id, c: &Common) -> Result<ExitCode, BadInput> {
+    let limit = timeout_of(c)?;
+    let dht = match start(b).await {
+        Ok(d) => d,
+        Err(code) => return Ok(code),
+    };
+    let found = std::sync::atomic::AtomicUsize::new(0);
+    let work = async {
+        let mut lookup = dht.get_peers(ih).await?;
+        while let Some(peer) = lookup.next_peer().await {
+            found.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let ok = if c.json {
+                emit(json!({"info_hash": ih.to_hex(), "peer": peer.to_string()}))
+            } else {
+                emit(peer)
+            };
+            if !ok {
+                break;
+            }
+        }
+        Ok::<_, dhtkit::Error>(())
+    };
+    let r = tokio::time::timeout(
+        limit,
+        with_progress(
+            &dht,
+            || found.load(std::sync::atomic::Ordering::Relaxed),
+            work,
+        ),
+    )
+    .await;
+    if let Ok(Err(e)) = &r {
+        eprintln!("error: {e}");
+    }
+    let n = found.load(std::sync::atomic::Ordering::Relaxed);
+    dht.shutdown().await;
+    Ok(if n > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub(crate) async fn announce(
+    b: DhtBuilder,
+    ih: Id,
+    port: Option<u16>,
+    c: &Common,
+) -> Result<ExitCode, BadInput> {
+    let limit = timeout_of(c)?;
+    let dht = match start(b).await {
+        Ok(d) => d,
+        Err(code) => return Ok(code),
+    };
+    let r = tokio::time::timeout(limit, with_progress(&dht, || 0, dht.announce(ih, port))).await;
+    let code = match r {
+        Ok(Ok(a)) => {
+            if c.json {
+                emit(json!({
+                    "info_hash": ih.to_hex(),
+                    "announced": a.announced,
+                    "nodes": a.lookup.closest.iter().map(|(id, addr)| json!({"id": id.to_hex(), "addr": addr.to_string()})).collect::<Vec<_>>(),
+                    "peers": a.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                }));
+            } else {
+                emit(format!("announced {ih} to {} nodes", a.announced));
+            }
+            if a.announced > 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+        Err(_) => {
+            eprintln!("error: timed out");
+            ExitCode::from(1)
+        }
+    };
+    dht.shutdown().await;
+    Ok(code)
+}

@@ -1,0 +1,67 @@
+//! `dhtkit node`: run until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use dhtkit::{DhtBuilder, Id};
+use serde_json::json;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::BadInput;
+
+pub(crate) async fn run(
+    b: DhtBuilder,
+    advertise: Vec<(Id, u16)>,
+    print_events: bool,
+) -> Result<ExitCode, BadInput> {
+    let dht = match b.build().await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut events = dht.events();
+    eprintln!("dhtkit node {} listening on {}", dht.id(), dht.local_addr());
+    let stdout = std::io::stdout();
+    if print_events {
+        let line = json!({"event": "listening", "addr": dht.local_addr().to_string(), "id": dht.id().to_hex()});
+        let mut out = stdout.lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+    for (ih, port) in advertise {
+        if dht.advertise(ih, Some(port)).await.is_err() {
+            eprintln!("error: node stopped");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        eprintln!("error: cannot install signal handlers");
+        return Ok(ExitCode::from(1));
+    };
+    let mut reported_loss = 0;
+    loop {
+        tokio::select! {
+            _ = int.recv() => break,
+            _ = term.recv() => break,
+            ev = events.recv(), if print_events => {
+                let Some(ev) = ev else { break };
+                let mut out = stdout.lock();
+                if events.lost() > reported_loss {
+                    let _ = writeln!(out, "{}", json!({"event": "events_lost", "count": events.lost() - reported_loss}));
+                    reported_loss = events.lost();
+                }
+                if writeln!(out, "{}", ev.to_json()).and_then(|_| out.flush()).is_err() {
+                    // Whoever read our stdout is gone; keep serving the DHT quietly.
+                    break;
+                }
+            }
+        }
+    }
+    dht.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,214 @@
+//! [`DhtBuilder`]: everything a node can be configured with, and starting it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dhtkit_proto::{Config, Id, StoreConfig};
+use tokio::net::UdpSocket;
+
+use crate::driver::{Driver, DriverConfig};
+use crate::state::SavedState;
+use crate::{Dht, Error};
+
+/// The public bootstrap routers used when no bootstrap node is given.
+pub const DEFAULT_BOOTSTRAP: &[&str] = &[
+    "router.bittorrent.com:6881",
+    "dht.transmissionbt.com:6881",
+    "router.utorrent.com:6881",
+    "dht.libtorrent.org:25401",
+];
+
+/// Configures and starts a [`Dht`]. Get one from [`Dht::builder`].
+#[derive(Debug, Clone)]
+pub struct DhtBuilder {
+    bind: SocketAddr,
+    bootstrap: Vec<String>,
+    state: Option<SavedState>,
+    state_file: Option<PathBuf>,
+    save_interval: Duration,
+    advertise_interval: Duration,
+    event_capacity: usize,
+    message_events: bool,
+    config: Config,
+}
+
+impl Default for DhtBuilder {
+    fn default() -> Self {
+        DhtBuilder {
+            bind: SocketAddr::from(([0, 0, 0, 0], 6881)),
+            bootstrap: DEFAULT_BOOTSTRAP.iter().map(|s| s.to_string()).collect(),
+            state: None,
+            state_file: None,
+            save_interval: Duration::from_secs(5 * 60),
+            advertise_interval: Duration::from_secs(15 * 60),
+            event_capacity: 4096,
+            message_events: false,
+            config: Config::default(),
+        }
+    }
+}
+
+fn is_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v) => v.is_loopback() || v.is_private() || v.is_link_local(),
+        IpAddr::V6(v) => v.is_loopback() || (v.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+impl DhtBuilder {
+    /// UDP address to bind (default `0.0.0.0:6881`; port 0 picks a free port).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Bootstrap nodes as `host:port` (names are resolved in the background; one that is
+    /// dead or does not resolve never blocks start-up). Replaces the default routers.
+    pub fn bootstrap<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.bootstrap = nodes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Start with our node id (otherwise random, or the one in the saved state).
+    pub fn node_id(mut self, id: Id) -> Self {
+        self.config.id = Some(id);
+        self
+    }
+
+    /// Start from saved state: its id, nodes and advertised infohashes. A node restored this
+    /// way works without any bootstrap node.
+    pub fn state(mut self, state: SavedState) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Load state from `path` if it exists, and save to it periodically and on shutdown.
+    pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state_file = Some(path.into());
+        self
+    }
+
+    /// How often the state file is written (default 5 minutes).
+    pub fn save_interval(mut self, every: Duration) -> Self {
+        self.save_interval = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Most nodes in the routing table.
+    pub fn max_nodes(mut self, n: usize) -> Self {
+        self.config.table.max_nodes = n;
+        self
+    }
+
+    /// Keep a peer store (default) or store nothing (a crawler: get_peers is still answered
+    /// with nodes and a token).
+    pub fn peer_store(mut self, on: bool) -> Self {
+        self.config.store = on.then(|| self.config.store.unwrap_or_default());
+        self
+    }
+
+    /// Peer store limits (turns the store on).
+    pub fn store_limits(mut self, limits: StoreConfig) -> Self {
+        self.config.store = Some(limits);
+        self
+    }
+
+    /// Lookup parallelism α (default 3).
+    pub fn alpha(mut self, alpha: usize) -> Self {
+        self.config.alpha = alpha.max(1);
+        self
+    }
+
+    /// BEP 43 read-only mode: answer nothing, ask others not to keep us in their tables.
+    pub fn read_only(mut self, on: bool) -> Self {
+        self.config.read_only = on;
+        self
+    }
+
+    /// Queries accepted per second from one IP, and the burst allowed (0 disables).
+    pub fn inbound_rate(mut self, per_second: u32, burst: u32) -> Self {
+        self.config.per_ip_rate = per_second;
+        self.config.per_ip_burst = burst;
+        self
+    }
+
+    /// Queries sent per second to one IP, and the burst allowed (0 disables).
+    pub fn outbound_rate(mut self, per_second: u32, burst: u32) -> Self {
+        self.config.per_dest_rate = per_second;
+        self.config.per_dest_burst = burst;
+        self
+    }
+
+    /// How often advertised infohashes are announced again (default 15 minutes).
+    pub fn advertise_interval(mut self, every: Duration) -> Self {
+        self.advertise_interval = every.max(Duration::from_secs(1));
+        self
+    }
+
+    /// Events buffered per subscriber before the oldest are dropped (default 4096).
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n.max(1);
+        self
+    }
+
+    /// Also emit every datagram raw and decoded ([`crate::DhtEvent::Datagram`] and
+    /// [`crate::DhtEvent::Message`]). Off by default: it copies every datagram.
+    pub fn message_events(mut self, on: bool) -> Self {
+        self.message_events = on;
+        self
+    }
+
+    /// Direct access to the protocol core's configuration, for every other setting.
+    pub fn config(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Binds the socket and starts the node. Fails if the socket cannot be bound or the state
+    /// file exists but cannot be read.
+    pub async fn build(self) -> Result<Dht, Error> {
+        let mut state = self.state;
+        if let Some(path) = &self.state_file {
+            if let Some(s) = SavedState::load_if_exists(path)? {
+                state = Some(s);
+            }
+        }
+        let socket = UdpSocket::bind(self.bind).await?;
+        let local = socket.local_addr()?;
+        let mut config = self.config;
+        let mut seed = [0u8; 8];
+        getrandom::fill(&mut seed).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+        config.seed = u64::from_le_bytes(seed) | 1;
+        config.ipv6 = local.is_ipv6();
+        if let Some(s) = &state {
+            config.id = Some(s.id);
+        }
+        // Talk to private and loopback addresses only when we are on such a network or were
+        // pointed at one explicitly.
+        let local_bootstrap = self.bootstrap.iter().any(|b| {
+            b.parse::<SocketAddr>().is_ok_and(|a| is_local(a.ip())) || b.starts_with("localhost:")
+        });
+        let state_local = state
+            .as_ref()
+            .is_some_and(|s| s.nodes.iter().any(|(_, a)| is_local(a.ip())));
+        config.allow_local_addrs |= is_local(local.ip()) || local_bootstrap || state_local;
+        Ok(Driver::start(
+            socket,
+            config,
+            DriverConfig {
+                bootstrap: self.bootstrap,
+                state,
+                state_file: self.state_file,
+                save_interval: self.save_interval,
+                advertise_interval: self.advertise_interval,
+                event_capacity: self.event_capacity,
+                message_events: self.message_events,
+            },
+        ))
+    }
+}

@@ -1,0 +1,631 @@
+//! The task that owns the protocol core and the socket.
+//!
+//! It waits on three things at once: a datagram, a command from a [`crate::Dht`] handle, and
+//! the earliest deadline (the core's, the next re-announce, the next state save). After each
+//! wake-up it sends what the core queued and delivers what the core reported. Work per wake-up
+//! is one datagram or one command, so no input can starve the others.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dhtkit_proto::bencode::OwnedValue;
+use dhtkit_proto::routing::Status;
+use dhtkit_proto::{
+    Config, Event, Id, Instant, LookupId, LookupResult, Node, Request, RequestId, RequestOutcome,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant as TokioInstant;
+
+use crate::state::SavedState;
+use crate::{AnnounceResult, Dht, DhtEvent, DhtStats, Error, Inner, NodeInfo};
+
+/// Commands queued before the first bootstrap finishes, at most.
+const MAX_DEFERRED: usize = 1024;
+/// How long resolving one bootstrap name may take.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Command channel depth.
+const COMMAND_QUEUE: usize = 256;
+
+pub(crate) enum Command {
+    WaitBootstrap(oneshot::Sender<usize>),
+    Ping(SocketAddr, oneshot::Sender<Result<Id, Error>>),
+    FindNode(Id, oneshot::Sender<Result<LookupResult, Error>>),
+    FindNodeVia(
+        Id,
+        SocketAddr,
+        oneshot::Sender<Result<Vec<(Id, SocketAddr)>, Error>>,
+    ),
+    GetPeers {
+        info_hash: Id,
+        peers: mpsc::UnboundedSender<SocketAddr>,
+        done: oneshot::Sender<LookupResult>,
+        accepted: oneshot::Sender<Result<(), Error>>,
+    },
+    Announce(
+        Id,
+        Option<u16>,
+        oneshot::Sender<Result<AnnounceResult, Error>>,
+    ),
+    Advertise(Id, Option<u16>, oneshot::Sender<()>),
+    StopAdvertising(Id, oneshot::Sender<()>),
+    AddNode(SocketAddr, oneshot::Sender<Result<(), Error>>),
+    MakeNeighbours(oneshot::Sender<()>),
+    Send(Vec<u8>, SocketAddr, oneshot::Sender<Result<(), Error>>),
+    RoutingTable(oneshot::Sender<Vec<NodeInfo>>),
+    Stats(oneshot::Sender<DhtStats>),
+    State(oneshot::Sender<SavedState>),
+    SaveState(oneshot::Sender<Result<(), Error>>),
+    Shutdown(oneshot::Sender<()>),
+    /// From the resolver task: bootstrap names resolved (possibly to nothing).
+    Resolved(Vec<SocketAddr>),
+}
+
+pub(crate) struct DriverConfig {
+    pub bootstrap: Vec<String>,
+    pub state: Option<SavedState>,
+    pub state_file: Option<PathBuf>,
+    pub save_interval: Duration,
+    pub advertise_interval: Duration,
+    pub event_capacity: usize,
+    pub message_events: bool,
+}
+
+enum LookupWaiter {
+    FindNode(oneshot::Sender<Result<LookupResult, Error>>),
+    GetPeers {
+        peers: mpsc::UnboundedSender<SocketAddr>,
+        done: oneshot::Sender<LookupResult>,
+    },
+    Announce {
+        reply: oneshot::Sender<Result<AnnounceResult, Error>>,
+        peers: Vec<SocketAddr>,
+    },
+    Advertise,
+}
+
+enum RequestWaiter {
+    Ping(oneshot::Sender<Result<Id, Error>>),
+    FindNodeVia(oneshot::Sender<Result<Vec<(Id, SocketAddr)>, Error>>),
+}
+
+pub(crate) struct Driver {
+    node: Node,
+    socket: UdpSocket,
+    local: SocketAddr,
+    epoch: TokioInstant,
+    rx: mpsc::Receiver<Command>,
+    events: broadcast::Sender<DhtEvent>,
+    cfg: DriverConfig,
+    lookups: HashMap<LookupId, LookupWaiter>,
+    requests: HashMap<RequestId, RequestWaiter>,
+    advertised: BTreeMap<Id, (Option<u16>, Instant)>,
+    bootstrap_lookup: Option<LookupId>,
+    resolving: bool,
+    bootstrapped: bool,
+    bootstrap_waiters: Vec<oneshot::Sender<usize>>,
+    deferred: Vec<Command>,
+    next_save: Option<Instant>,
+}
+
+impl Driver {
+    pub(crate) fn start(socket: UdpSocket, config: Config, cfg: DriverConfig) -> Dht {
+        let local = socket.local_addr().expect("bound socket has an address");
+        let epoch = TokioInstant::now();
+        let mut node = Node::new(config, Instant::ZERO);
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (events, _) = broadcast::channel(cfg.event_capacity);
+        let id = node.id();
+        let mut advertised = BTreeMap::new();
+        let has_state_nodes = cfg.state.as_ref().is_some_and(|s| !s.nodes.is_empty());
+        if let Some(s) = &cfg.state {
+            node.import_state(Instant::ZERO, &s.nodes);
+            for (ih, port) in &s.advertised {
+                advertised.insert(*ih, (*port, Instant::ZERO));
+            }
+        }
+        let next_save = cfg
+            .state_file
+            .as_ref()
+            .map(|_| Instant::ZERO + cfg.save_interval);
+        let mut d = Driver {
+            node,
+            socket,
+            local,
+            epoch,
+            rx,
+            events: events.clone(),
+            lookups: HashMap::new(),
+            requests: HashMap::new(),
+            advertised,
+            bootstrap_lookup: None,
+            resolving: !cfg.bootstrap.is_empty(),
+            bootstrapped: false,
+            bootstrap_waiters: Vec::new(),
+            deferred: Vec::new(),
+            next_save,
+            cfg,
+        };
+        let _ = d.events.send(DhtEvent::Listening { addr: local, id });
+        if has_state_nodes {
+            // Restored nodes are enough to join: bootstrap through the table right away.
+            d.bootstrap_lookup = d.node.bootstrap(Instant::ZERO, &[]);
+        }
+        if d.resolving {
+            tokio::spawn(resolve(
+                d.cfg.bootstrap.clone(),
+                local.is_ipv6(),
+                tx.clone(),
+            ));
+        }
+        d.check_bootstrapped();
+        let task = tokio::spawn(d.run());
+        Dht {
+            inner: Arc::new(Inner {
+                tx,
+                events,
+                local_addr: local,
+                id,
+                task: Mutex::new(Some(task)),
+            }),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_epoch(self.epoch.elapsed())
+    }
+
+    fn to_tokio(&self, t: Instant) -> TokioInstant {
+        self.epoch + t.since_epoch()
+    }
+
+    fn next_wakeup(&mut self) -> Option<Instant> {
+        let mut t = self.node.poll_timeout();
+        let mut min = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
+        if self.bootstrapped {
+            min(self.advertised.values().map(|(_, at)| *at).min());
+        }
+        min(self.next_save);
+        t
+    }
+
+    async fn run(mut self) {
+        let mut buf = vec![0u8; 65_536];
+        self.flush().await;
+        loop {
+            let wake = self.next_wakeup().map(|t| self.to_tokio(t));
+            let sleep = async {
+                match wake {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => self.on_datagram(from, &buf[..n]),
+                    Err(e) => {
+                        // ICMP port-unreachable surfaces here on Linux; the node carries on.
+                        let _ = self.events.send(DhtEvent::SocketError { message: e.to_string() });
+                    }
+                },
+                cmd = self.rx.recv() => match cmd {
+                    Some(Command::Shutdown(ack)) => {
+                        self.save_quietly();
+                        let _ = ack.send(());
+                        return;
+                    }
+                    Some(c) => self.on_command(c),
+                    None => {
+                        self.save_quietly();
+                        return;
+                    }
+                },
+                _ = sleep => self.on_timers(),
+            }
+            self.flush().await;
+        }
+    }
+
+    fn on_datagram(&mut self, from: SocketAddr, data: &[u8]) {
+        if self.cfg.message_events && self.events.receiver_count() > 0 {
+            let bytes: Arc<[u8]> = Arc::from(data);
+            let _ = self.events.send(DhtEvent::Datagram { from, bytes });
+            if let Ok(v) = OwnedValue::decode(data) {
+                let _ = self.events.send(DhtEvent::Message {
+                    from,
+                    message: Arc::new(v),
+                });
+            }
+        }
+        let now = self.now();
+        self.node.handle_datagram(now, from, data);
+    }
+
+    fn on_timers(&mut self) {
+        let now = self.now();
+        self.node.handle_timeout(now);
+        if self.bootstrapped {
+            let due: Vec<(Id, Option<u16>)> = self
+                .advertised
+                .iter()
+                .filter(|(_, (_, at))| *at <= now)
+                .map(|(ih, (port, _))| (*ih, *port))
+                .collect();
+            for (ih, port) in due {
+                let next = now + self.cfg.advertise_interval;
+                match self.node.announce(now, ih, port, false) {
+                    Some(lid) => {
+                        self.lookups.insert(lid, LookupWaiter::Advertise);
+                        self.advertised.insert(ih, (port, next));
+                    }
+                    // Too many lookups running: try again shortly.
+                    None => {
+                        self.advertised
+                            .insert(ih, (port, now + Duration::from_secs(1)));
+                    }
+                }
+            }
+        }
+        if self.next_save.is_some_and(|t| t <= now) {
+            self.next_save = Some(now + self.cfg.save_interval);
+            self.save_quietly();
+        }
+    }
+
+    fn saved_state(&self) -> SavedState {
+        let s = self.node.export_state();
+        SavedState {
+            id: s.id,
+            nodes: s.nodes,
+            advertised: self
+                .advertised
+                .iter()
+                .map(|(ih, (p, _))| (*ih, *p))
+                .collect(),
+        }
+    }
+
+    fn save(&mut self) -> Result<(), Error> {
+        let Some(path) = self.cfg.state_file.clone() else {
+            return Err(Error::Refused("no state file configured"));
+        };
+        let state = self.saved_state();
+        state.save(&path)?;
+        let _ = self.events.send(DhtEvent::StateSaved {
+            nodes: state.nodes.len(),
+        });
+        Ok(())
+    }
+
+    fn save_quietly(&mut self) {
+        if self.cfg.state_file.is_some() {
+            if let Err(e) = self.save() {
+                tracing::warn!("saving state failed: {e}");
+                let _ = self.events.send(DhtEvent::SocketError {
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+
+    fn check_bootstrapped(&mut self) {
+        if self.bootstrapped {
+            return;
+        }
+        if self.resolving || self.bootstrap_lookup.is_some() {
+            return;
+        }
+        self.bootstrapped = true;
+        let nodes = self.node.routing_table().len();
+        let _ = self.events.send(DhtEvent::Bootstrapped { nodes });
+        for w in self.bootstrap_waiters.drain(..) {
+            let _ = w.send(nodes);
+        }
+        for c in std::mem::take(&mut self.deferred) {
+            self.on_command(c);
+        }
+    }
+
+    fn defer(&mut self, c: Command) -> Option<Command> {
+        if self.bootstrapped {
+            return Some(c);
+        }
+        if self.deferred.len() < MAX_DEFERRED {
+            self.deferred.push(c);
+        }
+        None
+    }
+
+    fn on_command(&mut self, c: Command) {
+        let now = self.now();
+        let c = match c {
+            c @ (Command::FindNode(..) | Command::GetPeers { .. } | Command::Announce(..)) => {
+                match self.defer(c) {
+                    Some(c) => c,
+                    None => return,
+                }
+            }
+            c => c,
+        };
+        match c {
+            Command::WaitBootstrap(r) => {
+                if self.bootstrapped {
+                    let _ = r.send(self.node.routing_table().len());
+                } else {
+                    self.bootstrap_waiters.push(r);
+                }
+            }
+            Command::Resolved(addrs) => {
+                self.resolving = false;
+                if !addrs.is_empty() {
+                    let lid = self.node.bootstrap(now, &addrs);
+                    if self.bootstrap_lookup.is_none() || !self.bootstrapped {
+                        self.bootstrap_lookup = lid.or(self.bootstrap_lookup);
+                    }
+                }
+                self.check_bootstrapped();
+            }
+            Command::Ping(addr, r) => match self.node.request(now, addr, Request::Ping) {
+                Some(rid) => {
+                    self.requests.insert(rid, RequestWaiter::Ping(r));
+                }
+                None => {
+                    let _ = r.send(Err(Error::Refused("address not contactable or too busy")));
+                }
+            },
+            Command::FindNodeVia(target, addr, r) => {
+                match self.node.request(now, addr, Request::FindNode { target }) {
+                    Some(rid) => {
+                        self.requests.insert(rid, RequestWaiter::FindNodeVia(r));
+                    }
+                    None => {
+                        let _ = r.send(Err(Error::Refused("address not contactable or too busy")));
+                    }
+                }
+            }
+            Command::FindNode(target, r) => match self.node.find_node(now, target) {
+                Some(lid) => {
+                    self.lookups.insert(lid, LookupWaiter::FindNode(r));
+                }
+                None => {
+                    let _ = r.send(Err(Error::Refused("too many lookups running")));
+                }
+            },
+            Command::GetPeers {
+                info_hash,
+                peers,
+                done,
+                accepted,
+            } => match self.node.get_peers(now, info_hash) {
+                Some(lid) => {
+                    self.lookups
+                        .insert(lid, LookupWaiter::GetPeers { peers, done });
+                    let _ = accepted.send(Ok(()));
+                }
+                None => {
+                    let _ = accepted.send(Err(Error::Refused("too many lookups running")));
+                }
+            },
+            Command::Announce(ih, port, r) => match self.node.announce(now, ih, port, false) {
+                Some(lid) => {
+                    self.lookups.insert(
+                        lid,
+                        LookupWaiter::Announce {
+                            reply: r,
+                            peers: Vec::new(),
+                        },
+                    );
+                }
+                None => {
+                    let _ = r.send(Err(Error::Refused("too many lookups running")));
+                }
+            },
+            Command::Advertise(ih, port, r) => {
+                // Due at once; the timer announces it (after bootstrap) and every interval.
+                self.advertised.insert(ih, (port, now));
+                let _ = r.send(());
+            }
+            Command::StopAdvertising(ih, r) => {
+                self.advertised.remove(&ih);
+                let _ = r.send(());
+            }
+            Command::AddNode(addr, r) => {
+                let ok = self.node.add_node(now, addr);
+                let _ = r.send(if ok {
+                    Ok(())
+                } else {
+                    Err(Error::Refused("address not contactable or too busy"))
+                });
+            }
+            Command::MakeNeighbours(r) => {
+                self.node.refresh_all(now);
+                self.node.bootstrap(now, &[]);
+                let _ = r.send(());
+            }
+            Command::Send(bytes, addr, r) => {
+                let res = if self.node.may_contact(&addr) {
+                    self.socket
+                        .try_send_to(&bytes, addr)
+                        .map(|_| ())
+                        .map_err(Error::Io)
+                } else {
+                    Err(Error::Refused("address may not be contacted"))
+                };
+                let _ = r.send(res);
+            }
+            Command::RoutingTable(r) => {
+                let cfg = *self.node.routing_table().config();
+                let nodes = self
+                    .node
+                    .routing_table()
+                    .iter()
+                    .map(|e| NodeInfo {
+                        id: e.id,
+                        addr: e.addr,
+                        good: e.status(now, &cfg) == Status::Good,
+                        rtt: e.rtt,
+                    })
+                    .collect();
+                let _ = r.send(nodes);
+            }
+            Command::Stats(r) => {
+                let store = self.node.peer_store();
+                let _ = r.send(DhtStats {
+                    id: self.node.id(),
+                    local_addr: self.local,
+                    nodes: self.node.routing_table().len(),
+                    peers_stored: store.map_or(0, |s| s.len()),
+                    infohashes_stored: store.map_or(0, |s| s.infohashes()),
+                    lookups_running: self.node.lookups_running(),
+                    pending_queries: self.node.pending_queries(),
+                    advertised: self.advertised.len(),
+                    node: self.node.stats().clone(),
+                });
+            }
+            Command::State(r) => {
+                let _ = r.send(self.saved_state());
+            }
+            Command::SaveState(r) => {
+                let _ = r.send(self.save());
+            }
+            Command::Shutdown(r) => {
+                // Handled in the loop; here only if replayed from the deferred queue.
+                let _ = r.send(());
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(t) = self.node.poll_transmit() {
+            if let Err(e) = self.socket.send_to(t.payload, t.dest).await {
+                tracing::debug!("send to {} failed: {e}", t.dest);
+            }
+        }
+        while let Some(e) = self.node.poll_event() {
+            self.on_event(e);
+        }
+    }
+
+    fn on_event(&mut self, e: Event) {
+        let out = match e {
+            Event::QueryReceived {
+                from,
+                id,
+                query,
+                read_only,
+            } => Some(DhtEvent::Query {
+                from,
+                id,
+                query,
+                read_only,
+            }),
+            Event::ResponseReceived { from, id, kind } => {
+                Some(DhtEvent::Response { from, id, kind })
+            }
+            Event::ErrorReceived { from, kind, code } => Some(DhtEvent::Error { from, kind, code }),
+            Event::InvalidMessage { from, reason } => Some(DhtEvent::Invalid { from, reason }),
+            Event::NodeAdded { id, addr } => Some(DhtEvent::NodeAdded { id, addr }),
+            Event::NodeRemoved { id, addr } => Some(DhtEvent::NodeRemoved { id, addr }),
+            Event::PeerFound {
+                lookup,
+                info_hash,
+                peer,
+                ..
+            } => {
+                let mut advertised = false;
+                match self.lookups.get_mut(&lookup) {
+                    Some(LookupWaiter::GetPeers { peers, .. }) => {
+                        let _ = peers.send(peer);
+                    }
+                    Some(LookupWaiter::Announce { peers, .. }) => peers.push(peer),
+                    Some(LookupWaiter::Advertise) => advertised = true,
+                    _ => {}
+                }
+                Some(DhtEvent::PeerFound {
+                    info_hash,
+                    peer,
+                    advertised,
+                })
+            }
+            Event::LookupFinished(r) => {
+                match self.lookups.remove(&r.id) {
+                    Some(LookupWaiter::FindNode(tx)) => {
+                        let _ = tx.send(Ok(r.clone()));
+                    }
+                    Some(LookupWaiter::GetPeers { done, .. }) => {
+                        let _ = done.send(r.clone());
+                    }
+                    Some(LookupWaiter::Announce { reply, peers }) => {
+                        let _ = reply.send(Ok(AnnounceResult {
+                            announced: r.announced,
+                            peers,
+                            lookup: r.clone(),
+                        }));
+                    }
+                    Some(LookupWaiter::Advertise) | None => {}
+                }
+                let first_bootstrap = Some(r.id) == self.bootstrap_lookup;
+                let _ = self.events.send(DhtEvent::LookupFinished(r));
+                if first_bootstrap {
+                    self.bootstrap_lookup = None;
+                    self.check_bootstrapped();
+                }
+                None
+            }
+            Event::RequestFinished { id, outcome, .. } => {
+                match self.requests.remove(&id) {
+                    Some(RequestWaiter::Ping(tx)) => {
+                        let _ = tx.send(match outcome {
+                            RequestOutcome::Response { id, .. } => Ok(id),
+                            other => Err(outcome_error(other)),
+                        });
+                    }
+                    Some(RequestWaiter::FindNodeVia(tx)) => {
+                        let _ = tx.send(match outcome {
+                            RequestOutcome::Response { nodes, .. } => Ok(nodes),
+                            other => Err(outcome_error(other)),
+                        });
+                    }
+                    None => {}
+                }
+                None
+            }
+        };
+        if let Some(ev) = out {
+            let _ = self.events.send(ev);
+        }
+    }
+}
+
+fn outcome_error(o: RequestOutcome) -> Error {
+    match o {
+        RequestOutcome::Error { code, message } => Error::Remote { code, message },
+        _ => Error::Timeout,
+    }
+}
+
+/// Resolves bootstrap names in the background; each name gets a few seconds.
+async fn resolve(names: Vec<String>, v6: bool, tx: mpsc::Sender<Command>) {
+    let mut out = Vec::new();
+    for name in names {
+        if let Ok(a) = name.parse::<SocketAddr>() {
+            out.push(a);
+            continue;
+        }
+        match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(name.as_str())).await {
+            Ok(Ok(addrs)) => out.extend(addrs.filter(|a| a.is_ipv6() == v6)),
+            Ok(Err(e)) => tracing::info!("bootstrap node {name} did not resolve: {e}"),
+            Err(_) => tracing::info!("bootstrap node {name}: resolving timed out"),
+        }
+    }
+    out.retain(|a| a.is_ipv6() == v6);
+    out.dedup();
+    let _ = tx.send(Command::Resolved(out)).await;
+}

@@ -1,0 +1,285 @@
+//! # dhtkit
+//!
+//! An embeddable BitTorrent Mainline DHT node for tokio programs.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), dhtkit::Error> {
+//! use dhtkit::{Dht, Id};
+//!
+//! let dht = Dht::builder().bind("0.0.0.0:6881".parse().unwrap()).build().await?;
+//! let infohash: Id = "a4104a9d2f5615601c429fe8bab8177c47c05c84".parse().unwrap();
+//! let mut lookup = dht.get_peers(infohash).await?;
+//! while let Some(peer) = lookup.next_peer().await {
+//!     println!("{peer}");
+//! }
+//! dht.advertise(infohash, Some(6881)).await?; // announced now and every 15 minutes
+//! dht.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! One task owns the protocol core ([`dhtkit_proto::Node`]) and the socket; the [`Dht`] handle
+//! talks to it over a channel, so it is cheap to clone and share. Events go out on a bounded
+//! broadcast: a slow subscriber loses events (and is told how many), the node never waits.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod builder;
+mod driver;
+mod error;
+mod events;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+pub use builder::{DhtBuilder, DEFAULT_BOOTSTRAP};
+pub use dhtkit_proto::bencode::OwnedValue;
+pub use dhtkit_proto::{Id, InfoHash, LookupResult, QueryInfo, RequestKind, Stats as NodeStats};
+pub use error::Error;
+pub use events::{DhtEvent, EventStream};
+pub use state::{SavedState, StateError, STATE_VERSION};
+
+use driver::Command;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// A node in the routing table, as [`Dht::routing_table`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Node id.
+    pub id: Id,
+    /// UDP address.
+    pub addr: SocketAddr,
+    /// Answered one of our queries within the last 15 minutes.
+    pub good: bool,
+    /// Round-trip time of its last answer.
+    pub rtt: Option<std::time::Duration>,
+}
+
+/// Counters and sizes of a running node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhtStats {
+    /// Our id.
+    pub id: Id,
+    /// The bound address.
+    pub local_addr: SocketAddr,
+    /// Nodes in the routing table.
+    pub nodes: usize,
+    /// Peers in the peer store.
+    pub peers_stored: usize,
+    /// Infohashes in the peer store.
+    pub infohashes_stored: usize,
+    /// Lookups running.
+    pub lookups_running: usize,
+    /// Queries awaiting an answer.
+    pub pending_queries: usize,
+    /// Infohashes being advertised.
+    pub advertised: usize,
+    /// The protocol core's counters.
+    pub node: NodeStats,
+}
+
+/// What an announce achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnounceResult {
+    /// Nodes that acknowledged the announce.
+    pub announced: usize,
+    /// Peers found on the way.
+    pub peers: Vec<SocketAddr>,
+    /// The whole lookup.
+    pub lookup: LookupResult,
+}
+
+/// A get_peers lookup in progress: peers arrive as they are found.
+pub struct GetPeers {
+    peers: mpsc::UnboundedReceiver<SocketAddr>,
+    done: oneshot::Receiver<LookupResult>,
+}
+
+impl GetPeers {
+    /// The next peer found; `None` when the lookup has finished and every peer was read.
+    pub async fn next_peer(&mut self) -> Option<SocketAddr> {
+        self.peers.recv().await
+    }
+
+    /// Waits for the lookup to finish (peers not yet read are dropped).
+    pub async fn finish(self) -> Result<LookupResult, Error> {
+        self.done.await.map_err(|_| Error::Shutdown)
+    }
+}
+
+struct Inner {
+    tx: mpsc::Sender<Command>,
+    events: broadcast::Sender<DhtEvent>,
+    local_addr: SocketAddr,
+    id: Id,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// A handle to a running DHT node. Cloning it is cheap; the node runs until
+/// [`Dht::shutdown`] or until every handle is dropped.
+#[derive(Clone)]
+pub struct Dht {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Dht {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dht")
+            .field("id", &self.inner.id)
+            .field("local_addr", &self.inner.local_addr)
+            .finish()
+    }
+}
+
+impl Dht {
+    /// A builder with the defaults: bind `0.0.0.0:6881`, the public bootstrap routers.
+    pub fn builder() -> DhtBuilder {
+        DhtBuilder::default()
+    }
+
+    /// Our node id.
+    pub fn id(&self) -> Id {
+        self.inner.id
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Subscribes to events from now on.
+    pub fn events(&self) -> EventStream {
+        EventStream {
+            rx: self.inner.events.subscribe(),
+            lost: 0,
+        }
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        rx.await.map_err(|_| Error::Shutdown)
+    }
+
+    /// Waits until the first bootstrap has finished; returns the routing table size then.
+    pub async fn bootstrapped(&self) -> Result<usize, Error> {
+        self.call(Command::WaitBootstrap).await
+    }
+
+    /// Pings a node; returns its id.
+    pub async fn ping(&self, addr: SocketAddr) -> Result<Id, Error> {
+        self.call(|r| Command::Ping(addr, r)).await?
+    }
+
+    /// The nodes closest to `target`, by an iterative lookup.
+    pub async fn find_node(&self, target: Id) -> Result<Vec<(Id, SocketAddr)>, Error> {
+        let r = self.call(|r| Command::FindNode(target, r)).await??;
+        Ok(r.closest)
+    }
+
+    /// Asks one node for the nodes it knows closest to `target` (the crawler seed's
+    /// `findNode(nodeId, node)`).
+    pub async fn find_node_via(
+        &self,
+        target: Id,
+        via: SocketAddr,
+    ) -> Result<Vec<(Id, SocketAddr)>, Error> {
+        self.call(|r| Command::FindNodeVia(target, via, r)).await?
+    }
+
+    /// Starts a get_peers lookup; peers stream in as they are found.
+    pub async fn get_peers(&self, info_hash: Id) -> Result<GetPeers, Error> {
+        let (ptx, prx) = mpsc::unbounded_channel();
+        let (dtx, drx) = oneshot::channel();
+        let accepted = self
+            .call(|r| Command::GetPeers {
+                info_hash,
+                peers: ptx,
+                done: dtx,
+                accepted: r,
+            })
+            .await?;
+        accepted?;
+        Ok(GetPeers {
+            peers: prx,
+            done: drx,
+        })
+    }
+
+    /// Announces that we have `info_hash`, on TCP `port` (`None`: the UDP port we send from,
+    /// `implied_port`). Returns when the closest nodes have answered.
+    pub async fn announce(
+        &self,
+        info_hash: Id,
+        port: Option<u16>,
+    ) -> Result<AnnounceResult, Error> {
+        self.call(|r| Command::Announce(info_hash, port, r)).await?
+    }
+
+    /// Keeps announcing `info_hash` (now, then every advertise interval) until
+    /// [`Dht::stop_advertising`]. Peers found for it are reported with `advertised: true`.
+    pub async fn advertise(&self, info_hash: Id, port: Option<u16>) -> Result<(), Error> {
+        self.call(|r| Command::Advertise(info_hash, port, r)).await
+    }
+
+    /// Stops advertising `info_hash`.
+    pub async fn stop_advertising(&self, info_hash: Id) -> Result<(), Error> {
+        self.call(|r| Command::StopAdvertising(info_hash, r)).await
+    }
+
+    /// Adds a node: it is pinged and enters the table if it answers (dht.js's `connect`).
+    pub async fn add_node(&self, addr: SocketAddr) -> Result<(), Error> {
+        self.call(|r| Command::AddNode(addr, r)).await?
+    }
+
+    /// Same as [`Dht::add_node`].
+    pub async fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
+        self.add_node(addr).await
+    }
+
+    /// Fills the routing table by asking known nodes: a lookup in every bucket and another
+    /// bootstrap (the crawler seed's `makeNeighbours`). Returns at once.
+    pub async fn make_neighbours(&self) -> Result<(), Error> {
+        self.call(Command::MakeNeighbours).await
+    }
+
+    /// Sends a custom KRPC message as it is (the crawler seed's `sendMessage`). Answers to it
+    /// show up as [`DhtEvent::Datagram`] / [`DhtEvent::Message`] when message events are on.
+    pub async fn send_message(&self, message: &OwnedValue, addr: SocketAddr) -> Result<(), Error> {
+        let bytes = message.to_bytes();
+        self.call(|r| Command::Send(bytes, addr, r)).await?
+    }
+
+    /// A snapshot of the routing table.
+    pub async fn routing_table(&self) -> Result<Vec<NodeInfo>, Error> {
+        self.call(Command::RoutingTable).await
+    }
+
+    /// Counters and sizes.
+    pub async fn stats(&self) -> Result<DhtStats, Error> {
+        self.call(Command::Stats).await
+    }
+
+    /// The current state (id, nodes, advertised infohashes), for saving elsewhere.
+    pub async fn state(&self) -> Result<SavedState, Error> {
+        self.call(Command::State).await
+    }
+
+    /// Writes the state file now (when one was configured).
+    pub async fn save_state(&self) -> Result<(), Error> {
+        self.call(Command::SaveState).await?
+    }
+
+    /// Stops the node: saves the state file (if any), then waits for the task to end.
+    pub async fn shutdown(&self) {
+        let _ = self.call(Command::Shutdown).await;
+        let task = self.inner.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}
