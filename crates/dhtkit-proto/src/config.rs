@@ -53,7 +53,8 @@ pub struct Config {
     pub per_dest_rate: u32,
     /// Burst size of the per-destination token bucket.
     pub per_dest_burst: u32,
-    /// Slots in the per-IP limiters (IPs hash into them; memory is fixed).
+    /// Slots in each per-IP limiter, 8 bytes each (IPs hash into them with a secret key; IPs
+    /// sharing a slot share its budget; memory is fixed).
     pub rate_limiter_slots: usize,
     /// Most peers returned in one `values` list.
     pub max_values: usize,
@@ -97,7 +98,7 @@ impl Default for Config {
             per_ip_burst: 40,
             per_dest_rate: 2,
             per_dest_burst: 10,
-            rate_limiter_slots: 4096,
+            rate_limiter_slots: 1024,
             max_values: 100,
             decode_limits: Limits::default(),
             max_datagram: 4096,

@@ -5,16 +5,31 @@ use std::net::IpAddr;
 
 use crate::Instant;
 
+/// One bucket in 8 bytes: tokens in thousandths, and the last refill in milliseconds since
+/// the epoch modulo 2^32 (elapsed times are taken with wrapping arithmetic, which is exact as
+/// long as a slot is touched at least every 49 days; a slot idle longer is simply full).
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
-    /// Tokens in thousandths.
-    milli: u64,
-    last: Instant,
+    milli: u32,
+    last_ms: u32,
+}
+
+impl Slot {
+    fn is_new(&self) -> bool {
+        self.milli == 0 && self.last_ms == 0
+    }
+
+    fn refilled(&self, now_ms: u32, rate: u64, burst: u64) -> u64 {
+        let elapsed = now_ms.wrapping_sub(self.last_ms) as u64;
+        (self.milli as u64 + elapsed.saturating_mul(rate)).min(burst)
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
+    /// Allocated on first use; empty forever when the limiter is disabled.
     slots: Vec<Slot>,
+    size: usize,
     key: u64,
     rate: u64,
     burst: u64,
@@ -23,11 +38,16 @@ pub(crate) struct RateLimiter {
 impl RateLimiter {
     pub(crate) fn new(slots: usize, rate: u32, burst: u32, key: u64) -> Self {
         RateLimiter {
-            slots: vec![Slot::default(); if rate == 0 { 0 } else { slots.max(1) }],
+            slots: Vec::new(),
+            size: if rate == 0 { 0 } else { slots.max(1) },
             key,
             rate: rate as u64,
-            burst: burst.max(1) as u64 * 1000,
+            burst: (burst.max(1) as u64 * 1000).min(u32::MAX as u64),
         }
+    }
+
+    fn slot(&self, ip: IpAddr) -> usize {
+        (self.hash(ip) % self.slots.len() as u64) as usize
     }
 
     /// True if `ip` has a token now (nothing is taken).
@@ -35,34 +55,34 @@ impl RateLimiter {
         if self.slots.is_empty() {
             return true;
         }
-        let i = (self.hash(ip) % self.slots.len() as u64) as usize;
-        let s = self.slots[i];
-        if s.last == Instant::ZERO && s.milli == 0 {
-            return true;
-        }
-        let refill = now.saturating_since(s.last).as_millis() as u64 * self.rate;
-        (s.milli + refill).min(self.burst) >= 1000
+        let s = self.slots[self.slot(ip)];
+        s.is_new() || s.refilled(now.as_millis() as u32, self.rate, self.burst) >= 1000
     }
 
     /// Takes one token for `ip`; false if it has none left.
     pub(crate) fn allow(&mut self, now: Instant, ip: IpAddr) -> bool {
-        if self.slots.is_empty() {
+        if self.size == 0 {
             return true;
         }
-        let i = (self.hash(ip) % self.slots.len() as u64) as usize;
-        let s = &mut self.slots[i];
-        if s.last == Instant::ZERO && s.milli == 0 {
-            s.milli = self.burst;
-            s.last = now;
+        if self.slots.is_empty() {
+            self.slots = vec![Slot::default(); self.size];
         }
-        let elapsed = now.saturating_since(s.last);
-        let refill = elapsed.as_millis() as u64 * self.rate;
-        s.milli = (s.milli + refill).min(self.burst);
-        s.last = now;
-        if s.milli >= 1000 {
-            s.milli -= 1000;
+        let now_ms = now.as_millis() as u32;
+        let (rate, burst) = (self.rate, self.burst);
+        let i = self.slot(ip);
+        let s = &mut self.slots[i];
+        let tokens = if s.is_new() {
+            burst
+        } else {
+            s.refilled(now_ms, rate, burst)
+        };
+        s.last_ms = now_ms;
+        if tokens >= 1000 {
+            // Never store the all-zero "new" pattern for a used slot.
+            s.milli = (tokens - 1000).max(1) as u32;
             true
         } else {
+            s.milli = tokens.max(1) as u32;
             false
         }
     }

@@ -109,6 +109,8 @@ pub(crate) struct Driver {
     bootstrap_waiters: Vec<oneshot::Sender<usize>>,
     deferred: Vec<Command>,
     next_save: Option<Instant>,
+    /// Custom datagrams from `send_message`, sent on the next flush.
+    raw_out: Vec<(Vec<u8>, SocketAddr, oneshot::Sender<Result<(), Error>>)>,
 }
 
 impl Driver {
@@ -147,6 +149,7 @@ impl Driver {
             bootstrap_waiters: Vec::new(),
             deferred: Vec::new(),
             next_save,
+            raw_out: Vec::new(),
             cfg,
         };
         let _ = d.events.send(DhtEvent::Listening { addr: local, id });
@@ -450,15 +453,13 @@ impl Driver {
                 let _ = r.send(());
             }
             Command::Send(bytes, addr, r) => {
-                let res = if self.node.may_contact(&addr) {
-                    self.socket
-                        .try_send_to(&bytes, addr)
-                        .map(|_| ())
-                        .map_err(Error::Io)
+                if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
+                    let _ = r.send(Err(Error::Refused("address may not be contacted")));
+                } else if self.raw_out.len() >= MAX_DEFERRED {
+                    let _ = r.send(Err(Error::Refused("too many custom messages queued")));
                 } else {
-                    Err(Error::Refused("address may not be contacted"))
-                };
-                let _ = r.send(res);
+                    self.raw_out.push((bytes, addr, r));
+                }
             }
             Command::RoutingTable(r) => {
                 let cfg = *self.node.routing_table().config();
@@ -503,6 +504,10 @@ impl Driver {
     }
 
     async fn flush(&mut self) {
+        for (bytes, addr, r) in std::mem::take(&mut self.raw_out) {
+            let res = self.socket.send_to(&bytes, addr).await;
+            let _ = r.send(res.map(|_| ()).map_err(Error::Io));
+        }
         while let Some(t) = self.node.poll_transmit() {
             if let Err(e) = self.socket.send_to(t.payload, t.dest).await {
                 tracing::debug!("send to {} failed: {e}", t.dest);

@@ -1,0 +1,261 @@
+//! The async API over real UDP sockets on loopback: small networks of dhtkit nodes, each on its
+//! own 127.x.y.z address. Every wait is bounded.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use dhtkit::{Dht, DhtEvent, Id, OwnedValue, SavedState};
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn node(ip: [u8; 4], bootstrap: &[SocketAddr]) -> Dht {
+    Dht::builder()
+        .bind(SocketAddr::from((ip, 0)))
+        .bootstrap(bootstrap.iter().map(|a| a.to_string()))
+        .build()
+        .await
+        .expect("bind on loopback")
+}
+
+/// `n` nodes on 127.<net>.<i>.1, each bootstrapping through the first, all bootstrapped.
+async fn network(net: u8, n: u8) -> Vec<Dht> {
+    let first = node([127, net, 1, 1], &[]).await;
+    let seed = first.local_addr();
+    let mut all = vec![first];
+    for i in 2..=n {
+        all.push(node([127, net, i, 1], &[seed]).await);
+    }
+    for d in &all {
+        timeout(WAIT, d.bootstrapped())
+            .await
+            .expect("bootstrap in time")
+            .unwrap();
+    }
+    // A second round lets the early nodes learn about the later ones.
+    for d in &all {
+        d.make_neighbours().await.unwrap();
+    }
+    all
+}
+
+async fn shutdown(all: Vec<Dht>) {
+    for d in all {
+        d.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announce_get_peers_find_node_ping() {
+    let all = network(31, 6).await;
+    let ih: Id = "0123456789abcdef0123456789abcdef01234567".parse().unwrap();
+    let a = timeout(WAIT, all[1].announce(ih, Some(4242)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(a.announced >= 3, "announced to {} nodes", a.announced);
+
+    let mut lookup = all[4].get_peers(ih).await.unwrap();
+    let expected = SocketAddr::from(([127, 31, 2, 1], 4242));
+    let mut found = Vec::new();
+    while let Some(p) = timeout(WAIT, lookup.next_peer())
+        .await
+        .expect("lookup ends")
+    {
+        found.push(p);
+    }
+    assert_eq!(found, vec![expected]);
+
+    let target = all[5].id();
+    let closest = timeout(WAIT, all[0].find_node(target))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        closest.first().map(|c| c.0),
+        Some(target),
+        "exact match comes first"
+    );
+
+    let via = timeout(WAIT, all[0].find_node_via(target, all[2].local_addr()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!via.is_empty());
+
+    let id = timeout(WAIT, all[0].ping(all[3].local_addr()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(id, all[3].id());
+
+    let table = all[0].routing_table().await.unwrap();
+    assert!(table.len() >= 4, "table has {} nodes", table.len());
+    let stats = all[1].stats().await.unwrap();
+    assert!(
+        stats.node.queries_out > 0 && stats.nodes == all[1].routing_table().await.unwrap().len()
+    );
+    shutdown(all).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advertised_infohash_reports_peers_as_advertised() {
+    let all = network(32, 5).await;
+    let ih = Id([0x42; 20]);
+    // Someone else is already in the swarm.
+    timeout(WAIT, all[2].announce(ih, Some(5000)))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut events = all[3].events();
+    all[3].advertise(ih, Some(6000)).await.unwrap();
+    let other = SocketAddr::from(([127, 32, 3, 1], 5000));
+    let seen = timeout(WAIT, async {
+        while let Some(e) = events.recv().await {
+            if let DhtEvent::PeerFound {
+                info_hash,
+                peer,
+                advertised,
+            } = e
+            {
+                if info_hash == ih && peer == other {
+                    return advertised;
+                }
+            }
+        }
+        false
+    })
+    .await
+    .expect("peer found while advertising");
+    assert!(
+        seen,
+        "a peer found by our own re-announce is flagged as advertised"
+    );
+    assert_eq!(
+        all[3].state().await.unwrap().advertised,
+        vec![(ih, Some(6000))]
+    );
+    all[3].stop_advertising(ih).await.unwrap();
+    assert!(all[3].state().await.unwrap().advertised.is_empty());
+    shutdown(all).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restored_node_works_without_bootstrap_nodes() {
+    let all = network(33, 5).await;
+    let dir = std::env::temp_dir().join(format!("dhtkit-restore-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("state.json");
+    let a = Dht::builder()
+        .bind(SocketAddr::from(([127, 33, 9, 1], 0)))
+        .bootstrap([all[0].local_addr().to_string()])
+        .state_file(&path)
+        .build()
+        .await
+        .unwrap();
+    timeout(WAIT, a.bootstrapped()).await.unwrap().unwrap();
+    let ih = Id([7; 20]);
+    a.advertise(ih, Some(7000)).await.unwrap();
+    let id = a.id();
+    a.shutdown().await;
+    let saved = SavedState::load(&path).unwrap();
+    assert_eq!(saved.id, id);
+    assert!(saved.nodes.len() >= 3, "saved {} nodes", saved.nodes.len());
+    assert_eq!(saved.advertised, vec![(ih, Some(7000))]);
+
+    // No bootstrap nodes at all: the saved nodes are enough.
+    let b = Dht::builder()
+        .bind(SocketAddr::from(([127, 33, 9, 1], 0)))
+        .bootstrap(Vec::<String>::new())
+        .state_file(&path)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(b.id(), id, "id comes from the state file");
+    let n = timeout(WAIT, b.bootstrapped()).await.unwrap().unwrap();
+    assert!(n >= 3);
+    let closest = timeout(WAIT, b.find_node(all[4].id()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(closest.first().map(|c| c.0), Some(all[4].id()));
+    b.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    shutdown(all).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_subscriber_loses_events_and_the_node_keeps_answering() {
+    let quiet = Dht::builder()
+        .bind(SocketAddr::from(([127, 34, 1, 1], 0)))
+        .bootstrap(Vec::<String>::new())
+        .event_capacity(4)
+        .build()
+        .await
+        .unwrap();
+    let mut lagging = quiet.events(); // never read until the end
+    let asker = node([127, 34, 2, 1], &[]).await;
+    for _ in 0..30 {
+        timeout(WAIT, asker.ping(quiet.local_addr()))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // The subscriber fell behind: the first read reports the loss, not a stall.
+    let first = timeout(WAIT, lagging.recv()).await.unwrap();
+    assert!(first.is_some());
+    assert!(lagging.lost() >= 20, "lost {} events", lagging.lost());
+    // And the node never waited for it.
+    let id = timeout(WAIT, asker.ping(quiet.local_addr()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(id, quiet.id());
+    quiet.shutdown().await;
+    asker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_messages_and_message_events() {
+    let listener = Dht::builder()
+        .bind(SocketAddr::from(([127, 35, 1, 1], 0)))
+        .bootstrap(Vec::<String>::new())
+        .message_events(true)
+        .build()
+        .await
+        .unwrap();
+    let sender = node([127, 35, 2, 1], &[]).await;
+    let mut events = listener.events();
+    let mut q = std::collections::BTreeMap::new();
+    q.insert(b"t".to_vec(), OwnedValue::Bytes(b"zz".to_vec()));
+    q.insert(b"y".to_vec(), OwnedValue::Bytes(b"q".to_vec()));
+    q.insert(b"q".to_vec(), OwnedValue::Bytes(b"vote".to_vec()));
+    let mut a = std::collections::BTreeMap::new();
+    a.insert(b"id".to_vec(), OwnedValue::Bytes(vec![1; 20]));
+    q.insert(b"a".to_vec(), OwnedValue::Dict(a));
+    let msg = OwnedValue::Dict(q);
+    sender
+        .send_message(&msg, listener.local_addr())
+        .await
+        .unwrap();
+    let (mut raw, mut decoded, mut query) = (false, false, false);
+    timeout(WAIT, async {
+        while let Some(e) = events.recv().await {
+            match e {
+                DhtEvent::Datagram { bytes, .. } => raw |= bytes.as_ref() == msg.to_bytes().as_slice(),
+                DhtEvent::Message { message, .. } => decoded |= *message == msg,
+                DhtEvent::Query { query: q, .. } => {
+                    query |= matches!(q, dhtkit::QueryInfo::Other { ref method, .. } if method == b"vote")
+                }
+                _ => {}
+            }
+            if raw && decoded && query {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("events arrive");
+    listener.shutdown().await;
+    sender.shutdown().await;
+}
