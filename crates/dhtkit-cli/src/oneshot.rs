@@ -11,8 +11,10 @@ use serde_json::json;
 
 use crate::{BadInput, Common};
 
+/// One-shot commands are transient clients: they run read-only (BEP 43), so that the nodes
+/// they ask do not keep them in their tables after they exit.
 async fn start(b: DhtBuilder) -> Result<Dht, ExitCode> {
-    match b.build().await {
+    match b.read_only(true).build().await {
         Ok(d) => Ok(d),
         Err(e) => {
             eprintln!("error: {e}");

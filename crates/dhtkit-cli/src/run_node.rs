@@ -56,7 +56,8 @@ pub(crate) async fn run(
                     reported_loss = events.lost();
                 }
                 if writeln!(out, "{}", ev.to_json()).and_then(|_| out.flush()).is_err() {
-                    // Whoever read our stdout is gone; keep serving the DHT quietly.
+                    // Whoever read our events is gone (`dhtkit node --events | head`): stop,
+                    // as a filter does, saving state on the way out.
                     break;
                 }
             }

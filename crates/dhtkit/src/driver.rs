@@ -104,7 +104,8 @@ pub(crate) struct Driver {
     requests: HashMap<RequestId, RequestWaiter>,
     advertised: BTreeMap<Id, (Option<u16>, Instant)>,
     bootstrap_lookup: Option<LookupId>,
-    resolving: bool,
+    /// Bootstrap names still being resolved.
+    resolving: usize,
     bootstrapped: bool,
     bootstrap_waiters: Vec<oneshot::Sender<usize>>,
     deferred: Vec<Command>,
@@ -144,7 +145,7 @@ impl Driver {
             requests: HashMap::new(),
             advertised,
             bootstrap_lookup: None,
-            resolving: !cfg.bootstrap.is_empty(),
+            resolving: cfg.bootstrap.len(),
             bootstrapped: false,
             bootstrap_waiters: Vec::new(),
             deferred: Vec::new(),
@@ -157,12 +158,8 @@ impl Driver {
             // Restored nodes are enough to join: bootstrap through the table right away.
             d.bootstrap_lookup = d.node.bootstrap(Instant::ZERO, &[]);
         }
-        if d.resolving {
-            tokio::spawn(resolve(
-                d.cfg.bootstrap.clone(),
-                local.is_ipv6(),
-                tx.clone(),
-            ));
+        for name in d.cfg.bootstrap.clone() {
+            tokio::spawn(resolve(name, local.is_ipv6(), tx.clone()));
         }
         d.check_bootstrapped();
         let task = tokio::spawn(d.run());
@@ -322,7 +319,10 @@ impl Driver {
         if self.bootstrapped {
             return;
         }
-        if self.resolving || self.bootstrap_lookup.is_some() {
+        // Wait for the bootstrap lookup; wait for names still resolving only when we have no
+        // node at all to start from.
+        let waiting_names = self.resolving > 0 && self.node.routing_table().is_empty();
+        if waiting_names || self.bootstrap_lookup.is_some() {
             return;
         }
         self.bootstrapped = true;
@@ -366,7 +366,7 @@ impl Driver {
                 }
             }
             Command::Resolved(addrs) => {
-                self.resolving = false;
+                self.resolving = self.resolving.saturating_sub(1);
                 if !addrs.is_empty() {
                     let lid = self.node.bootstrap(now, &addrs);
                     if self.bootstrap_lookup.is_none() || !self.bootstrapped {
@@ -616,16 +616,15 @@ fn outcome_error(o: RequestOutcome) -> Error {
     }
 }
 
-/// Resolves bootstrap names in the background; each name gets a few seconds.
-async fn resolve(names: Vec<String>, v6: bool, tx: mpsc::Sender<Command>) {
+/// Resolves one bootstrap name in the background (a few seconds at most) and reports the
+/// addresses, possibly none.
+async fn resolve(name: String, v6: bool, tx: mpsc::Sender<Command>) {
     let mut out = Vec::new();
-    for name in names {
-        if let Ok(a) = name.parse::<SocketAddr>() {
-            out.push(a);
-            continue;
-        }
+    if let Ok(a) = name.parse::<SocketAddr>() {
+        out.push(a);
+    } else {
         match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(name.as_str())).await {
-            Ok(Ok(addrs)) => out.extend(addrs.filter(|a| a.is_ipv6() == v6)),
+            Ok(Ok(addrs)) => out.extend(addrs),
             Ok(Err(e)) => tracing::info!("bootstrap node {name} did not resolve: {e}"),
             Err(_) => tracing::info!("bootstrap node {name}: resolving timed out"),
         }

@@ -1,0 +1,323 @@
+//! The `dhtkit` command as scripts see it: output, exit codes, and the state file surviving
+//! SIGKILL. Processes talk over loopback only, each on its own 127.x.y.z address; every wait
+//! is bounded.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dhtkit"))
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dhtkit-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs a one-shot command; returns (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = bin().args(args).output().expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+struct NodeProc(Child);
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `dhtkit node --events` and waits for its listening line.
+fn start_node(args: &[&str]) -> (NodeProc, BufReader<std::process::ChildStdout>) {
+    let mut child = bin()
+        .arg("node")
+        .arg("--events")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).expect("first line is JSON");
+    assert_eq!(v["event"], "listening", "{line}");
+    (NodeProc(child), out)
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line() {
+    let dir = tmpdir("bad");
+    let corrupt = dir.join("corrupt.json");
+    std::fs::write(&corrupt, "{\"version\": 1, \"id\": \"nope\"").unwrap();
+    let corrupt = corrupt.to_str().unwrap().to_owned();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["get-peers", "xyz"],
+        vec!["find-node", "0123"],
+        vec!["ping", "not-an-address"],
+        vec![
+            "announce",
+            "0123456789abcdef0123456789abcdef01234567",
+            "--port",
+            "99999",
+        ],
+        vec!["announce", "0123456789abcdef0123456789abcdef01234567"],
+        vec!["node", "--bind", "banana"],
+        vec!["node", "--advertise", "abc:1"],
+        vec![
+            "get-peers",
+            "0123456789abcdef0123456789abcdef01234567",
+            "--bootstrap",
+            "nohostport",
+        ],
+        vec![
+            "get-peers",
+            "0123456789abcdef0123456789abcdef01234567",
+            "--state",
+            &corrupt,
+        ],
+        vec![
+            "get-peers",
+            "0123456789abcdef0123456789abcdef01234567",
+            "--timeout",
+            "-1",
+        ],
+    ];
+    for args in cases {
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.starts_with("error"), "{args:?}: {stderr}");
+    }
+    let (_, _, stderr) = run(&["get-peers", "xyz"]);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("\"xyz\""), "names the problem: {stderr}");
+    let (_, _, stderr) = run(&[
+        "get-peers",
+        "0123456789abcdef0123456789abcdef01234567",
+        "--state",
+        &corrupt,
+    ]);
+    assert!(stderr.contains("corrupt"), "{stderr}");
+}
+
+#[test]
+fn node_announce_get_peers_find_node_ping_over_loopback() {
+    let (seed, _seed_out) = start_node(&[
+        "--bind",
+        "127.41.1.1:16881",
+        "--bootstrap",
+        "127.41.2.1:16881",
+    ]);
+    let (_b, _bo) = start_node(&[
+        "--bind",
+        "127.41.2.1:16881",
+        "--bootstrap",
+        "127.41.1.1:16881",
+    ]);
+    let (_c, _co) = start_node(&[
+        "--bind",
+        "127.41.3.1:16881",
+        "--bootstrap",
+        "127.41.1.1:16881",
+    ]);
+    let boot = "127.41.1.1:16881,127.41.2.1:16881";
+    let ih = "00112233445566778899aabbccddeeff00112233";
+    let (code, out, err) = run(&[
+        "announce",
+        ih,
+        "--port",
+        "5555",
+        "--bind",
+        "127.41.9.1:0",
+        "--bootstrap",
+        boot,
+        "--timeout",
+        "20",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v["announced"].as_u64().unwrap() >= 2, "{out}");
+
+    let (code, out, err) = run(&[
+        "get-peers",
+        ih,
+        "--bind",
+        "127.41.8.1:0",
+        "--bootstrap",
+        boot,
+        "--timeout",
+        "20",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "127.41.9.1:5555");
+    let (code, out, _) = run(&[
+        "get-peers",
+        ih,
+        "--bootstrap",
+        boot,
+        "--timeout",
+        "20",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["peer"], "127.41.9.1:5555");
+
+    let (code, out, _) = run(&[
+        "get-peers",
+        "ffffffffffffffffffffffffffffffffffffffff",
+        "--bootstrap",
+        boot,
+        "--timeout",
+        "20",
+    ]);
+    assert_eq!((code, out.as_str()), (1, ""), "no peer: exit 1");
+
+    let (code, out, err) = run(&["find-node", ih, "--bootstrap", boot, "--timeout", "20"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().count() >= 3, "{out}");
+
+    let (code, out, _) = run(&["ping", "127.41.2.1:16881", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["id"].as_str().unwrap().len(), 40);
+    drop(seed);
+}
+
+#[test]
+fn node_events_are_json_lines() {
+    let (_a, mut out) = start_node(&[
+        "--bind",
+        "127.42.1.1:16881",
+        "--bootstrap",
+        "127.42.2.1:16881",
+    ]);
+    let (code, _, _) = run(&["ping", "127.42.1.1:16881", "--bind", "127.42.3.1:0"]);
+    assert_eq!(code, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut saw_ping = false;
+    let mut line = String::new();
+    while Instant::now() < deadline && !saw_ping {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line).expect("every line is JSON");
+        saw_ping = v["event"] == "query"
+            && v["method"] == "ping"
+            && v["from"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("127.42.3.1:"));
+    }
+    assert!(saw_ping, "the ping query was reported");
+}
+
+fn valid_state(path: &Path) -> bool {
+    let text = std::fs::read_to_string(path).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&text).expect("state file is always valid JSON");
+    v["version"] == 1 && v["id"].as_str().is_some_and(|s| s.len() == 40) && v["nodes"].is_array()
+}
+
+#[test]
+fn sigkill_never_leaves_a_corrupt_state_file() {
+    let dir = tmpdir("kill");
+    let state = dir.join("state.json");
+    // Keep the peers' stdout open: a node whose event reader goes away exits, like any filter.
+    let peers: Vec<_> = (2..5)
+        .map(|i| {
+            let bind = format!("127.43.{i}.1:16881");
+            start_node(&["--bind", &bind, "--bootstrap", "127.43.2.1:16881"])
+        })
+        .collect();
+    let state_s = state.to_str().unwrap().to_owned();
+    let mut killed_with_file = 0;
+    for round in 0..15u64 {
+        let mut child = bin()
+            .args([
+                "node",
+                "--bind",
+                "127.43.1.1:16881",
+                "--bootstrap",
+                "127.43.2.1:16881,127.43.3.1:16881",
+            ])
+            .args(["--state", &state_s, "--save-interval", "0.002"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill at varying moments, from mid start-up to well into the saving loop.
+        std::thread::sleep(Duration::from_millis(20 + (round * 37) % 400));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        if state.exists() {
+            assert!(valid_state(&state), "round {round}: corrupt state file");
+            killed_with_file += 1;
+        }
+    }
+    assert!(
+        killed_with_file >= 10,
+        "the node saved state in most rounds ({killed_with_file})"
+    );
+    // One last run long enough to have learnt its neighbours, then SIGKILL.
+    let mut child = bin()
+        .args([
+            "node",
+            "--bind",
+            "127.43.1.1:16881",
+            "--bootstrap",
+            "127.43.2.1:16881",
+        ])
+        .args(["--state", &state_s, "--save-interval", "0.05", "--events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut saved_nodes = 0;
+    while Instant::now() < deadline && saved_nodes < 3 {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["event"] == "state_saved" {
+            saved_nodes = v["nodes"].as_u64().unwrap();
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(saved_nodes >= 3, "state with its neighbours was saved");
+    assert!(valid_state(&state));
+    // No temporary files are mistaken for the state file, and the last state loads.
+    let (code, _, err) = run(&[
+        "find-node",
+        "00112233445566778899aabbccddeeff00112233",
+        "--state",
+        &state_s,
+        "--bind",
+        "127.43.1.1:0",
+        "--timeout",
+        "20",
+    ]);
+    assert_eq!(
+        code, 0,
+        "a node restored from the killed node's state works: {err}"
+    );
+    drop(peers);
+}
