@@ -87,6 +87,9 @@ enum LookupWaiter {
     Advertise,
 }
 
+/// A custom datagram waiting to be sent, and who to tell.
+type RawSend = (Vec<u8>, SocketAddr, oneshot::Sender<Result<(), Error>>);
+
 enum RequestWaiter {
     Ping(oneshot::Sender<Result<Id, Error>>),
     FindNodeVia(oneshot::Sender<Result<Vec<(Id, SocketAddr)>, Error>>),
@@ -111,7 +114,7 @@ pub(crate) struct Driver {
     deferred: Vec<Command>,
     next_save: Option<Instant>,
     /// Custom datagrams from `send_message`, sent on the next flush.
-    raw_out: Vec<(Vec<u8>, SocketAddr, oneshot::Sender<Result<(), Error>>)>,
+    raw_out: Vec<RawSend>,
 }
 
 impl Driver {
