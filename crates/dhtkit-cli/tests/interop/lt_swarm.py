@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""A swarm of libtorrent DHT sessions on loopback, driven by JSON lines on stdin.
+
+Used by dhtkit's interop test. Each session listens on its own address 127.<net>.<i>.1 (its own
+/24, as on the internet), with the settings libtorrent needs on loopback. libtorrent's per-IP
+flood protection (dht_block_ratelimit) stays at its default, so peers must be polite.
+
+Commands (one JSON object per line) and answers (one JSON object per line):
+  {"cmd": "status"}                           -> {"tables": [nodes per session]}
+  {"cmd": "add_nodes", "addrs": ["ip:port", ...]}  every session adds these as ordinary DHT
+      nodes (libtorrent never keeps its dht_bootstrap_nodes, which it treats as routers)
+                                              -> {"ok": true}
+  {"cmd": "announce", "idx": i, "ih": hex, "port": p}   -> {"ok": true}
+  {"cmd": "get_peers", "idx": i, "ih": hex, "want": "ip:port", "timeout": s}
+                                              -> {"peers": [...], "found": bool}
+  {"cmd": "traffic", "count": n}   every session starts n get_peers lookups and n announces for
+      random infohashes (returns at once)         -> {"ok": true}
+  {"cmd": "wait", "seconds": s}    keeps processing alerts for s seconds -> {"ok": true}
+  {"cmd": "packets", "prefix": "127.70.", "settle": s}
+      every query a session sent to an address starting with prefix, and what came back:
+                                              -> {"queries": n, "replies": n, "errors": [...],
+                                                  "unanswered": [...], "invalid": [...]}
+  {"cmd": "quit"}
+Every wait is bounded; the script exits when stdin closes.
+"""
+
+import argparse
+import json
+import queue
+import sys
+import threading
+import time
+
+import libtorrent as lt
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def make_session(ip, port, bootstrap):
+    settings = {
+        "listen_interfaces": f"{ip}:{port}",
+        "enable_dht": True,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_incoming_utp": False,
+        "enable_outgoing_utp": False,
+        "dht_restrict_routing_ips": False,
+        "dht_restrict_search_ips": False,
+        "dht_prefer_verified_node_ids": False,
+        "dht_ignore_dark_internet": False,
+        "dht_bootstrap_nodes": bootstrap,
+        "alert_mask": lt.alert_category.dht
+        | lt.alert_category.dht_log
+        | lt.alert_category.dht_operation
+        | lt.alert_category.error,
+        "alert_queue_size": 100000,
+    }
+    return lt.session(settings)
+
+
+class Swarm:
+    def __init__(self, count, net, port, bootstrap):
+        self.sessions = []
+        self.addrs = []
+        for i in range(1, count + 1):
+            ip = f"127.{net}.{i}.1"
+            self.addrs.append(f"{ip}:{port}")
+            self.sessions.append(make_session(ip, port, bootstrap))
+        # Packet log: per session, outgoing queries by (endpoint, tid) and replies seen.
+        self.sent = [dict() for _ in self.sessions]  # (ep, tid) -> (time, method)
+        self.answers = [dict() for _ in self.sessions]  # (ep, tid) -> (y, msg)
+        self.peers = [dict() for _ in self.sessions]  # ih hex -> set of "ip:port"
+        self.tables = [0 for _ in self.sessions]
+
+    def pump(self):
+        for i, s in enumerate(self.sessions):
+            for a in s.pop_alerts():
+                if isinstance(a, lt.dht_pkt_alert):
+                    self.on_packet(i, a)
+                elif isinstance(a, lt.dht_get_peers_reply_alert):
+                    ih = str(a.info_hash)
+                    got = self.peers[i].setdefault(ih, set())
+                    for p in a.peers():
+                        got.add(f"{p[0]}:{p[1]}")
+                elif isinstance(a, lt.dht_stats_alert):
+                    self.tables[i] = sum(b["num_nodes"] for b in a.routing_table)
+
+    def on_packet(self, i, a):
+        text = a.message()
+        outgoing = text.startswith("==>")
+        try:
+            ep = text[text.index("[") + 1 : text.index("]")]
+            msg = lt.bdecode(a.pkt_buf)
+        except Exception:
+            return
+        if not isinstance(msg, dict):
+            return
+        y = msg.get(b"y")
+        tid = msg.get(b"t")
+        if outgoing and y == b"q":
+            self.sent[i][(ep, tid)] = (time.monotonic(), msg.get(b"q", b"").decode("latin-1"))
+        elif not outgoing and y in (b"r", b"e"):
+            self.answers[i].setdefault((ep, tid), (y, msg))
+
+    def wait(self, seconds, until=None):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.pump()
+            if until is not None and until():
+                return True
+            time.sleep(0.05)
+        self.pump()
+        return until() if until is not None else True
+
+    def status(self):
+        for s in self.sessions:
+            s.post_dht_stats()
+        self.wait(0.5)
+        return {"tables": self.tables}
+
+    def packets(self, prefix, settle):
+        now = time.monotonic()
+        queries = replies = 0
+        errors, unanswered, invalid = [], [], []
+        for i in range(len(self.sessions)):
+            for (ep, tid), (t, method) in self.sent[i].items():
+                if not ep.startswith(prefix) or now - t < settle:
+                    continue
+                queries += 1
+                ans = self.answers[i].get((ep, tid))
+                if ans is None:
+                    unanswered.append({"session": i, "to": ep, "method": method})
+                    continue
+                y, msg = ans
+                if y == b"e":
+                    errors.append({"session": i, "to": ep, "method": method, "e": repr(msg.get(b"e"))})
+                    continue
+                r = msg.get(b"r")
+                ok = isinstance(r, dict) and isinstance(r.get(b"id"), bytes) and len(r[b"id"]) == 20
+                if method in ("find_node", "get_peers") and ok:
+                    ok = isinstance(r.get(b"nodes"), bytes) or b"values" in r
+                if method == "get_peers" and ok:
+                    ok = isinstance(r.get(b"token"), bytes)
+                if ok:
+                    replies += 1
+                else:
+                    invalid.append({"session": i, "to": ep, "method": method, "r": repr(r)[:200]})
+        return {"queries": queries, "replies": replies, "errors": errors[:20],
+                "unanswered": unanswered[:20], "unanswered_count": len(unanswered),
+                "invalid": invalid[:20]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=10)
+    ap.add_argument("--net", type=int, default=80)
+    ap.add_argument("--port", type=int, default=16881)
+    ap.add_argument("--bootstrap", required=True)
+    args = ap.parse_args()
+    swarm = Swarm(args.count, args.net, args.port, args.bootstrap)
+    log(f"lt_swarm: {args.count} libtorrent {lt.__version__} sessions on 127.{args.net}.x.1")
+
+    lines = queue.Queue()
+
+    def reader():
+        for line in sys.stdin:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=reader, daemon=True).start()
+
+    def answer(obj):
+        print(json.dumps(obj), flush=True)
+
+    answer({"ready": True, "addrs": swarm.addrs, "version": lt.__version__})
+    while True:
+        try:
+            line = lines.get(timeout=0.1)
+        except queue.Empty:
+            swarm.pump()
+            continue
+        if line is None:
+            break
+        cmd = json.loads(line)
+        c = cmd["cmd"]
+        if c == "quit":
+            answer({"ok": True})
+            break
+        if c == "status":
+            answer(swarm.status())
+        elif c == "add_nodes":
+            for i, sess in enumerate(swarm.sessions):
+                for a in cmd["addrs"]:
+                    if a != swarm.addrs[i]:
+                        ip, port = a.rsplit(":", 1)
+                        sess.add_dht_node((ip, int(port)))
+            answer({"ok": True})
+        elif c == "announce":
+            h = lt.sha1_hash(bytes.fromhex(cmd["ih"]))
+            swarm.sessions[cmd["idx"]].dht_announce(h, cmd["port"], 0)
+            answer({"ok": True})
+        elif c == "get_peers":
+            i, ih, want = cmd["idx"], cmd["ih"], cmd.get("want")
+            h = lt.sha1_hash(bytes.fromhex(ih))
+            swarm.sessions[i].dht_get_peers(h)
+            found = swarm.wait(cmd.get("timeout", 10), lambda: want in swarm.peers[i].get(ih, set()))
+            answer({"peers": sorted(swarm.peers[i].get(ih, set())), "found": bool(found)})
+        elif c == "traffic":
+            import os
+            for sess in swarm.sessions:
+                for _ in range(cmd["count"]):
+                    sess.dht_get_peers(lt.sha1_hash(os.urandom(20)))
+                    sess.dht_announce(lt.sha1_hash(os.urandom(20)), 6881, 0)
+            answer({"ok": True})
+        elif c == "wait":
+            swarm.wait(min(float(cmd["seconds"]), 120.0))
+            answer({"ok": True})
+        elif c == "packets":
+            swarm.pump()
+            answer(swarm.packets(cmd["prefix"], cmd.get("settle", 3.0)))
+        else:
+            answer({"error": f"unknown command {c}"})
+
+
+if __name__ == "__main__":
+    main()

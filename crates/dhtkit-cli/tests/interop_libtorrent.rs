@@ -1,0 +1,286 @@
+//! Interop with libtorrent (2.1.x, through its Python bindings): ten libtorrent sessions and ten
+//! `dhtkit node` processes form one DHT on loopback, each on its own 127.x.y.z address in its
+//! own /24. Then:
+//! (a) a libtorrent session announces an infohash and `dhtkit get-peers` finds it;
+//! (b) `dhtkit announce` announces one and libtorrent's `dht_get_peers` returns that peer;
+//! (c) every query libtorrent sent to a dhtkit node got a valid reply (no error, no silence).
+//!
+//! libtorrent's flood protection stays on, so dhtkit must be a polite peer.
+//! Needs the virtualenv that `.ci/setup-interop` creates (or `DHTKIT_LT_PYTHON`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const DHTKIT_NET: u8 = 70;
+const LT_NET: u8 = 80;
+const NODES: u8 = 10;
+const PORT: u16 = 16881;
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("DHTKIT_LT_PYTHON").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.ci/venv/bin/python");
+    assert!(
+        p.exists(),
+        "libtorrent's Python bindings are missing: run `bash .ci/setup-interop` (or set DHTKIT_LT_PYTHON)"
+    );
+    p
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Swarm {
+    _child: Killed,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Swarm {
+    fn start(bootstrap: &str) -> Swarm {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/lt_swarm.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .args(["--count", &NODES.to_string(), "--net", &LT_NET.to_string()])
+            .args(["--port", &PORT.to_string(), "--bootstrap", bootstrap])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python starts");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut s = Swarm {
+            _child: Killed(child),
+            stdin,
+            lines,
+        };
+        let ready = s.read(Duration::from_secs(60));
+        assert_eq!(ready["ready"], true, "{ready}");
+        eprintln!("libtorrent {} swarm up", ready["version"]);
+        s
+    }
+
+    fn read(&mut self, wait: Duration) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(wait)
+            .expect("libtorrent swarm answers in time");
+        serde_json::from_str(&line).expect("JSON from the swarm")
+    }
+
+    fn call(&mut self, cmd: Value, wait: Duration) -> Value {
+        writeln!(self.stdin, "{cmd}").unwrap();
+        self.stdin.flush().unwrap();
+        self.read(wait)
+    }
+}
+
+fn dhtkit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dhtkit"))
+}
+
+fn addr(net: u8, i: u8) -> String {
+    format!("127.{net}.{i}.1:{PORT}")
+}
+
+#[test]
+fn libtorrent_and_dhtkit_share_a_dht() {
+    // dhtkit nodes first, so that libtorrent's very first queries find them listening. The
+    // first one bootstraps through libtorrent only (it retries until libtorrent is up).
+    let _nodes: Vec<Killed> = (1..=NODES)
+        .map(|i| {
+            let boot = if i == 1 {
+                addr(LT_NET, 1)
+            } else {
+                format!("{},{}", addr(LT_NET, 1), addr(DHTKIT_NET, 1))
+            };
+            let mut child = dhtkit()
+                .args([
+                    "node",
+                    "--events",
+                    "--bind",
+                    &addr(DHTKIT_NET, i),
+                    "--bootstrap",
+                    &boot,
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("dhtkit node starts");
+            let mut out = BufReader::new(child.stdout.take().unwrap());
+            let mut first = String::new();
+            out.read_line(&mut first).unwrap();
+            assert!(first.contains("\"listening\""), "{first}");
+            // Keep reading its events so that the pipe never fills.
+            std::thread::spawn(move || for _ in out.lines().map_while(Result::ok) {});
+            Killed(child)
+        })
+        .collect();
+    let mut swarm = Swarm::start(&format!("{},{}", addr(DHTKIT_NET, 1), addr(LT_NET, 1)));
+
+    // libtorrent never keeps its bootstrap routers in its table, so tell every session about a
+    // few ordinary nodes of each kind, as a client learns them from its peers.
+    let mut known: Vec<String> = (1..=NODES).map(|i| addr(LT_NET, i)).collect();
+    known.extend((1..=3).map(|i| addr(DHTKIT_NET, i)));
+    swarm.call(
+        json!({"cmd": "add_nodes", "addrs": known}),
+        Duration::from_secs(10),
+    );
+
+    // The network forms: every libtorrent session knows several nodes.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let st = swarm.call(json!({"cmd": "status"}), Duration::from_secs(30));
+        let tables: Vec<u64> = st["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        if tables.iter().all(|&n| n >= 5) {
+            eprintln!("libtorrent routing tables: {tables:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "libtorrent sessions did not fill their tables: {tables:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // (a) libtorrent announces, dhtkit finds it.
+    let ih_a = "a1a2a3a4a5a6a7a8a9aab1b2b3b4b5b6b7b8b9ba";
+    swarm.call(
+        json!({"cmd": "announce", "idx": 2, "ih": ih_a, "port": 7001}),
+        Duration::from_secs(10),
+    );
+    let want_a = format!("127.{LT_NET}.3.1:7001");
+    let mut found_a = false;
+    for attempt in 0..10 {
+        let out = dhtkit()
+            .args([
+                "get-peers",
+                ih_a,
+                "--bind",
+                "127.90.1.1:0",
+                "--timeout",
+                "15",
+            ])
+            .args([
+                "--bootstrap",
+                &format!("{},{}", addr(DHTKIT_NET, 5), addr(LT_NET, 7)),
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if stdout.lines().any(|l| l.trim() == want_a) {
+            assert_eq!(out.status.code(), Some(0));
+            eprintln!("(a) dhtkit get-peers found {want_a} on attempt {attempt}");
+            found_a = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert!(
+        found_a,
+        "(a) dhtkit get-peers never found the peer libtorrent announced"
+    );
+
+    // (b) dhtkit announces, libtorrent finds it.
+    let ih_b = "c1c2c3c4c5c6c7c8c9cad1d2d3d4d5d6d7d8d9da";
+    let out = dhtkit()
+        .args([
+            "announce",
+            ih_b,
+            "--port",
+            "7002",
+            "--bind",
+            "127.91.1.1:0",
+            "--timeout",
+            "20",
+            "--json",
+        ])
+        .args([
+            "--bootstrap",
+            &format!("{},{}", addr(DHTKIT_NET, 6), addr(LT_NET, 4)),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ann: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("(b) dhtkit announced to {} nodes", ann["announced"]);
+    let want_b = "127.91.1.1:7002";
+    let mut found_b = false;
+    for _ in 0..3 {
+        let r = swarm.call(
+            json!({"cmd": "get_peers", "idx": 6, "ih": ih_b, "want": want_b, "timeout": 20}),
+            Duration::from_secs(40),
+        );
+        if r["found"] == true {
+            found_b = true;
+            break;
+        }
+    }
+    assert!(
+        found_b,
+        "(b) libtorrent's dht_get_peers never returned dhtkit's announce"
+    );
+
+    // (c) Every query libtorrent sent to a dhtkit node got a valid reply. Make libtorrent
+    // busy first: lookups and announces from every session, then let them settle.
+    swarm.call(
+        json!({"cmd": "traffic", "count": 3}),
+        Duration::from_secs(10),
+    );
+    swarm.call(
+        json!({"cmd": "wait", "seconds": 8}),
+        Duration::from_secs(30),
+    );
+    let p = swarm.call(
+        json!({"cmd": "packets", "prefix": format!("127.{DHTKIT_NET}."), "settle": 3.0}),
+        Duration::from_secs(30),
+    );
+    eprintln!("(c) {p}");
+    assert!(
+        p["queries"].as_u64().unwrap() >= 50,
+        "libtorrent queried dhtkit nodes: {p}"
+    );
+    assert_eq!(p["errors"], json!([]), "dhtkit answered with errors: {p}");
+    assert_eq!(
+        p["invalid"],
+        json!([]),
+        "dhtkit sent malformed replies: {p}"
+    );
+    assert_eq!(
+        p["unanswered_count"], 0,
+        "dhtkit left queries unanswered: {p}"
+    );
+    assert_eq!(p["queries"], p["replies"]);
+    swarm.call(json!({"cmd": "quit"}), Duration::from_secs(10));
+}
