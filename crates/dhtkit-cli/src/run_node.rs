@@ -24,12 +24,6 @@ pub(crate) async fn run(
     let mut events = dht.events();
     eprintln!("dhtkit node {} listening on {}", dht.id(), dht.local_addr());
     let stdout = std::io::stdout();
-    if print_events {
-        let line = json!({"event": "listening", "addr": dht.local_addr().to_string(), "id": dht.id().to_hex()});
-        let mut out = stdout.lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
-    }
     for (ih, port) in advertise {
         if dht.advertise(ih, Some(port)).await.is_err() {
             eprintln!("error: node stopped");

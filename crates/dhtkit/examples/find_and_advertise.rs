@@ -34,7 +34,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Wait for someone to appear (node.on('peer:new', ...)), ignoring other infohashes.
     let wait = async {
         while let Some(ev) = events.recv().await {
-            if let DhtEvent::PeerFound { info_hash, peer, advertised } = ev {
+            if let DhtEvent::PeerFound {
+                info_hash,
+                peer,
+                advertised,
+            } = ev
+            {
                 if info_hash == hash && advertised {
                     return Some(peer);
                 }

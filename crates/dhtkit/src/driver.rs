@@ -156,7 +156,6 @@ impl Driver {
             raw_out: Vec::new(),
             cfg,
         };
-        let _ = d.events.send(DhtEvent::Listening { addr: local, id });
         if has_state_nodes {
             // Restored nodes are enough to join: bootstrap through the table right away.
             d.bootstrap_lookup = d.node.bootstrap(Instant::ZERO, &[]);

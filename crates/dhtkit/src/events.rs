@@ -262,16 +262,22 @@ impl DhtEvent {
     }
 }
 
-/// A subscription to a node's events. Bounded: a consumer that falls behind loses the oldest
-/// events, and [`EventStream::lost`] counts them; the node itself never waits for a consumer.
+/// A subscription to a node's events. It starts with a [`DhtEvent::Listening`] describing the
+/// node, then delivers events as they happen. Bounded: a consumer that falls behind loses the
+/// oldest events, and [`EventStream::lost`] counts them; the node itself never waits for a
+/// consumer.
 pub struct EventStream {
     pub(crate) rx: broadcast::Receiver<DhtEvent>,
     pub(crate) lost: u64,
+    pub(crate) first: Option<DhtEvent>,
 }
 
 impl EventStream {
     /// The next event; `None` once the node has shut down.
     pub async fn recv(&mut self) -> Option<DhtEvent> {
+        if let Some(e) = self.first.take() {
+            return Some(e);
+        }
         loop {
             match self.rx.recv().await {
                 Ok(e) => return Some(e),

@@ -147,11 +147,15 @@ impl Dht {
         self.inner.local_addr
     }
 
-    /// Subscribes to events from now on.
+    /// Subscribes to events from now on. The stream opens with a [`DhtEvent::Listening`].
     pub fn events(&self) -> EventStream {
         EventStream {
             rx: self.inner.events.subscribe(),
             lost: 0,
+            first: Some(DhtEvent::Listening {
+                addr: self.inner.local_addr,
+                id: self.inner.id,
+            }),
         }
     }
 

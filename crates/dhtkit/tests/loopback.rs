@@ -194,6 +194,14 @@ async fn slow_subscriber_loses_events_and_the_node_keeps_answering() {
         .await
         .unwrap();
     let mut lagging = quiet.events(); // never read until the end
+    assert_eq!(
+        lagging.recv().await,
+        Some(DhtEvent::Listening {
+            addr: quiet.local_addr(),
+            id: quiet.id()
+        }),
+        "every subscription opens with the listening event"
+    );
     let asker = node([127, 34, 2, 1], &[]).await;
     for _ in 0..30 {
         timeout(WAIT, asker.ping(quiet.local_addr()))
