@@ -8,12 +8,13 @@
 //! libtorrent's flood protection stays on, so dhtkit must be a polite peer.
 //! Needs the virtualenv that `.ci/setup-interop` creates (or `DHTKIT_LT_PYTHON`).
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{dhtkit, dhtkit_finds, dhtkit_node, Harness, Killed};
 use serde_json::{json, Value};
 
 const DHTKIT_NET: u8 = 70;
@@ -33,71 +34,15 @@ fn python() -> PathBuf {
     p
 }
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Swarm {
-    _child: Killed,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Swarm {
-    fn start(bootstrap: &str) -> Swarm {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/lt_swarm.py");
-        let mut child = Command::new(python())
-            .arg(script)
-            .args(["--count", &NODES.to_string(), "--net", &LT_NET.to_string()])
-            .args(["--port", &PORT.to_string(), "--bootstrap", bootstrap])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python starts");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut s = Swarm {
-            _child: Killed(child),
-            stdin,
-            lines,
-        };
-        let ready = s.read(Duration::from_secs(60));
-        assert_eq!(ready["ready"], true, "{ready}");
-        eprintln!("libtorrent {} swarm up", ready["version"]);
-        s
-    }
-
-    fn read(&mut self, wait: Duration) -> Value {
-        let line = self
-            .lines
-            .recv_timeout(wait)
-            .expect("libtorrent swarm answers in time");
-        serde_json::from_str(&line).expect("JSON from the swarm")
-    }
-
-    fn call(&mut self, cmd: Value, wait: Duration) -> Value {
-        writeln!(self.stdin, "{cmd}").unwrap();
-        self.stdin.flush().unwrap();
-        self.read(wait)
-    }
-}
-
-fn dhtkit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_dhtkit"))
+fn swarm(bootstrap: &str) -> Harness {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/lt_swarm.py");
+    let mut cmd = Command::new(python());
+    cmd.arg(script)
+        .args(["--count", &NODES.to_string(), "--net", &LT_NET.to_string()])
+        .args(["--port", &PORT.to_string(), "--bootstrap", bootstrap]);
+    let (h, ready) = Harness::start(cmd, Duration::from_secs(60));
+    eprintln!("libtorrent {} swarm up", ready["version"]);
+    h
 }
 
 fn addr(net: u8, i: u8) -> String {
@@ -115,29 +60,10 @@ fn libtorrent_and_dhtkit_share_a_dht() {
             } else {
                 format!("{},{}", addr(LT_NET, 1), addr(DHTKIT_NET, 1))
             };
-            let mut child = dhtkit()
-                .args([
-                    "node",
-                    "--events",
-                    "--bind",
-                    &addr(DHTKIT_NET, i),
-                    "--bootstrap",
-                    &boot,
-                ])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("dhtkit node starts");
-            let mut out = BufReader::new(child.stdout.take().unwrap());
-            let mut first = String::new();
-            out.read_line(&mut first).unwrap();
-            assert!(first.contains("\"listening\""), "{first}");
-            // Keep reading its events so that the pipe never fills.
-            std::thread::spawn(move || for _ in out.lines().map_while(Result::ok) {});
-            Killed(child)
+            dhtkit_node(&addr(DHTKIT_NET, i), &boot)
         })
         .collect();
-    let mut swarm = Swarm::start(&format!("{},{}", addr(DHTKIT_NET, 1), addr(LT_NET, 1)));
+    let mut swarm = swarm(&format!("{},{}", addr(DHTKIT_NET, 1), addr(LT_NET, 1)));
 
     // libtorrent never keeps its bootstrap routers in its table, so tell every session about a
     // few ordinary nodes of each kind, as a client learns them from its peers.
@@ -176,34 +102,9 @@ fn libtorrent_and_dhtkit_share_a_dht() {
         Duration::from_secs(10),
     );
     let want_a = format!("127.{LT_NET}.3.1:7001");
-    let mut found_a = false;
-    for attempt in 0..10 {
-        let out = dhtkit()
-            .args([
-                "get-peers",
-                ih_a,
-                "--bind",
-                "127.90.1.1:0",
-                "--timeout",
-                "15",
-            ])
-            .args([
-                "--bootstrap",
-                &format!("{},{}", addr(DHTKIT_NET, 5), addr(LT_NET, 7)),
-            ])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if stdout.lines().any(|l| l.trim() == want_a) {
-            assert_eq!(out.status.code(), Some(0));
-            eprintln!("(a) dhtkit get-peers found {want_a} on attempt {attempt}");
-            found_a = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    let boot = format!("{},{}", addr(DHTKIT_NET, 5), addr(LT_NET, 7));
     assert!(
-        found_a,
+        dhtkit_finds(ih_a, &want_a, "127.90.1.1:0", &boot, 10),
         "(a) dhtkit get-peers never found the peer libtorrent announced"
     );
 

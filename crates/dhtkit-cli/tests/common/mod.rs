@@ -1,0 +1,124 @@
+//! Shared plumbing for the interop tests: child processes that die with the test, a JSON-lines
+//! peer harness, and `dhtkit node` processes.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A child process killed when dropped.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A peer implementation's harness that takes one JSON command per line on stdin and answers
+/// with one JSON object per line on stdout.
+pub struct Harness {
+    _child: Killed,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Harness {
+    /// Starts `cmd` and waits (bounded) for its `{"ready": true, ...}` line.
+    pub fn start(mut cmd: Command, ready_wait: Duration) -> (Harness, Value) {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("peer harness starts");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut h = Harness {
+            _child: Killed(child),
+            stdin,
+            lines,
+        };
+        let ready = h.read(ready_wait);
+        assert_eq!(ready["ready"], true, "{ready}");
+        (h, ready)
+    }
+
+    /// The next answer, waiting at most `wait`.
+    pub fn read(&mut self, wait: Duration) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(wait)
+            .expect("peer harness answers in time");
+        serde_json::from_str(&line).expect("JSON from the peer harness")
+    }
+
+    /// Sends a command and waits at most `wait` for its answer.
+    pub fn call(&mut self, cmd: Value, wait: Duration) -> Value {
+        writeln!(self.stdin, "{cmd}").unwrap();
+        self.stdin.flush().unwrap();
+        self.read(wait)
+    }
+}
+
+/// The `dhtkit` binary under test.
+pub fn dhtkit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dhtkit"))
+}
+
+/// Starts `dhtkit node --events` on `bind`, waits for it to listen, and keeps draining its
+/// events so that the pipe never fills.
+pub fn dhtkit_node(bind: &str, bootstrap: &str) -> Killed {
+    let mut child = dhtkit()
+        .args(["node", "--events", "--bind", bind, "--bootstrap", bootstrap])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dhtkit node starts");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.contains("\"listening\""), "{first}");
+    std::thread::spawn(move || for _ in out.lines().map_while(Result::ok) {});
+    Killed(child)
+}
+
+/// Runs `dhtkit get-peers` up to `attempts` times until `want` (IP:PORT) is printed.
+pub fn dhtkit_finds(ih: &str, want: &str, bind: &str, bootstrap: &str, attempts: usize) -> bool {
+    for attempt in 0..attempts {
+        let out = dhtkit()
+            .args([
+                "get-peers",
+                ih,
+                "--bind",
+                bind,
+                "--timeout",
+                "15",
+                "--bootstrap",
+                bootstrap,
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if stdout.lines().any(|l| l.trim() == want) {
+            assert_eq!(out.status.code(), Some(0));
+            eprintln!("dhtkit get-peers found {want} on attempt {attempt}");
+            return true;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    false
+}

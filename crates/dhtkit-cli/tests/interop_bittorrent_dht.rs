@@ -1,0 +1,127 @@
+//! Interop with npm `bittorrent-dht` (11.x, on the machine's Node.js): five bittorrent-dht nodes
+//! and five `dhtkit node` processes on loopback, each on its own 127.x.y.z address. Then:
+//! (a) a bittorrent-dht node announces an infohash and `dhtkit get-peers` finds it;
+//! (b) `dhtkit announce` announces one and bittorrent-dht's `lookup` finds that peer.
+//! bittorrent-dht uses 2-byte transaction ids; dhtkit uses 4-byte ones and echoes any length.
+//! Needs `npm ci` in tests/interop/js (`.ci/setup-interop` does it).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{dhtkit, dhtkit_finds, dhtkit_node, Harness, Killed};
+use serde_json::{json, Value};
+
+const DHTKIT_NET: u8 = 71;
+const BT_NET: u8 = 100;
+const NODES: u8 = 5;
+const PORT: u16 = 16881;
+
+fn addr(net: u8, i: u8) -> String {
+    format!("127.{net}.{i}.1:{PORT}")
+}
+
+fn swarm(bootstrap: &str) -> Harness {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/js");
+    assert!(
+        dir.join("node_modules/bittorrent-dht").exists(),
+        "npm bittorrent-dht is missing: run `bash .ci/setup-interop`"
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("bt_swarm.mjs"))
+        .args(["--count", &NODES.to_string(), "--net", &BT_NET.to_string()])
+        .args(["--port", &PORT.to_string(), "--bootstrap", bootstrap]);
+    Harness::start(cmd, Duration::from_secs(60)).0
+}
+
+#[test]
+fn bittorrent_dht_and_dhtkit_share_a_dht() {
+    let _nodes: Vec<Killed> = (1..=NODES)
+        .map(|i| {
+            let boot = if i == 1 {
+                addr(BT_NET, 1)
+            } else {
+                format!("{},{}", addr(BT_NET, 1), addr(DHTKIT_NET, 1))
+            };
+            dhtkit_node(&addr(DHTKIT_NET, i), &boot)
+        })
+        .collect();
+    let boot: Vec<String> = (1..=NODES)
+        .map(|i| addr(DHTKIT_NET, i))
+        .chain((1..=NODES).map(|i| addr(BT_NET, i)))
+        .collect();
+    let mut swarm = swarm(&boot.join(","));
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = swarm.call(json!({"cmd": "status"}), Duration::from_secs(10));
+        let tables: Vec<u64> = st["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        if tables.iter().all(|&n| n >= 4) {
+            eprintln!("bittorrent-dht routing tables: {tables:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bittorrent-dht tables did not fill: {tables:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // (a) bittorrent-dht announces, dhtkit finds it.
+    let ih_a = "e1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9fa";
+    let r = swarm.call(
+        json!({"cmd": "announce", "idx": 1, "ih": ih_a, "port": 7101}),
+        Duration::from_secs(60),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let want_a = format!("127.{BT_NET}.2.1:7101");
+    assert!(
+        dhtkit_finds(ih_a, &want_a, "127.92.1.1:0", &addr(DHTKIT_NET, 3), 5),
+        "(a) dhtkit get-peers never found the peer bittorrent-dht announced"
+    );
+
+    // (b) dhtkit announces, bittorrent-dht finds it.
+    let ih_b = "0a0b0c0d0e0f101112131415161718191a1b1c1d";
+    let out = dhtkit()
+        .args([
+            "announce",
+            ih_b,
+            "--port",
+            "7102",
+            "--bind",
+            "127.93.1.1:0",
+            "--timeout",
+            "20",
+            "--json",
+        ])
+        .args([
+            "--bootstrap",
+            &format!("{},{}", addr(DHTKIT_NET, 4), addr(BT_NET, 3)),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ann: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(ann["announced"].as_u64().unwrap() >= 3, "{ann}");
+    let r = swarm.call(
+        json!({"cmd": "lookup", "idx": 4, "ih": ih_b, "want": "127.93.1.1:7102", "timeout": 20}),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        r["found"], true,
+        "(b) bittorrent-dht's lookup did not return dhtkit's announce: {r}"
+    );
+    swarm.call(json!({"cmd": "quit"}), Duration::from_secs(10));
+}
