@@ -53,6 +53,11 @@ pub struct Config {
     pub per_dest_rate: u32,
     /// Burst size of the per-destination token bucket.
     pub per_dest_burst: u32,
+    /// Queries per second the whole node sends (replies are not counted); 0 disables. Lookups
+    /// wait for budget; background checks are skipped.
+    pub max_query_rate: u32,
+    /// Burst size of the node-wide query budget.
+    pub max_query_burst: u32,
     /// Slots in each per-IP limiter, 8 bytes each (IPs hash into them with a secret key; IPs
     /// sharing a slot share its budget; memory is fixed).
     pub rate_limiter_slots: usize,
@@ -98,6 +103,8 @@ impl Default for Config {
             per_ip_burst: 40,
             per_dest_rate: 2,
             per_dest_burst: 10,
+            max_query_rate: 1000,
+            max_query_burst: 200,
             rate_limiter_slots: 1024,
             max_values: 100,
             decode_limits: Limits::default(),

@@ -102,10 +102,70 @@ impl RateLimiter {
     }
 }
 
+/// One token bucket for the whole node: bounds how many queries it sends per second.
+#[derive(Debug)]
+pub(crate) struct Bucket {
+    milli: u64,
+    last: Instant,
+    rate: u64,
+    burst: u64,
+}
+
+impl Bucket {
+    /// `rate` tokens per second up to `burst`; a rate of 0 never limits.
+    pub(crate) fn new(rate: u32, burst: u32, now: Instant) -> Self {
+        let burst = burst.max(1) as u64 * 1000;
+        Bucket {
+            milli: burst,
+            last: now,
+            rate: rate as u64,
+            burst,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let ms = now.saturating_since(self.last).as_millis() as u64;
+        self.milli = (self.milli + ms.saturating_mul(self.rate)).min(self.burst);
+        self.last = self.last.max(now);
+    }
+
+    /// True if a token is available now (nothing is taken).
+    pub(crate) fn would_allow(&mut self, now: Instant) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        self.refill(now);
+        self.milli >= 1000
+    }
+
+    /// Takes a token if one is available.
+    pub(crate) fn allow(&mut self, now: Instant) -> bool {
+        if !self.would_allow(now) {
+            return false;
+        }
+        if self.rate != 0 {
+            self.milli -= 1000;
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn global_bucket() {
+        let t = Instant::ZERO;
+        let mut b = Bucket::new(100, 10, t);
+        assert_eq!((0..50).filter(|_| b.allow(t)).count(), 10);
+        assert!(!b.would_allow(t));
+        let later = t + Duration::from_millis(55);
+        assert_eq!((0..50).filter(|_| b.allow(later)).count(), 5);
+        let mut off = Bucket::new(0, 1, t);
+        assert!((0..1000).all(|_| off.allow(t)));
+    }
 
     #[test]
     fn limits_and_refills() {

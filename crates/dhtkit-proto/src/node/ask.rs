@@ -130,13 +130,18 @@ impl Node {
             self.stats.pending_full += 1;
             return None;
         }
-        // Background checks give way when we have talked to this IP a lot; lookups already
-        // checked (they wait for budget); explicit requests always go out.
-        let allowed = self.dest_limiter.allow(now, addr.ip());
-        if !allowed && purpose == Purpose::Verify {
+        // Background checks give way when we have talked to this IP a lot or the node's query
+        // budget is spent; lookups already checked (they wait for budget); explicit requests
+        // always go out.
+        if purpose == Purpose::Verify
+            && !(self.query_budget.would_allow(now)
+                && self.dest_limiter.would_allow(now, addr.ip()))
+        {
             self.stats.dest_limited += 1;
             return None;
         }
+        self.query_budget.allow(now);
+        self.dest_limiter.allow(now, addr.ip());
         let tid = self.txs.insert(Pending {
             addr,
             node_id,
@@ -525,8 +530,9 @@ impl Node {
             if self.txs.len() >= self.cfg.max_pending {
                 break;
             }
-            let limiter = &mut self.dest_limiter;
-            let next = l.next_query(|a| limiter.would_allow(now, a.ip()));
+            let (limiter, budget) = (&mut self.dest_limiter, &mut self.query_budget);
+            let next =
+                l.next_query(|a| budget.would_allow(now) && limiter.would_allow(now, a.ip()));
             if l.blocked {
                 let at = now + REDRIVE_DELAY;
                 self.timers.redrive = Some(self.timers.redrive.map_or(at, |r| r.min(at)));

@@ -26,7 +26,7 @@ use crate::event::{Event, LookupId, LookupKind};
 use crate::krpc::{Body, Message};
 use crate::lookup::Lookup;
 use crate::outq::OutQueue;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{Bucket, RateLimiter};
 use crate::routing::{NodeEntry, RoutingTable};
 use crate::rpc::Transactions;
 use crate::store::PeerStore;
@@ -76,7 +76,7 @@ pub struct Stats {
     pub transmits_dropped: u64,
     /// Queries not sent because too many transactions were pending.
     pub pending_full: u64,
-    /// Background queries not sent because of the per-destination rate limit.
+    /// Background queries not sent because of the per-destination or node-wide rate limit.
     pub dest_limited: u64,
 }
 
@@ -125,6 +125,7 @@ pub struct Node {
     decoder: Decoder,
     limiter: RateLimiter,
     dest_limiter: RateLimiter,
+    query_budget: Bucket,
     timers: Timers,
     verifying: HashSet<SocketAddr>,
     bootstrap_addrs: Vec<SocketAddr>,
@@ -171,6 +172,7 @@ impl Node {
             decoder: Decoder::new(cfg.decode_limits),
             limiter,
             dest_limiter,
+            query_budget: Bucket::new(cfg.max_query_rate, cfg.max_query_burst, now),
             timers: Timers {
                 rotate: now + cfg.token_rotation,
                 maintenance: now + cfg.maintenance_interval,

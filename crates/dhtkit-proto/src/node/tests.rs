@@ -254,3 +254,38 @@ fn read_only_node_answers_nothing_and_flags_queries() {
     let t = ro.poll_transmit().unwrap();
     assert!(t.payload.windows(7).any(|w| w == b"2:roi1e"));
 }
+
+#[test]
+fn node_wide_query_budget_holds_lookups_back() {
+    let now = Instant::ZERO;
+    let mut n = Node::new(
+        Config {
+            max_query_rate: 2,
+            max_query_burst: 2,
+            per_dest_rate: 0,
+            ..cfg(4)
+        },
+        now,
+    );
+    let nodes: Vec<_> = (1..=20u8)
+        .map(|i| {
+            let mut id = [i.wrapping_mul(41); 20];
+            id[19] = i;
+            (Id(id), SocketAddr::from(([127, 2, 0, i], 6881)))
+        })
+        .collect();
+    assert!(n.import_state(now, &nodes) >= 10);
+    n.find_node(now, Id([0x33; 20])).unwrap();
+    let sent = |n: &mut Node| std::iter::from_fn(|| n.poll_transmit().map(|_| ())).count();
+    assert_eq!(sent(&mut n), 2, "burst of 2, though alpha is 3");
+    // The lookup waits rather than failing candidates; half a second refills one token.
+    let later = now + Duration::from_millis(500);
+    let wake = n.poll_timeout().unwrap();
+    assert!(
+        wake <= now + Duration::from_millis(250),
+        "a redrive is scheduled"
+    );
+    n.handle_timeout(later);
+    assert_eq!(sent(&mut n), 1);
+    assert_eq!(n.lookups_running(), 1);
+}
