@@ -63,6 +63,25 @@ async fn with_progress<T>(
     out
 }
 
+/// The exit code for a bounded call: `on_ok` for an answer, 1 (with the reason on stderr) for
+/// an error or a timeout.
+fn outcome<T>(
+    r: Result<Result<T, dhtkit::Error>, tokio::time::error::Elapsed>,
+    on_ok: impl FnOnce(T) -> ExitCode,
+) -> ExitCode {
+    match r {
+        Ok(Ok(v)) => on_ok(v),
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+        Err(_) => {
+            eprintln!("error: timed out");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn emit(line: impl std::fmt::Display) -> bool {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
@@ -80,25 +99,15 @@ pub(crate) async fn ping(
     };
     let started = std::time::Instant::now();
     let r = tokio::time::timeout(limit, dht.ping(addr)).await;
-    let code = match r {
-        Ok(Ok(id)) => {
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
-            if c.json {
-                emit(json!({"addr": addr.to_string(), "id": id.to_hex(), "rtt_ms": ms}));
-            } else {
-                emit(format!("{id} {addr} {ms:.1} ms"));
-            }
-            ExitCode::SUCCESS
+    let code = outcome(r, |id| {
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        if c.json {
+            emit(json!({"addr": addr.to_string(), "id": id.to_hex(), "rtt_ms": ms}));
+        } else {
+            emit(format!("{id} {addr} {ms:.1} ms"));
         }
-        Ok(Err(e)) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
-        Err(_) => {
-            eprintln!("error: no answer from {addr}");
-            ExitCode::from(1)
-        }
-    };
+        ExitCode::SUCCESS
+    });
     dht.shutdown().await;
     Ok(code)
 }
@@ -121,32 +130,22 @@ pub(crate) async fn find_node(
         }
     };
     let r = tokio::time::timeout(limit, with_progress(&dht, || 0, work)).await;
-    let code = match r {
-        Ok(Ok(nodes)) if !nodes.is_empty() => {
-            for (id, addr) in nodes {
-                if c.json {
-                    emit(
-                        json!({"id": id.to_hex(), "addr": addr.to_string(), "distance": dhtkit_distance(&id, &target)}),
-                    );
-                } else {
-                    emit(format!("{id} {addr}"));
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Ok(Ok(_)) => {
+    let code = outcome(r, |nodes| {
+        if nodes.is_empty() {
             eprintln!("no nodes found");
-            ExitCode::from(1)
+            return ExitCode::from(1);
         }
-        Ok(Err(e)) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
+        for (id, addr) in nodes {
+            if c.json {
+                emit(
+                    json!({"id": id.to_hex(), "addr": addr.to_string(), "distance": dhtkit_distance(&id, &target)}),
+                );
+            } else {
+                emit(format!("{id} {addr}"));
+            }
         }
-        Err(_) => {
-            eprintln!("error: timed out");
-            ExitCode::from(1)
-        }
-    };
+        ExitCode::SUCCESS
+    });
     dht.shutdown().await;
     Ok(code)
 }
@@ -210,33 +209,23 @@ pub(crate) async fn announce(
         Err(code) => return Ok(code),
     };
     let r = tokio::time::timeout(limit, with_progress(&dht, || 0, dht.announce(ih, port))).await;
-    let code = match r {
-        Ok(Ok(a)) => {
-            if c.json {
-                emit(json!({
-                    "info_hash": ih.to_hex(),
-                    "announced": a.announced,
-                    "nodes": a.lookup.closest.iter().map(|(id, addr)| json!({"id": id.to_hex(), "addr": addr.to_string()})).collect::<Vec<_>>(),
-                    "peers": a.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-                }));
-            } else {
-                emit(format!("announced {ih} to {} nodes", a.announced));
-            }
-            if a.announced > 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+    let code = outcome(r, |a| {
+        if c.json {
+            emit(json!({
+                "info_hash": ih.to_hex(),
+                "announced": a.announced,
+                "nodes": a.lookup.closest.iter().map(|(id, addr)| json!({"id": id.to_hex(), "addr": addr.to_string()})).collect::<Vec<_>>(),
+                "peers": a.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            }));
+        } else {
+            emit(format!("announced {ih} to {} nodes", a.announced));
         }
-        Ok(Err(e)) => {
-            eprintln!("error: {e}");
+        if a.announced > 0 {
+            ExitCode::SUCCESS
+        } else {
             ExitCode::from(1)
         }
-        Err(_) => {
-            eprintln!("error: timed out");
-            ExitCode::from(1)
-        }
-    };
+    });
     dht.shutdown().await;
     Ok(code)
 }

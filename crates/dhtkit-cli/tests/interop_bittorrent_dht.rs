@@ -9,9 +9,9 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{dhtkit, dhtkit_finds, dhtkit_node, Harness, Killed};
+use common::{dhtkit, dhtkit_finds, dhtkit_node, wait_for_tables, Harness, Killed};
 use serde_json::{json, Value};
 
 const DHTKIT_NET: u8 = 71;
@@ -54,25 +54,7 @@ fn bittorrent_dht_and_dhtkit_share_a_dht() {
         .collect();
     let mut swarm = swarm(&boot.join(","));
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let st = swarm.call(json!({"cmd": "status"}), Duration::from_secs(10));
-        let tables: Vec<u64> = st["tables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
-        if tables.iter().all(|&n| n >= 4) {
-            eprintln!("bittorrent-dht routing tables: {tables:?}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "bittorrent-dht tables did not fill: {tables:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_tables(&mut swarm, 4, Duration::from_secs(60), "bittorrent-dht");
 
     // (a) bittorrent-dht announces, dhtkit finds it.
     let ih_a = "e1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9fa";

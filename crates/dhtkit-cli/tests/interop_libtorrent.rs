@@ -12,9 +12,9 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{dhtkit, dhtkit_finds, dhtkit_node, Harness, Killed};
+use common::{dhtkit, dhtkit_finds, dhtkit_node, wait_for_tables, Harness, Killed};
 use serde_json::{json, Value};
 
 const DHTKIT_NET: u8 = 70;
@@ -75,25 +75,7 @@ fn libtorrent_and_dhtkit_share_a_dht() {
     );
 
     // The network forms: every libtorrent session knows several nodes.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let st = swarm.call(json!({"cmd": "status"}), Duration::from_secs(30));
-        let tables: Vec<u64> = st["tables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
-        if tables.iter().all(|&n| n >= 5) {
-            eprintln!("libtorrent routing tables: {tables:?}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "libtorrent sessions did not fill their tables: {tables:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_tables(&mut swarm, 5, Duration::from_secs(90), "libtorrent");
 
     // (a) libtorrent announces, dhtkit finds it.
     let ih_a = "a1a2a3a4a5a6a7a8a9aab1b2b3b4b5b6b7b8b9ba";

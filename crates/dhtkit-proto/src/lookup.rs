@@ -200,6 +200,14 @@ impl Lookup {
         }
     }
 
+    /// One of our announces was acknowledged (`acked`) or failed (error or timeout).
+    pub(crate) fn announce_done(&mut self, acked: bool) {
+        if let Phase::Announce { pending } = &mut self.phase {
+            *pending = pending.saturating_sub(1);
+            self.announced += acked as usize;
+        }
+    }
+
     /// A candidate passed the short timeout.
     pub(crate) fn on_slow(&mut self, addr: &SocketAddr) {
         if let Some(i) = self.find(addr) {

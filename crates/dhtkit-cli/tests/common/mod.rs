@@ -74,6 +74,33 @@ impl Harness {
     }
 }
 
+/// Polls the harness's `status` until every peer's routing table holds at least `min` nodes;
+/// panics after `limit`.
+pub fn wait_for_tables(h: &mut Harness, min: u64, limit: Duration, who: &str) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let st = h.call(
+            serde_json::json!({"cmd": "status"}),
+            Duration::from_secs(30),
+        );
+        let tables: Vec<u64> = st["tables"]
+            .as_array()
+            .expect("status lists tables")
+            .iter()
+            .map(|v| v.as_u64().unwrap_or(0))
+            .collect();
+        if tables.iter().all(|&n| n >= min) {
+            eprintln!("{who} routing tables: {tables:?}");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{who} routing tables did not fill: {tables:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// The `dhtkit` binary under test.
 pub fn dhtkit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dhtkit"))

@@ -289,10 +289,7 @@ impl Node {
                     return;
                 };
                 if p.kind == RequestKind::AnnouncePeer {
-                    if let Phase::Announce { pending } = &mut l.phase {
-                        *pending = pending.saturating_sub(1);
-                        l.announced += 1;
-                    }
+                    l.announce_done(true);
                     self.drive_lookup(now, lid);
                     return;
                 }
@@ -382,9 +379,7 @@ impl Node {
             Purpose::Lookup(lid) => {
                 if let Some(l) = self.lookups.get_mut(&lid) {
                     if p.kind == RequestKind::AnnouncePeer {
-                        if let Phase::Announce { pending } = &mut l.phase {
-                            *pending = pending.saturating_sub(1);
-                        }
+                        l.announce_done(false);
                     } else {
                         l.on_failed(&from);
                     }
@@ -501,9 +496,7 @@ impl Node {
             Purpose::Lookup(lid) => {
                 if let Some(l) = self.lookups.get_mut(&lid) {
                     if p.kind == RequestKind::AnnouncePeer {
-                        if let Phase::Announce { pending } = &mut l.phase {
-                            *pending = pending.saturating_sub(1);
-                        }
+                        l.announce_done(false);
                     } else {
                         l.timeouts += 1;
                         l.on_failed(&p.addr);
