@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{dhtkit, dhtkit_finds, dhtkit_node, wait_for_tables, Harness, Killed};
+use common::{dhtkit, dhtkit_finds, dhtkit_nodes, wait_for_tables, Harness};
 use serde_json::{json, Value};
 
 const DHTKIT_NET: u8 = 71;
@@ -38,16 +38,7 @@ fn swarm(bootstrap: &str) -> Harness {
 
 #[test]
 fn bittorrent_dht_and_dhtkit_share_a_dht() {
-    let _nodes: Vec<Killed> = (1..=NODES)
-        .map(|i| {
-            let boot = if i == 1 {
-                addr(BT_NET, 1)
-            } else {
-                format!("{},{}", addr(BT_NET, 1), addr(DHTKIT_NET, 1))
-            };
-            dhtkit_node(&addr(DHTKIT_NET, i), &boot)
-        })
-        .collect();
+    let _nodes = dhtkit_nodes(DHTKIT_NET, NODES, PORT, &addr(BT_NET, 1));
     let boot: Vec<String> = (1..=NODES)
         .map(|i| addr(DHTKIT_NET, i))
         .chain((1..=NODES).map(|i| addr(BT_NET, i)))

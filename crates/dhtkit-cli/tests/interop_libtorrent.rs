@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{dhtkit, dhtkit_finds, dhtkit_node, wait_for_tables, Harness, Killed};
+use common::{dhtkit, dhtkit_finds, dhtkit_nodes, wait_for_tables, Harness};
 use serde_json::{json, Value};
 
 const DHTKIT_NET: u8 = 70;
@@ -53,16 +53,7 @@ fn addr(net: u8, i: u8) -> String {
 fn libtorrent_and_dhtkit_share_a_dht() {
     // dhtkit nodes first, so that libtorrent's very first queries find them listening. The
     // first one bootstraps through libtorrent only (it retries until libtorrent is up).
-    let _nodes: Vec<Killed> = (1..=NODES)
-        .map(|i| {
-            let boot = if i == 1 {
-                addr(LT_NET, 1)
-            } else {
-                format!("{},{}", addr(LT_NET, 1), addr(DHTKIT_NET, 1))
-            };
-            dhtkit_node(&addr(DHTKIT_NET, i), &boot)
-        })
-        .collect();
+    let _nodes = dhtkit_nodes(DHTKIT_NET, NODES, PORT, &addr(LT_NET, 1));
     let mut swarm = swarm(&format!("{},{}", addr(DHTKIT_NET, 1), addr(LT_NET, 1)));
 
     // libtorrent never keeps its bootstrap routers in its table, so tell every session about a

@@ -123,6 +123,22 @@ pub fn dhtkit_node(bind: &str, bootstrap: &str) -> Killed {
     Killed(child)
 }
 
+/// Starts `n` dhtkit nodes on 127.<net>.<i>.1:<port>. The first bootstraps through `peer`
+/// (the other implementation's first node) only; the rest through `peer` and the first.
+pub fn dhtkit_nodes(net: u8, n: u8, port: u16, peer: &str) -> Vec<Killed> {
+    let first = format!("127.{net}.1.1:{port}");
+    (1..=n)
+        .map(|i| {
+            let boot = if i == 1 {
+                peer.to_string()
+            } else {
+                format!("{peer},{first}")
+            };
+            dhtkit_node(&format!("127.{net}.{i}.1:{port}"), &boot)
+        })
+        .collect()
+}
+
 /// Runs `dhtkit get-peers` up to `attempts` times until `want` (IP:PORT) is printed.
 pub fn dhtkit_finds(ih: &str, want: &str, bind: &str, bootstrap: &str, attempts: usize) -> bool {
     for attempt in 0..attempts {
