@@ -230,3 +230,35 @@ fn same_seed_replays_exactly() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn corrupted_datagrams_do_not_break_the_network() {
+    // 2% of delivered datagrams have one bit flipped, on top of 5% loss. Nodes must drop or
+    // answer them (never panic), and lookups must still work.
+    let mut sim = Sim::new(SimConfig {
+        seed: 11,
+        loss: 0.05,
+        corrupt: 0.02,
+        ..SimConfig::default()
+    });
+    sim.grow(
+        2_000,
+        &node_config(),
+        Duration::from_millis(50),
+        Duration::from_secs(120),
+    );
+    let o = announce_and_lookup(&mut sim, 100, None);
+    let stats = sim.stats();
+    eprintln!(
+        "2000 nodes, 5% loss, 2% corruption: get_peers {}/{}, find_node exact {}/{}; {stats:?}",
+        o.get_peers_ok, o.get_peers_total, o.find_node_exact, o.find_node_total
+    );
+    assert!(stats.corrupted > 1_000, "corruption happened: {stats:?}");
+    let invalid: u64 = sim.alive().map(|i| sim.node(i).stats().invalid_in).sum();
+    assert!(
+        invalid > 0,
+        "some corrupted datagrams were rejected as invalid"
+    );
+    assert!(o.get_peers_ok * 100 >= o.get_peers_total * 95);
+    assert!(o.find_node_exact * 100 >= o.find_node_total * 90);
+}
