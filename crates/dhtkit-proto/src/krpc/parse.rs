@@ -39,6 +39,33 @@ impl fmt::Display for ParseError<'_> {
     }
 }
 
+/// Walks a dictionary once and picks out the values under `keys` (the first occurrence of a
+/// repeated key wins, as with [`Dict::get`]).
+fn fields<'a, const N: usize>(d: Dict<'a>, keys: &[&[u8]; N]) -> [Option<Value<'a>>; N] {
+    let mut out = [None; N];
+    for (k, v) in d.iter() {
+        if let Some(i) = keys.iter().position(|x| *x == k) {
+            if out[i].is_none() {
+                out[i] = Some(v);
+            }
+        }
+    }
+    out
+}
+
+fn bytes<'a>(v: Option<Value<'a>>) -> Option<&'a [u8]> {
+    v?.as_bytes()
+}
+
+fn int(v: Option<Value<'_>>) -> Option<i64> {
+    v?.as_int()
+}
+
+/// `None`: absent; `Some(None)`: present but not 20 bytes; `Some(Some(id))`: an id.
+fn id_field(v: Option<Value<'_>>) -> Option<Option<Id>> {
+    v.map(|v| v.as_bytes().and_then(Id::from_slice))
+}
+
 pub(super) fn parse<'a>(v: Value<'a>) -> Result<Message<'a>, ParseError<'a>> {
     let mut e = ParseError {
         tid: None,
@@ -49,19 +76,21 @@ pub(super) fn parse<'a>(v: Value<'a>) -> Result<Message<'a>, ParseError<'a>> {
     let Some(top) = v.as_dict() else {
         return Err(e);
     };
-    e.is_query = top.get_bytes(b"y") == Some(b"q");
-    let Some(tid) = top.get_bytes(b"t") else {
+    let [t, y, q, a, r, err, ver, ro, ip] = fields(
+        top,
+        &[b"t", b"y", b"q", b"a", b"r", b"e", b"v", b"ro", b"ip"],
+    );
+    let y = bytes(y);
+    e.is_query = y == Some(b"q");
+    let Some(tid) = bytes(t) else {
         e.reason = "missing transaction id";
         return Err(e);
     };
     e.tid = Some(tid);
-    let version = top.get_bytes(b"v");
-    let read_only = top.get_int(b"ro") == Some(1);
-    let ip = top.get_bytes(b"ip").and_then(crate::compact::decode_peer);
-    let body = match top.get_bytes(b"y") {
-        Some(b"q") => Body::Query(parse_query(top, &mut e)?),
-        Some(b"r") => Body::Response(parse_response(top, &mut e)?),
-        Some(b"e") => Body::Error(parse_error(top, &mut e)?),
+    let body = match y {
+        Some(b"q") => Body::Query(parse_query(q, a, &mut e)?),
+        Some(b"r") => Body::Response(parse_response(r, &mut e)?),
+        Some(b"e") => Body::Error(parse_error(err, &mut e)?),
         _ => {
             e.reason = "missing or unknown message type";
             return Err(e);
@@ -69,9 +98,9 @@ pub(super) fn parse<'a>(v: Value<'a>) -> Result<Message<'a>, ParseError<'a>> {
     };
     Ok(Message {
         tid,
-        version,
-        read_only,
-        ip,
+        version: bytes(ver),
+        read_only: int(ro) == Some(1),
+        ip: bytes(ip).and_then(crate::compact::decode_peer),
         body,
     })
 }
@@ -81,25 +110,38 @@ fn fail<'a, T>(e: &mut ParseError<'a>, reason: &'static str) -> Result<T, ParseE
     Err(e.clone())
 }
 
-fn id_arg(d: Dict<'_>, key: &[u8]) -> Option<Option<Id>> {
-    match d.get(key) {
-        None => Some(None),
-        Some(v) => v.as_bytes().and_then(Id::from_slice).map(Some),
-    }
-}
-
-fn parse_query<'a>(top: Dict<'a>, e: &mut ParseError<'a>) -> Result<Query<'a>, ParseError<'a>> {
-    let Some(name) = top.get_bytes(b"q") else {
+fn parse_query<'a>(
+    q: Option<Value<'a>>,
+    a: Option<Value<'a>>,
+    e: &mut ParseError<'a>,
+) -> Result<Query<'a>, ParseError<'a>> {
+    let Some(name) = bytes(q) else {
         return fail(e, "missing method name");
     };
-    let Some(a) = top.get_dict(b"a") else {
+    let Some(a) = a.and_then(|a| a.as_dict()) else {
         return fail(e, "missing arguments");
     };
-    let Some(id) = a.get_bytes(b"id").and_then(Id::from_slice) else {
+    let [id, target, info_hash, port, implied_port, token, want_list, noseed, scrape, seed] =
+        fields(
+            a,
+            &[
+                b"id",
+                b"target",
+                b"info_hash",
+                b"port",
+                b"implied_port",
+                b"token",
+                b"want",
+                b"noseed",
+                b"scrape",
+                b"seed",
+            ],
+        );
+    let Some(id) = bytes(id).and_then(Id::from_slice) else {
         return fail(e, "missing or malformed id");
     };
     let mut want = Want::default();
-    if let Some(list) = a.get_list(b"want") {
+    if let Some(list) = want_list.and_then(|w| w.as_list()) {
         for item in list.iter() {
             match item.as_bytes() {
                 Some(b"n4") => want.v4 = true,
@@ -108,32 +150,32 @@ fn parse_query<'a>(top: Dict<'a>, e: &mut ParseError<'a>) -> Result<Query<'a>, P
             }
         }
     }
-    let flag = |k: &[u8]| a.get_int(k).is_some_and(|i| i != 0);
+    let flag = |v: Option<Value<'_>>| int(v).is_some_and(|i| i != 0);
     let method = match name {
         b"ping" => Method::Ping,
-        b"find_node" => match id_arg(a, b"target") {
+        b"find_node" => match id_field(target) {
             Some(Some(target)) => Method::FindNode { target },
             _ => return fail(e, "missing or malformed target"),
         },
-        b"get_peers" => match id_arg(a, b"info_hash") {
+        b"get_peers" => match id_field(info_hash) {
             Some(Some(info_hash)) => Method::GetPeers {
                 info_hash,
-                noseed: flag(b"noseed"),
-                scrape: flag(b"scrape"),
+                noseed: flag(noseed),
+                scrape: flag(scrape),
             },
             _ => return fail(e, "missing or malformed info_hash"),
         },
         b"announce_peer" => {
-            let Some(Some(info_hash)) = id_arg(a, b"info_hash") else {
+            let Some(Some(info_hash)) = id_field(info_hash) else {
                 return fail(e, "missing or malformed info_hash");
             };
-            let implied_port = flag(b"implied_port");
-            let port = match a.get_int(b"port") {
+            let implied_port = flag(implied_port);
+            let port = match int(port) {
                 Some(p) if (0..=u16::MAX as i64).contains(&p) => p as u16,
                 None if implied_port => 0,
                 _ => return fail(e, "missing or malformed port"),
             };
-            let Some(token) = a.get_bytes(b"token") else {
+            let Some(token) = bytes(token) else {
                 return fail(e, "missing token");
             };
             Method::AnnouncePeer {
@@ -141,46 +183,62 @@ fn parse_query<'a>(top: Dict<'a>, e: &mut ParseError<'a>) -> Result<Query<'a>, P
                 port,
                 implied_port,
                 token,
-                seed: flag(b"seed"),
+                seed: flag(seed),
             }
         }
-        b"sample_infohashes" => match id_arg(a, b"target") {
+        b"sample_infohashes" => match id_field(target) {
             Some(Some(target)) => Method::SampleInfohashes { target },
             _ => return fail(e, "missing or malformed target"),
         },
         other => Method::Other {
             name: other,
-            target: id_arg(a, b"target").flatten(),
-            info_hash: id_arg(a, b"info_hash").flatten(),
+            target: id_field(target).flatten(),
+            info_hash: id_field(info_hash).flatten(),
         },
     };
     Ok(Query { id, method, want })
 }
 
 fn parse_response<'a>(
-    top: Dict<'a>,
+    r: Option<Value<'a>>,
     e: &mut ParseError<'a>,
 ) -> Result<Response<'a>, ParseError<'a>> {
-    let Some(r) = top.get_dict(b"r") else {
+    let Some(r) = r.and_then(|r| r.as_dict()) else {
         return fail(e, "missing response dictionary");
     };
-    let Some(id) = r.get_bytes(b"id").and_then(Id::from_slice) else {
+    let [id, nodes, nodes6, token, values, interval, num, samples] = fields(
+        r,
+        &[
+            b"id",
+            b"nodes",
+            b"nodes6",
+            b"token",
+            b"values",
+            b"interval",
+            b"num",
+            b"samples",
+        ],
+    );
+    let Some(id) = bytes(id).and_then(Id::from_slice) else {
         return fail(e, "missing or malformed id");
     };
     Ok(Response {
         id,
-        nodes: r.get_bytes(b"nodes"),
-        nodes6: r.get_bytes(b"nodes6"),
-        token: r.get_bytes(b"token"),
-        values: r.get_list(b"values").map(Values::Wire),
-        interval: r.get_int(b"interval"),
-        num: r.get_int(b"num"),
-        samples: r.get_bytes(b"samples"),
+        nodes: bytes(nodes),
+        nodes6: bytes(nodes6),
+        token: bytes(token),
+        values: values.and_then(|v| v.as_list()).map(Values::Wire),
+        interval: int(interval),
+        num: int(num),
+        samples: bytes(samples),
     })
 }
 
-fn parse_error<'a>(top: Dict<'a>, e: &mut ParseError<'a>) -> Result<ErrorBody<'a>, ParseError<'a>> {
-    let Some(list) = top.get_list(b"e") else {
+fn parse_error<'a>(
+    err: Option<Value<'a>>,
+    e: &mut ParseError<'a>,
+) -> Result<ErrorBody<'a>, ParseError<'a>> {
+    let Some(list) = err.and_then(|l| l.as_list()) else {
         return fail(e, "missing error list");
     };
     let mut it = list.iter();
