@@ -10,6 +10,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(v) = d.decode(data) {
         let owned = v.to_owned_value();
         let again = owned.to_bytes();
-        assert_eq!(OwnedValue::decode(&again).expect("own encoding decodes"), owned);
+        assert_eq!(
+            OwnedValue::decode(&again).expect("own encoding decodes"),
+            owned
+        );
     }
 });

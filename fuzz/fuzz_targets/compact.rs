@@ -7,7 +7,11 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     for v6 in [false, true] {
-        let stride = if v6 { compact::NODE_V6_LEN } else { compact::NODE_V4_LEN };
+        let stride = if v6 {
+            compact::NODE_V6_LEN
+        } else {
+            compact::NODE_V4_LEN
+        };
         let mut out = Vec::new();
         for (id, addr) in compact::nodes(data, v6) {
             compact::encode_node(&id, &addr, &mut out);

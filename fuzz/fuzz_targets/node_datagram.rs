@@ -31,6 +31,8 @@ fuzz_target!(|data: &[u8]| {
             events += 1;
         }
         assert!(events <= 64);
-        node.routing_table().check_invariants().expect("routing table invariants");
+        node.routing_table()
+            .check_invariants()
+            .expect("routing table invariants");
     }
 });
