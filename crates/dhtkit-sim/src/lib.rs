@@ -13,7 +13,7 @@
 
 mod net;
 
-pub use net::{Latency, Sim, SimConfig, SimStats};
+pub use net::{Behaviour, Latency, Sim, SimConfig, SimStats};
 
 use dhtkit_proto::{Id, Instant};
 

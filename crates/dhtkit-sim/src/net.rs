@@ -104,10 +104,22 @@ impl Ord for Packet {
     }
 }
 
+/// How a simulated node behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Runs the real protocol.
+    Honest,
+    /// Answers every query itself, at once, with eight fake nodes whose ids are closer to the
+    /// query's target than any real node and whose addresses nobody listens on (routing-table
+    /// poisoning); never stores or returns peers.
+    Liar,
+}
+
 struct SimNode {
     node: Node,
     addr: SocketAddr,
     alive: bool,
+    behaviour: Behaviour,
     deadline: Option<Instant>,
     events: Vec<Event>,
 }
@@ -186,6 +198,7 @@ impl Sim {
             node: Node::new(cfg, self.now),
             addr,
             alive: true,
+            behaviour: Behaviour::Honest,
             deadline: None,
             events: Vec::new(),
         });
@@ -227,6 +240,11 @@ impl Sim {
     pub fn kill(&mut self, i: usize) {
         self.nodes[i].alive = false;
         self.nodes[i].events.clear();
+    }
+
+    /// Makes node `i` behave as `b` from now on.
+    pub fn set_behaviour(&mut self, i: usize, b: Behaviour) {
+        self.nodes[i].behaviour = b;
     }
 
     /// Takes the events node `i` has recorded.
@@ -344,6 +362,10 @@ impl Sim {
             }
             self.stats.delivered += 1;
             let now = self.now;
+            if self.nodes[p.to].behaviour == Behaviour::Liar {
+                self.lie(p.to, p.from, &p.data);
+                return true;
+            }
             self.nodes[p.to].node.handle_datagram(now, p.from, &p.data);
             self.flush(p.to);
         } else {
@@ -438,6 +460,62 @@ impl Sim {
         self.run_for(settle);
         for i in 0..self.nodes.len() {
             self.nodes[i].events.clear();
+        }
+    }
+}
+
+impl Sim {
+    /// A liar's answer: eight fake nodes right next to the target, at unused addresses.
+    fn lie(&mut self, i: usize, from: SocketAddr, data: &[u8]) {
+        use dhtkit_proto::bencode::{Decoder, Limits};
+        use dhtkit_proto::krpc::{Body, Message, Method, Response};
+        let mut d = Decoder::new(Limits::default());
+        let Ok(v) = d.decode(data) else { return };
+        let Ok(m) = Message::parse(v) else { return };
+        let Body::Query(q) = &m.body else { return };
+        let target = match q.method {
+            Method::FindNode { target } | Method::SampleInfohashes { target } => target,
+            Method::GetPeers { info_hash, .. } => info_hash,
+            _ => q.id,
+        };
+        let mut nodes = Vec::with_capacity(8 * 26);
+        for _ in 0..8 {
+            let mut id = target;
+            let r: u32 = self.rng.random();
+            id.0[16..].copy_from_slice(&r.to_be_bytes());
+            let fake: u16 = self.rng.random();
+            let addr = SocketAddr::new(
+                Ipv4Addr::new(127, 254, (fake >> 8) as u8, fake as u8).into(),
+                6881,
+            );
+            dhtkit_proto::compact::encode_node(&id, &addr, &mut nodes);
+        }
+        let own = self.nodes[i].node.id();
+        let token = [7u8; 8];
+        let is_get = matches!(q.method, Method::GetPeers { .. });
+        let reply = Message {
+            tid: m.tid,
+            version: None,
+            read_only: false,
+            ip: None,
+            body: Body::Response(Response {
+                id: own,
+                nodes: Some(&nodes),
+                token: is_get.then_some(&token[..]),
+                ..Response::default()
+            }),
+        }
+        .to_bytes();
+        let base = self.link_base(&self.nodes[i].addr, &from);
+        self.seq += 1;
+        if let Some(&to) = self.by_addr.get(&from) {
+            self.packets.push(Reverse(Packet {
+                at: self.now + base,
+                seq: self.seq,
+                from: self.nodes[i].addr,
+                to,
+                data: reply,
+            }));
         }
     }
 }
