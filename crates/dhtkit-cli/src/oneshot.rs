@@ -4,6 +4,7 @@ use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dhtkit::{Dht, DhtBuilder, Id};
@@ -33,6 +34,9 @@ fn timeout_of(c: &Common) -> Result<Duration, BadInput> {
     }
 }
 
+/// Set while a progress line is on the terminal, so that output clears it first.
+static PROGRESS_SHOWN: AtomicBool = AtomicBool::new(false);
+
 /// Shows "queried / answered / peers" on stderr while `work` runs, when stdout is a terminal.
 async fn with_progress<T>(
     dht: &Dht,
@@ -46,6 +50,7 @@ async fn with_progress<T>(
         loop {
             tokio::time::sleep(Duration::from_millis(250)).await;
             if let Ok(s) = dht.stats().await {
+                PROGRESS_SHOWN.store(true, Ordering::Relaxed);
                 eprint!(
                     "\r{} nodes queried, {} answered, {} peers found ",
                     s.node.queries_out,
@@ -59,8 +64,14 @@ async fn with_progress<T>(
         v = work => v,
         _ = ticker => unreachable!("the ticker never ends"),
     };
-    eprint!("\r\x1b[2K");
+    clear_progress();
     out
+}
+
+fn clear_progress() {
+    if PROGRESS_SHOWN.swap(false, Ordering::Relaxed) {
+        eprint!("\r\x1b[2K");
+    }
 }
 
 /// The exit code for a bounded call: `on_ok` for an answer, 1 (with the reason on stderr) for
@@ -83,6 +94,7 @@ fn outcome<T>(
 }
 
 fn emit(line: impl std::fmt::Display) -> bool {
+    clear_progress();
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
 }
@@ -160,11 +172,11 @@ pub(crate) async fn get_peers(b: DhtBuilder, ih: Id, c: &Common) -> Result<ExitC
         Ok(d) => d,
         Err(code) => return Ok(code),
     };
-    let found = std::sync::atomic::AtomicUsize::new(0);
+    let found = AtomicUsize::new(0);
     let work = async {
         let mut lookup = dht.get_peers(ih).await?;
         while let Some(peer) = lookup.next_peer().await {
-            found.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            found.fetch_add(1, Ordering::Relaxed);
             let ok = if c.json {
                 emit(json!({"info_hash": ih.to_hex(), "peer": peer.to_string()}))
             } else {
@@ -178,17 +190,13 @@ pub(crate) async fn get_peers(b: DhtBuilder, ih: Id, c: &Common) -> Result<ExitC
     };
     let r = tokio::time::timeout(
         limit,
-        with_progress(
-            &dht,
-            || found.load(std::sync::atomic::Ordering::Relaxed),
-            work,
-        ),
+        with_progress(&dht, || found.load(Ordering::Relaxed), work),
     )
     .await;
     if let Ok(Err(e)) = &r {
         eprintln!("error: {e}");
     }
-    let n = found.load(std::sync::atomic::Ordering::Relaxed);
+    let n = found.load(Ordering::Relaxed);
     dht.shutdown().await;
     Ok(if n > 0 {
         ExitCode::SUCCESS
