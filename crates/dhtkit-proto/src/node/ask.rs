@@ -1,22 +1,15 @@
-//! Asking: sending queries, matching replies to transactions, lookups, timers and table upkeep.
+//! Asking: single requests, sending queries, matching replies and errors to their transactions.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::Node;
 use crate::compact;
-use crate::event::{
-    Event, LookupId, LookupKind, LookupResult, RequestId, RequestKind, RequestOutcome,
-};
+use crate::event::{Event, LookupKind, RequestId, RequestKind, RequestOutcome};
 use crate::krpc::{Body, Message, Method, Query, Response, Want};
-use crate::lookup::Phase;
-use crate::rpc::{Fired, Pending, Purpose};
+use crate::rpc::{Pending, Purpose};
 use crate::{Id, Instant};
 
-/// Questionable nodes pinged per maintenance tick.
-const PINGS_PER_TICK: usize = 8;
-/// How long a lookup waits before trying a node it may not send to yet.
-const REDRIVE_DELAY: Duration = Duration::from_millis(250);
 /// Most distinct peers a single lookup reports.
 const MAX_PEERS_PER_LOOKUP: usize = 10_000;
 
@@ -112,7 +105,7 @@ impl Node {
 
     /// Queues a query and records its transaction. Returns the transaction id.
     #[allow(clippy::too_many_arguments)]
-    fn send_query(
+    pub(super) fn send_query(
         &mut self,
         now: Instant,
         addr: SocketAddr,
@@ -160,7 +153,7 @@ impl Node {
         }
     }
 
-    fn write_query(&mut self, addr: SocketAddr, tid: u32, method: &Method<'_>) -> bool {
+    pub(super) fn write_query(&mut self, addr: SocketAddr, tid: u32, method: &Method<'_>) -> bool {
         let tid_bytes = tid.to_be_bytes();
         let m = Message {
             tid: &tid_bytes,
@@ -399,7 +392,7 @@ impl Node {
         }
     }
 
-    fn fail_node(&mut self, id: &Id, addr: &SocketAddr) {
+    pub(super) fn fail_node(&mut self, id: &Id, addr: &SocketAddr) {
         let f = self.table.node_failed(id, addr);
         if let Some(old) = f.removed {
             self.emit(Event::NodeRemoved {
@@ -419,280 +412,6 @@ impl Node {
         }
     }
 
-    /// Handles every timer due at `now`. Calling it early or twice is harmless.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.advance(now);
-        while let Some(fired) = self.txs.pop_due(now) {
-            match fired {
-                Fired::Slow(tid) => {
-                    let Some(p) = self.txs.get(tid) else { continue };
-                    if let Purpose::Lookup(lid) = p.purpose {
-                        let addr = p.addr;
-                        if let Some(l) = self.lookups.get_mut(&lid) {
-                            l.on_slow(&addr);
-                        }
-                        self.drive_lookup(now, lid);
-                    }
-                }
-                Fired::Timeout(tid) => self.on_timeout(now, tid),
-            }
-        }
-        if now >= self.timers.rotate {
-            self.tokens.rotate(&mut self.rng);
-            self.timers.rotate = now + self.cfg.token_rotation;
-        }
-        if now >= self.timers.maintenance {
-            self.timers.maintenance = now + self.cfg.maintenance_interval;
-            self.maintenance(now);
-        }
-        if self.timers.redrive.is_some_and(|t| now >= t) {
-            self.timers.redrive = None;
-            let ids: Vec<LookupId> = self.lookups.keys().copied().collect();
-            for lid in ids {
-                self.drive_lookup(now, lid);
-            }
-        }
-        if self.timers.rebootstrap.is_some_and(|t| now >= t) {
-            self.start_bootstrap(now);
-        }
-        if now >= self.timers.refresh {
-            self.timers.refresh = now + self.cfg.maintenance_interval * 6;
-            self.refresh_buckets(now);
-        }
-    }
-
-    fn on_timeout(&mut self, now: Instant, tid: u32) {
-        let Some(p) = self.txs.get(tid).cloned() else {
-            return;
-        };
-        if let Purpose::Lookup(lid) = p.purpose {
-            let retry = p.kind != RequestKind::AnnouncePeer
-                && p.attempts <= self.cfg.lookup_retries
-                && self
-                    .lookups
-                    .get(&lid)
-                    .is_some_and(|l| l.worth_retry(&p.addr));
-            if retry {
-                let target = self.lookups[&lid].target;
-                let method = lookup_method(p.kind, target);
-                if self.write_query(p.addr, tid, &method) {
-                    let e = self.txs.get_mut(tid).expect("present");
-                    e.attempts += 1;
-                    e.deadline = now + self.cfg.query_timeout;
-                    self.txs.rearm(tid);
-                    return;
-                }
-            }
-        }
-        let p = self.txs.remove(tid).expect("present");
-        self.stats.timeouts += 1;
-        if p.purpose == Purpose::Verify {
-            self.verifying.remove(&p.addr);
-        }
-        if let Some(id) = p.node_id {
-            self.fail_node(&id, &p.addr);
-        }
-        match p.purpose {
-            Purpose::Lookup(lid) => {
-                if let Some(l) = self.lookups.get_mut(&lid) {
-                    if p.kind == RequestKind::AnnouncePeer {
-                        l.announce_done(false);
-                    } else {
-                        l.timeouts += 1;
-                        l.on_failed(&p.addr);
-                    }
-                }
-                self.drive_lookup(now, lid);
-            }
-            Purpose::Request(rid) => self.emit(Event::RequestFinished {
-                id: rid,
-                addr: p.addr,
-                kind: p.kind,
-                outcome: RequestOutcome::Timeout,
-            }),
-            Purpose::Verify => {}
-        }
-    }
-
-    /// Sends what a lookup wants sent and finishes it when it is done.
-    pub(super) fn drive_lookup(&mut self, now: Instant, lid: LookupId) {
-        loop {
-            let Some(l) = self.lookups.get_mut(&lid) else {
-                return;
-            };
-            if self.txs.len() >= self.cfg.max_pending {
-                break;
-            }
-            let (limiter, budget) = (&mut self.dest_limiter, &mut self.query_budget);
-            let next =
-                l.next_query(|a| budget.would_allow(now) && limiter.would_allow(now, a.ip()));
-            if l.blocked {
-                let at = now + REDRIVE_DELAY;
-                self.timers.redrive = Some(self.timers.redrive.map_or(at, |r| r.min(at)));
-            }
-            let Some((id, addr)) = next else {
-                break;
-            };
-            let (kind, target) = (l.kind, l.target);
-            let rk = match kind {
-                LookupKind::GetPeers | LookupKind::Announce { .. } => RequestKind::GetPeers,
-                _ => RequestKind::FindNode,
-            };
-            let method = lookup_method(rk, target);
-            let sent = self.send_query(now, addr, id, rk, &method, Purpose::Lookup(lid), true);
-            let l = self.lookups.get_mut(&lid).expect("present");
-            match sent {
-                Some(_) => l.queries += 1,
-                None => l.on_failed(&addr),
-            }
-        }
-        let l = &self.lookups[&lid];
-        match l.phase {
-            Phase::Search if l.search_done() => {
-                if let LookupKind::Announce { port, seed } = l.kind {
-                    self.start_announce(now, lid, port, seed);
-                } else {
-                    self.finish_lookup(now, lid);
-                }
-            }
-            Phase::Announce { pending: 0 } => self.finish_lookup(now, lid),
-            _ => {}
-        }
-    }
-
-    fn start_announce(&mut self, now: Instant, lid: LookupId, port: Option<u16>, seed: bool) {
-        let l = &self.lookups[&lid];
-        let target = l.target;
-        let to: Vec<(Id, SocketAddr, Vec<u8>)> = l
-            .closest_responded()
-            .filter_map(|(id, addr, tok)| Some((id, addr, tok?.to_vec())))
-            .collect();
-        let mut pending = 0;
-        for (id, addr, token) in to {
-            let method = Method::AnnouncePeer {
-                info_hash: target,
-                port: port.unwrap_or(0),
-                implied_port: port.is_none(),
-                token: &token,
-                seed,
-            };
-            let sent = self.send_query(
-                now,
-                addr,
-                Some(id),
-                RequestKind::AnnouncePeer,
-                &method,
-                Purpose::Lookup(lid),
-                false,
-            );
-            if sent.is_some() {
-                pending += 1;
-                self.lookups.get_mut(&lid).expect("present").queries += 1;
-            }
-        }
-        self.lookups.get_mut(&lid).expect("present").phase = Phase::Announce { pending };
-        if pending == 0 {
-            self.finish_lookup(now, lid);
-        }
-    }
-
-    fn finish_lookup(&mut self, now: Instant, lid: LookupId) {
-        let Some(l) = self.lookups.remove(&lid) else {
-            return;
-        };
-        let closest: Vec<(Id, SocketAddr)> = l
-            .closest_responded()
-            .map(|(id, addr, _)| (id, addr))
-            .collect();
-        if matches!(l.kind, LookupKind::Refresh | LookupKind::Bootstrap) {
-            let b = self.table.bucket_index(&l.target);
-            self.table.touch_bucket(b, now);
-        }
-        if l.kind == LookupKind::Bootstrap {
-            self.bootstrap_finished(now);
-        }
-        self.emit(Event::LookupFinished(LookupResult {
-            id: lid,
-            kind: l.kind,
-            target: l.target,
-            closest,
-            peers_found: l.peers.len(),
-            announced: l.announced,
-            queries: l.queries,
-            responses: l.responses,
-            timeouts: l.timeouts,
-            duration: now.saturating_since(l.started),
-        }));
-    }
-
-    fn maintenance(&mut self, now: Instant) {
-        if let Some(store) = &mut self.store {
-            store.expire(now);
-        }
-        // Ping questionable nodes, at most a few per tick, each at most once per minute.
-        let mut due = std::mem::take(&mut self.scratch_nodes);
-        self.table.take_questionable(
-            now,
-            self.cfg.maintenance_interval * 6,
-            PINGS_PER_TICK,
-            &mut due,
-        );
-        for (id, addr) in due.drain(..) {
-            self.verify(now, Some(id), addr);
-        }
-        // Buckets with room: try nodes we only heard about.
-        let candidates: Vec<(Id, SocketAddr)> = self
-            .table
-            .replacements()
-            .filter(|r| r.last_response.is_none() && r.pinged.is_none())
-            .map(|r| (r.id, r.addr))
-            .take(PINGS_PER_TICK * 4)
-            .collect();
-        let mut pinged = 0;
-        for (id, addr) in candidates {
-            if pinged >= PINGS_PER_TICK {
-                break;
-            }
-            if self.table.has_room_for(&id, &addr) && self.verify(now, Some(id), addr) {
-                pinged += 1;
-            }
-        }
-        self.scratch_nodes = due;
-    }
-
-    fn refresh_buckets(&mut self, now: Instant) {
-        if self.table.is_empty() {
-            return;
-        }
-        let idle = self.cfg.bucket_refresh;
-        let stale: Vec<usize> = self.table.stale_buckets(now, idle).collect();
-        for b in stale {
-            let target = self.table.random_id_in_bucket(b, &mut self.rng);
-            self.table.touch_bucket(b, now);
-            if self
-                .start_lookup(now, LookupKind::Refresh, target, &[])
-                .is_none()
-            {
-                break;
-            }
-        }
-    }
-
-    /// Refreshes every bucket now (after bootstrap, for instance): one lookup per bucket.
-    pub fn refresh_all(&mut self, now: Instant) {
-        self.advance(now);
-        for b in 0..self.table.bucket_count() {
-            let target = self.table.random_id_in_bucket(b, &mut self.rng);
-            self.table.touch_bucket(b, now);
-            if self
-                .start_lookup(now, LookupKind::Refresh, target, &[])
-                .is_none()
-            {
-                break;
-            }
-        }
-    }
-
     /// Pings `addr` (an explicit ping; the answer is [`Event::RequestFinished`]).
     pub fn ping(&mut self, now: Instant, addr: SocketAddr) -> Option<RequestId> {
         self.request(now, addr, Request::Ping)
@@ -701,17 +420,5 @@ impl Node {
     /// The default per-query timeout, for drivers that want to size their own waits.
     pub fn query_timeout(&self) -> Duration {
         self.cfg.query_timeout
-    }
-}
-
-fn lookup_method(kind: RequestKind, target: Id) -> Method<'static> {
-    match kind {
-        RequestKind::GetPeers => Method::GetPeers {
-            info_hash: target,
-            noseed: false,
-            scrape: false,
-        },
-        RequestKind::SampleInfohashes => Method::SampleInfohashes { target },
-        _ => Method::FindNode { target },
     }
 }

@@ -14,6 +14,8 @@
 
 mod answer;
 mod ask;
+mod timers;
+mod traverse;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
