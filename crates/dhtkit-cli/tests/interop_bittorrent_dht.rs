@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{dhtkit, dhtkit_finds, dhtkit_nodes, wait_for_tables, Harness};
-use serde_json::{json, Value};
+use common::{dhtkit_announce, dhtkit_finds, dhtkit_nodes, wait_for_tables, Harness};
+use serde_json::json;
 
 const DHTKIT_NET: u8 = 71;
 const BT_NET: u8 = 100;
@@ -62,32 +62,8 @@ fn bittorrent_dht_and_dhtkit_share_a_dht() {
 
     // (b) dhtkit announces, bittorrent-dht finds it.
     let ih_b = "0a0b0c0d0e0f101112131415161718191a1b1c1d";
-    let out = dhtkit()
-        .args([
-            "announce",
-            ih_b,
-            "--port",
-            "7102",
-            "--bind",
-            "127.93.1.1:0",
-            "--timeout",
-            "20",
-            "--json",
-        ])
-        .args([
-            "--bootstrap",
-            &format!("{},{}", addr(DHTKIT_NET, 4), addr(BT_NET, 3)),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ann: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(ann["announced"].as_u64().unwrap() >= 3, "{ann}");
+    let boot_b = format!("{},{}", addr(DHTKIT_NET, 4), addr(BT_NET, 3));
+    dhtkit_announce(ih_b, 7102, "127.93.1.1:0", &boot_b, 3);
     let r = swarm.call(
         json!({"cmd": "lookup", "idx": 4, "ih": ih_b, "want": "127.93.1.1:7102", "timeout": 20}),
         Duration::from_secs(60),

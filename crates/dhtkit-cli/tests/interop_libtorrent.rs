@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{dhtkit, dhtkit_finds, dhtkit_nodes, wait_for_tables, Harness};
-use serde_json::{json, Value};
+use common::{dhtkit_announce, dhtkit_finds, dhtkit_nodes, wait_for_tables, Harness};
+use serde_json::json;
 
 const DHTKIT_NET: u8 = 70;
 const LT_NET: u8 = 80;
@@ -83,32 +83,8 @@ fn libtorrent_and_dhtkit_share_a_dht() {
 
     // (b) dhtkit announces, libtorrent finds it.
     let ih_b = "c1c2c3c4c5c6c7c8c9cad1d2d3d4d5d6d7d8d9da";
-    let out = dhtkit()
-        .args([
-            "announce",
-            ih_b,
-            "--port",
-            "7002",
-            "--bind",
-            "127.91.1.1:0",
-            "--timeout",
-            "20",
-            "--json",
-        ])
-        .args([
-            "--bootstrap",
-            &format!("{},{}", addr(DHTKIT_NET, 6), addr(LT_NET, 4)),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ann: Value = serde_json::from_slice(&out.stdout).unwrap();
-    eprintln!("(b) dhtkit announced to {} nodes", ann["announced"]);
+    let boot_b = format!("{},{}", addr(DHTKIT_NET, 6), addr(LT_NET, 4));
+    dhtkit_announce(ih_b, 7002, "127.91.1.1:0", &boot_b, 3);
     let want_b = "127.91.1.1:7002";
     let mut found_b = false;
     for _ in 0..3 {

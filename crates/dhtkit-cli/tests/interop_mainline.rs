@@ -9,8 +9,7 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use common::{dhtkit, dhtkit_finds, dhtkit_nodes};
-use serde_json::Value;
+use common::{dhtkit_announce, dhtkit_finds, dhtkit_nodes};
 
 const DHTKIT_NET: u8 = 72;
 const ML_NET: u8 = 110;
@@ -66,32 +65,8 @@ fn mainline_and_dhtkit_share_a_dht() {
 
     // (b) dhtkit announces, mainline finds it.
     let ih_b = "d1d2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9ea";
-    let out = dhtkit()
-        .args([
-            "announce",
-            ih_b,
-            "--port",
-            "7202",
-            "--bind",
-            "127.96.1.1:0",
-            "--timeout",
-            "20",
-            "--json",
-        ])
-        .args([
-            "--bootstrap",
-            &format!("{},{}", addr(DHTKIT_NET, 3), addr(ML_NET, 3)),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ann: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(ann["announced"].as_u64().unwrap() >= 3, "{ann}");
+    let boot_b = format!("{},{}", addr(DHTKIT_NET, 3), addr(ML_NET, 3));
+    dhtkit_announce(ih_b, 7202, "127.96.1.1:0", &boot_b, 3);
     let want_b = SocketAddrV4::new(Ipv4Addr::new(127, 96, 1, 1), 7202);
     let mut found = false;
     for _ in 0..3 {

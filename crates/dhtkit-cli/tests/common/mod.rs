@@ -139,6 +139,35 @@ pub fn dhtkit_nodes(net: u8, n: u8, port: u16, peer: &str) -> Vec<Killed> {
         .collect()
 }
 
+/// Runs `dhtkit announce IH --port PORT --json` from `bind` through `bootstrap`; asserts it
+/// succeeded and reached at least `min_nodes` nodes. Returns its JSON output.
+pub fn dhtkit_announce(ih: &str, port: u16, bind: &str, bootstrap: &str, min_nodes: u64) -> Value {
+    let out = dhtkit()
+        .args([
+            "announce",
+            ih,
+            "--port",
+            &port.to_string(),
+            "--json",
+            "--timeout",
+            "20",
+        ])
+        .args(["--bind", bind, "--bootstrap", bootstrap])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "dhtkit announce failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("announce prints JSON");
+    let n = v["announced"].as_u64().unwrap_or(0);
+    assert!(n >= min_nodes, "announced to {n} nodes: {v}");
+    eprintln!("dhtkit announced {ih} to {n} nodes");
+    v
+}
+
 /// Runs `dhtkit get-peers` up to `attempts` times until `want` (IP:PORT) is printed.
 pub fn dhtkit_finds(ih: &str, want: &str, bind: &str, bootstrap: &str, attempts: usize) -> bool {
     for attempt in 0..attempts {
