@@ -369,16 +369,7 @@ impl Node {
             code,
         });
         match p.purpose {
-            Purpose::Lookup(lid) => {
-                if let Some(l) = self.lookups.get_mut(&lid) {
-                    if p.kind == RequestKind::AnnouncePeer {
-                        l.announce_done(false);
-                    } else {
-                        l.on_failed(&from);
-                    }
-                    self.drive_lookup(now, lid);
-                }
-            }
+            Purpose::Lookup(lid) => self.lookup_query_failed(now, lid, p.kind, &from, false),
             Purpose::Request(rid) => self.emit(Event::RequestFinished {
                 id: rid,
                 addr: from,

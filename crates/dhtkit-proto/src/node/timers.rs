@@ -89,15 +89,7 @@ impl Node {
         }
         match p.purpose {
             Purpose::Lookup(lid) => {
-                if let Some(l) = self.lookups.get_mut(&lid) {
-                    if p.kind == RequestKind::AnnouncePeer {
-                        l.announce_done(false);
-                    } else {
-                        l.timeouts += 1;
-                        l.on_failed(&p.addr);
-                    }
-                }
-                self.drive_lookup(now, lid);
+                self.lookup_query_failed(now, lid, p.kind, &p.addr, true);
             }
             Purpose::Request(rid) => self.emit(Event::RequestFinished {
                 id: rid,
@@ -150,22 +142,18 @@ impl Node {
         }
         let idle = self.cfg.bucket_refresh;
         let stale: Vec<usize> = self.table.stale_buckets(now, idle).collect();
-        for b in stale {
-            let target = self.table.random_id_in_bucket(b, &mut self.rng);
-            self.table.touch_bucket(b, now);
-            if self
-                .start_lookup(now, LookupKind::Refresh, target, &[])
-                .is_none()
-            {
-                break;
-            }
-        }
+        self.refresh(now, stale);
     }
 
     /// Refreshes every bucket now (after bootstrap, for instance): one lookup per bucket.
     pub fn refresh_all(&mut self, now: Instant) {
         self.advance(now);
-        for b in 0..self.table.bucket_count() {
+        self.refresh(now, (0..self.table.bucket_count()).collect());
+    }
+
+    /// One refresh lookup for a random id in each of `buckets`, while lookup slots last.
+    fn refresh(&mut self, now: Instant, buckets: Vec<usize>) {
+        for b in buckets {
             let target = self.table.random_id_in_bucket(b, &mut self.rng);
             self.table.touch_bucket(b, now);
             if self

@@ -61,6 +61,27 @@ impl Node {
         }
     }
 
+    /// A lookup's query got an error (`timed_out` false) or no answer in time.
+    pub(super) fn lookup_query_failed(
+        &mut self,
+        now: Instant,
+        lid: LookupId,
+        kind: RequestKind,
+        addr: &SocketAddr,
+        timed_out: bool,
+    ) {
+        let Some(l) = self.lookups.get_mut(&lid) else {
+            return;
+        };
+        if kind == RequestKind::AnnouncePeer {
+            l.announce_done(false);
+        } else {
+            l.timeouts += timed_out as u32;
+            l.on_failed(addr);
+        }
+        self.drive_lookup(now, lid);
+    }
+
     fn start_announce(&mut self, now: Instant, lid: LookupId, port: Option<u16>, seed: bool) {
         let l = &self.lookups[&lid];
         let target = l.target;
