@@ -9,13 +9,11 @@ use dhtkit_proto::{Config, Instant, Node};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let cfg = Config {
-        seed: 1,
-        allow_local_addrs: true,
-        max_events: 64,
-        max_outgoing: 64,
-        ..Config::default()
-    };
+    let mut cfg = Config::default();
+    cfg.seed = 1;
+    cfg.allow_local_addrs = true;
+    cfg.max_events = 64;
+    cfg.max_outgoing = 64;
     let mut node = Node::new(cfg, Instant::ZERO);
     let mut now = Instant::ZERO;
     // Datagrams are separated by 0xff bytes; the byte before each picks the sender.

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use dhtkit::{DhtBuilder, Id};
+use dhtkit::{DhtBuilder, EventJson, Id};
 use serde_json::json;
 use tokio::signal::unix::{signal, SignalKind};
 

@@ -7,15 +7,21 @@ use crate::routing::TableConfig;
 pub use crate::store::StoreConfig;
 use crate::Id;
 
-/// Settings for a [`crate::Node`]. `Config::default()` is a normal public node.
+/// Settings for a [`crate::Node`]. `Config::default()` is a normal public IPv4 node; change
+/// fields on it to adjust (new fields may be added, so the struct cannot be built literally
+/// outside this crate).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Our node id; drawn from the RNG when `None`.
     pub id: Option<Id>,
     /// Seed of the node's RNG (ids, tokens, transaction ids). Drivers seed it from the OS;
     /// tests and the simulator pick it, so runs replay exactly.
     pub seed: u64,
-    /// The node speaks IPv6 (BEP 32): it keeps IPv6 nodes and answers with `nodes6`.
+    /// The node has an IPv4 socket: it keeps an IPv4 routing table and runs IPv4 lookups.
+    pub ipv4: bool,
+    /// The node has an IPv6 socket (BEP 32): it keeps an IPv6 routing table, runs IPv6
+    /// lookups and answers with `nodes6`.
     pub ipv6: bool,
     /// Routing table settings (k, `max_nodes`, one node per IP, liveness).
     pub table: TableConfig,
@@ -80,6 +86,13 @@ pub struct Config {
     pub maintenance_interval: Duration,
     /// Client version sent as `v` in every message (two letters and two version bytes).
     pub version: Option<[u8; 4]>,
+    /// How often each advertised infohash is announced again.
+    pub advertise_interval: Duration,
+    /// Most lookups held while the first bootstrap runs; more are refused.
+    pub max_held_lookups: usize,
+    /// Emit every received datagram as [`crate::Event::Datagram`] and, when it decodes,
+    /// [`crate::Event::Message`] (copies every datagram; off by default).
+    pub message_events: bool,
 }
 
 impl Default for Config {
@@ -87,6 +100,7 @@ impl Default for Config {
         Config {
             id: None,
             seed: 0,
+            ipv4: true,
             ipv6: false,
             table: TableConfig::default(),
             store: Some(StoreConfig::default()),
@@ -115,6 +129,9 @@ impl Default for Config {
             bucket_refresh: Duration::from_secs(15 * 60),
             maintenance_interval: Duration::from_secs(10),
             version: Some(*b"DK\x00\x01"),
+            advertise_interval: Duration::from_secs(15 * 60),
+            max_held_lookups: 1024,
+            message_events: false,
         }
     }
 }

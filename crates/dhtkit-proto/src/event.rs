@@ -1,8 +1,14 @@
-//! What the node reports to its driver.
+//! What a node reports: one event type for the core and every driver.
+//!
+//! [`crate::Node`] emits most variants; a few (marked "from the driver") are only ever emitted
+//! by a driver such as the tokio one, which hands the node's events on unchanged beside its own.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bencode::OwnedValue;
+use crate::krpc::{MethodKind, Request};
 use crate::Id;
 
 /// Identifies a lookup started with [`crate::Node::find_node`] and friends.
@@ -13,8 +19,9 @@ pub struct LookupId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u64);
 
-/// What a lookup is for.
+/// What a lookup is for. Each kind sends one method ([`LookupKind::method`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LookupKind {
     /// Find the nodes closest to a target.
     FindNode,
@@ -33,89 +40,77 @@ pub enum LookupKind {
     Refresh,
 }
 
-/// Which of our queries a response or error answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestKind {
-    /// `ping`.
-    Ping,
-    /// `find_node`.
-    FindNode,
-    /// `get_peers`.
-    GetPeers,
-    /// `announce_peer`.
-    AnnouncePeer,
-    /// `sample_infohashes`.
-    SampleInfohashes,
+impl LookupKind {
+    /// The query this kind of lookup sends to each node it visits.
+    pub fn method(self, target: Id) -> Request {
+        match self {
+            LookupKind::GetPeers | LookupKind::Announce { .. } => Request::get_peers(target),
+            LookupKind::FindNode | LookupKind::Bootstrap | LookupKind::Refresh => {
+                Request::find_node(target)
+            }
+        }
+    }
+
+    /// A short name for logs and event printers.
+    pub fn name(self) -> &'static str {
+        match self {
+            LookupKind::FindNode => "find_node",
+            LookupKind::GetPeers => "get_peers",
+            LookupKind::Announce { .. } => "announce",
+            LookupKind::Bootstrap => "bootstrap",
+            LookupKind::Refresh => "refresh",
+        }
+    }
 }
 
-/// A query received, with its arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueryInfo {
-    /// `ping`.
-    Ping,
-    /// `find_node`.
-    FindNode {
-        /// Target id.
-        target: Id,
+/// How the node dealt with a query it received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Answer {
+    /// Answered with a response (for `announce_peer`: the announce was accepted).
+    Response,
+    /// Answered with a KRPC error (for `announce_peer`, 203 means a bad token or port).
+    Error {
+        /// The error code sent.
+        code: i64,
     },
-    /// `get_peers`.
-    GetPeers {
-        /// Infohash asked for.
-        info_hash: Id,
-    },
-    /// `announce_peer`.
-    AnnouncePeer {
-        /// Infohash announced.
-        info_hash: Id,
-        /// The announced peer (port resolved from `implied_port`).
-        peer: SocketAddr,
-        /// BEP 33 seed flag.
-        seed: bool,
-        /// Whether the token was valid (an invalid one is answered with error 203).
-        token_valid: bool,
-    },
-    /// `sample_infohashes`.
-    SampleInfohashes {
-        /// Target id.
-        target: Id,
-    },
-    /// Any other method (answered like find_node / get_peers when it carries a target or an
-    /// infohash, with error 204 otherwise).
-    Other {
-        /// Method name (at most 64 bytes are kept).
-        method: Vec<u8>,
-        /// `target`, if present.
-        target: Option<Id>,
-        /// `info_hash`, if present.
-        info_hash: Option<Id>,
-    },
+    /// Not answered: the node is read-only (BEP 43).
+    NotAnswered,
+}
+
+/// A response to one of our requests, owned.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Reply {
+    /// Responder's id.
+    pub id: Id,
+    /// Nodes it returned, IPv4 and IPv6 together.
+    pub nodes: Vec<(Id, SocketAddr)>,
+    /// Peers it returned.
+    pub peers: Vec<SocketAddr>,
+    /// Write token.
+    pub token: Option<Vec<u8>>,
+    /// BEP 51 samples.
+    pub samples: Vec<Id>,
+    /// BEP 51 `num`.
+    pub num: Option<i64>,
+    /// BEP 51 `interval`.
+    pub interval: Option<i64>,
+    /// The whole `r` dictionary, for methods dhtkit does not know.
+    pub raw: Option<OwnedValue>,
 }
 
 /// What came back for a single request.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RequestOutcome {
     /// A response.
-    Response {
-        /// Responder's id.
-        id: Id,
-        /// Nodes it returned (of our address family).
-        nodes: Vec<(Id, SocketAddr)>,
-        /// Peers it returned.
-        peers: Vec<SocketAddr>,
-        /// Write token.
-        token: Option<Vec<u8>>,
-        /// BEP 51 samples.
-        samples: Vec<Id>,
-        /// BEP 51 `num`.
-        num: Option<i64>,
-        /// BEP 51 `interval`.
-        interval: Option<i64>,
-    },
+    Response(Reply),
     /// A KRPC error.
     Error {
         /// Error code.
         code: i64,
-        /// Error text (lossily decoded).
+        /// Error text (lossily decoded, at most 256 bytes).
         message: String,
     },
     /// No answer in time.
@@ -124,6 +119,7 @@ pub enum RequestOutcome {
 
 /// How a lookup ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LookupResult {
     /// Which lookup.
     pub id: LookupId,
@@ -147,19 +143,56 @@ pub struct LookupResult {
     pub duration: Duration,
 }
 
-/// Everything the node reports. Poll with [`crate::Node::poll_event`].
+/// Everything a node reports. Poll with [`crate::Node::poll_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
-    /// A valid query arrived (and was answered unless the node is read-only or rate limited).
+    /// From the driver: the socket is bound. Every subscription to a running node's events
+    /// opens with it.
+    Listening {
+        /// The local address.
+        addr: SocketAddr,
+        /// Our node id.
+        id: Id,
+    },
+    /// From the driver: the socket or the state file reported an error (the node keeps
+    /// running).
+    SocketError {
+        /// The error text.
+        message: String,
+    },
+    /// From the driver: the state file was written.
+    StateSaved {
+        /// Nodes written.
+        nodes: usize,
+    },
+    /// A datagram arrived (only with [`crate::Config::message_events`]).
+    Datagram {
+        /// Sender.
+        from: SocketAddr,
+        /// The raw bytes.
+        bytes: Arc<[u8]>,
+    },
+    /// A datagram arrived and decoded as bencode (only with
+    /// [`crate::Config::message_events`]; decoded once, by the node).
+    Message {
+        /// Sender.
+        from: SocketAddr,
+        /// The decoded message.
+        message: Arc<OwnedValue>,
+    },
+    /// A valid query arrived (dropped ones, over the per-IP limit, are only counted).
     QueryReceived {
         /// Sender.
         from: SocketAddr,
         /// Sender's node id.
         id: Id,
-        /// The query.
-        query: QueryInfo,
+        /// The query and its arguments.
+        query: Request,
         /// The sender marked itself read-only (BEP 43).
         read_only: bool,
+        /// How we answered.
+        answer: Answer,
     },
     /// A response to one of our queries arrived.
     ResponseReceived {
@@ -168,14 +201,14 @@ pub enum Event {
         /// Responder's id.
         id: Id,
         /// Which query it answers.
-        kind: RequestKind,
+        kind: MethodKind,
     },
     /// A KRPC error answering one of our queries arrived.
     ErrorReceived {
         /// Sender.
         from: SocketAddr,
         /// Which query it answers.
-        kind: RequestKind,
+        kind: MethodKind,
         /// Error code.
         code: i64,
     },
@@ -209,10 +242,11 @@ pub enum Event {
         info_hash: Id,
         /// The peer.
         peer: SocketAddr,
-        /// True if the lookup was our own announce (dht.js's `isAdvertised`).
-        own_announce: bool,
+        /// The lookup was the re-announce of an infohash we advertise (dht.js's
+        /// `isAdvertised`).
+        advertised: bool,
     },
-    /// A lookup finished.
+    /// A lookup (ours or internal: bootstrap, refresh, re-announce) finished.
     LookupFinished(LookupResult),
     /// A single request finished.
     RequestFinished {
@@ -221,8 +255,66 @@ pub enum Event {
         /// Who was asked.
         addr: SocketAddr,
         /// What was asked.
-        kind: RequestKind,
+        kind: MethodKind,
         /// The answer.
         outcome: RequestOutcome,
     },
+    /// The first bootstrap finished: lookups held until then have started.
+    Bootstrapped {
+        /// Nodes in the routing table.
+        nodes: usize,
+    },
+}
+
+impl Event {
+    /// The event's name in `snake_case` (what `dhtkit node --events` prints as `"event"`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Listening { .. } => "listening",
+            Event::SocketError { .. } => "socket_error",
+            Event::StateSaved { .. } => "state_saved",
+            Event::Datagram { .. } => "datagram",
+            Event::Message { .. } => "message",
+            Event::QueryReceived { .. } => "query",
+            Event::ResponseReceived { .. } => "response",
+            Event::ErrorReceived { .. } => "error",
+            Event::InvalidMessage { .. } => "invalid",
+            Event::NodeAdded { .. } => "node_added",
+            Event::NodeRemoved { .. } => "node_removed",
+            Event::PeerFound { .. } => "peer_found",
+            Event::LookupFinished(_) => "lookup_finished",
+            Event::RequestFinished { .. } => "request_finished",
+            Event::Bootstrapped { .. } => "bootstrapped",
+        }
+    }
+}
+
+/// The node's bounded event queue: when full, new events are dropped and counted.
+#[derive(Debug)]
+pub(crate) struct EventQueue {
+    queue: std::collections::VecDeque<Event>,
+    max: usize,
+    pub(crate) dropped: u64,
+}
+
+impl EventQueue {
+    pub(crate) fn new(max: usize) -> Self {
+        EventQueue {
+            queue: std::collections::VecDeque::new(),
+            max,
+            dropped: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, e: Event) {
+        if self.queue.len() >= self.max {
+            self.dropped += 1;
+        } else {
+            self.queue.push_back(e);
+        }
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Event> {
+        self.queue.pop_front()
+    }
 }

@@ -24,6 +24,7 @@ use crate::{Id, Instant};
 
 /// Routing-table settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TableConfig {
     /// Bucket size (BEP 5's `K`, 8).
     pub k: usize,

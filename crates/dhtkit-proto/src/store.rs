@@ -12,6 +12,7 @@ use crate::{Id, Instant};
 
 /// Peer-store bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StoreConfig {
     /// Most infohashes tracked.
     pub max_infohashes: usize,

@@ -33,14 +33,10 @@ const SEEDS: &[&[u8]] = &[
 ];
 
 fn node() -> Node {
-    Node::new(
-        Config {
-            seed: 9,
-            allow_local_addrs: true,
-            ..Config::default()
-        },
-        Instant::ZERO,
-    )
+    let mut cfg = Config::default();
+    cfg.seed = 9;
+    cfg.allow_local_addrs = true;
+    Node::new(cfg, Instant::ZERO)
 }
 
 fn drain(n: &mut Node) {

@@ -2,7 +2,7 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use dhtkit_proto::{Config, Event, Instant, LookupId, LookupResult, Node};
@@ -106,6 +106,7 @@ impl Ord for Packet {
 
 /// How a simulated node behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Behaviour {
     /// Runs the real protocol.
     Honest,
@@ -117,7 +118,10 @@ pub enum Behaviour {
 
 struct SimNode {
     node: Node,
+    /// The node's first address (IPv4 if it has one).
     addr: SocketAddr,
+    /// Its IPv6 address, when it has both families.
+    addr6: Option<SocketAddr>,
     alive: bool,
     behaviour: Behaviour,
     deadline: Option<Instant>,
@@ -178,38 +182,83 @@ impl Sim {
         &mut self.rng
     }
 
-    /// The address of node `i`: 127.a.b.c, unique per node.
+    /// The IPv4 address of node `i`: 127.a.b.c, unique per node.
     pub fn addr_of_index(i: usize) -> SocketAddr {
         let n = (i + 1) as u32;
         let ip = Ipv4Addr::new(127, (n >> 16) as u8, (n >> 8) as u8, n as u8);
         SocketAddr::new(ip.into(), 6881)
     }
 
-    /// Adds a node (its node seed comes from the network's RNG unless `cfg.seed` is set, and
-    /// local addresses are always allowed). Returns its index.
-    pub fn add_node(&mut self, mut cfg: Config) -> usize {
+    /// The IPv6 address of node `i`: fd00::a:b (a unique local address; nothing leaves the
+    /// process).
+    pub fn addr6_of_index(i: usize) -> SocketAddr {
+        let n = (i + 1) as u32;
+        let ip = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, (n >> 16) as u16, n as u16);
+        SocketAddr::new(ip.into(), 6881)
+    }
+
+    /// Adds a node at the address of its index, in the family its config asks for (IPv6 when
+    /// `cfg.ipv6` is set without `cfg.ipv4`, IPv4 otherwise). Returns its index.
+    pub fn add_node(&mut self, cfg: Config) -> usize {
         let i = self.nodes.len();
+        let addr = if cfg.ipv6 && !cfg.ipv4 {
+            Self::addr6_of_index(i)
+        } else {
+            Self::addr_of_index(i)
+        };
+        self.add_node_at(cfg, &[addr])
+    }
+
+    /// Adds a node at `addrs` (one address, or one of each family for a dual-stack node); the
+    /// node's families follow the addresses. Its seed comes from the network's RNG unless
+    /// `cfg.seed` is set, and local addresses are always allowed. Returns its index.
+    ///
+    /// # Panics
+    /// If `addrs` is empty, holds two addresses of one family, or an address already in use.
+    pub fn add_node_at(&mut self, mut cfg: Config, addrs: &[SocketAddr]) -> usize {
+        let i = self.nodes.len();
+        let v4 = addrs.iter().find(|a| a.is_ipv4()).copied();
+        let v6 = addrs.iter().find(|a| a.is_ipv6()).copied();
+        assert!(
+            !addrs.is_empty() && addrs.len() == v4.is_some() as usize + v6.is_some() as usize,
+            "one address per family"
+        );
         if cfg.seed == 0 {
             cfg.seed = self.rng.random();
         }
         cfg.allow_local_addrs = true;
-        let addr = Self::addr_of_index(i);
+        cfg.ipv4 = v4.is_some();
+        cfg.ipv6 = v6.is_some();
+        let addr = v4.or(v6).expect("an address");
+        let addr6 = v4.and(v6);
+        for a in addrs {
+            assert!(self.by_addr.insert(*a, i).is_none(), "{a} is taken");
+        }
         self.nodes.push(SimNode {
             node: Node::new(cfg, self.now),
             addr,
+            addr6,
             alive: true,
             behaviour: Behaviour::Honest,
             deadline: None,
             events: Vec::new(),
         });
-        self.by_addr.insert(addr, i);
         self.flush(i);
         i
     }
 
-    /// Node `i`'s address.
+    /// Node `i`'s first address (IPv4 if it has one).
     pub fn addr(&self, i: usize) -> SocketAddr {
         self.nodes[i].addr
+    }
+
+    /// Node `i`'s address in the family of `like`, if it has one.
+    pub fn addr_like(&self, i: usize, like: &SocketAddr) -> Option<SocketAddr> {
+        let n = &self.nodes[i];
+        [Some(n.addr), n.addr6]
+            .into_iter()
+            .flatten()
+            .find(|a| a.is_ipv6() == like.is_ipv6())
     }
 
     /// Read access to node `i`.
@@ -259,7 +308,7 @@ impl Sim {
         }
         let (x, y) = if a < b { (a, b) } else { (b, a) };
         let mut h = self.cfg.seed ^ 0x51_7cc1_b727_220a;
-        for byte in format_key(x).into_iter().chain(format_key(y)) {
+        for byte in link_key(x).chain(link_key(y)) {
             h = (h ^ byte as u64).wrapping_mul(0x100_0000_01b3);
         }
         h ^= h >> 31;
@@ -276,7 +325,15 @@ impl Sim {
                 break;
             };
             let (dest, mut data) = (t.dest, t.payload.to_vec());
-            let from = sn.addr;
+            // A datagram leaves from the node's address of the destination's family.
+            let Some(from) = [Some(sn.addr), sn.addr6]
+                .into_iter()
+                .flatten()
+                .find(|a| a.is_ipv6() == dest.is_ipv6())
+            else {
+                self.stats.undeliverable += 1;
+                continue;
+            };
             if self.rng.random_bool(self.cfg.loss.clamp(0.0, 1.0)) {
                 self.stats.lost += 1;
                 continue;
@@ -441,16 +498,20 @@ impl Sim {
     /// Builds a network of `n` nodes from `cfg`: they join one after another, `spacing`
     /// apart, each bootstrapping through one random node that joined earlier. Returns when the
     /// last node has joined and `settle` more time has passed.
+    /// Nodes are of the family `cfg` asks for (see [`Sim::add_node`]) and bootstrap through a
+    /// node of that family.
     pub fn grow(&mut self, n: usize, cfg: &Config, spacing: Duration, settle: Duration) {
         for j in 0..n {
-            let i = self.add_node(Config {
-                seed: 0,
-                ..cfg.clone()
-            });
-            let alive: Vec<usize> = (0..i).filter(|&x| self.nodes[x].alive).collect();
+            let mut c = cfg.clone();
+            c.seed = 0;
+            let i = self.add_node(c);
+            let own = self.addr(i);
+            let alive: Vec<SocketAddr> = (0..i)
+                .filter(|&x| self.nodes[x].alive)
+                .filter_map(|x| self.addr_like(x, &own))
+                .collect();
             if !alive.is_empty() {
-                let pick = self.rng.random_range(0..alive.len());
-                let via = self.addr(alive[pick]);
+                let via = alive[self.rng.random_range(0..alive.len())];
                 self.with_node(i, |node, now| node.bootstrap(now, &[via]));
             }
             if j + 1 < n {
@@ -478,17 +539,19 @@ impl Sim {
             Method::GetPeers { info_hash, .. } => info_hash,
             _ => q.id,
         };
-        let mut nodes = Vec::with_capacity(8 * 26);
+        let v6 = from.is_ipv6();
+        let mut nodes = Vec::with_capacity(8 * 38);
         for _ in 0..8 {
             let mut id = target;
             let r: u32 = self.rng.random();
             id.0[16..].copy_from_slice(&r.to_be_bytes());
             let fake: u16 = self.rng.random();
-            let addr = SocketAddr::new(
-                Ipv4Addr::new(127, 254, (fake >> 8) as u8, fake as u8).into(),
-                6881,
-            );
-            dhtkit_proto::compact::encode_node(&id, &addr, &mut nodes);
+            let ip: IpAddr = if v6 {
+                Ipv6Addr::new(0xfd00, 0xfe, 0, 0, 0, 0, 0, fake).into()
+            } else {
+                Ipv4Addr::new(127, 254, (fake >> 8) as u8, fake as u8).into()
+            };
+            dhtkit_proto::compact::encode_node(&id, &SocketAddr::new(ip, 6881), &mut nodes);
         }
         let own = self.nodes[i].node.id();
         let token = [7u8; 8];
@@ -500,19 +563,23 @@ impl Sim {
             ip: None,
             body: Body::Response(Response {
                 id: own,
-                nodes: Some(&nodes),
+                nodes: (!v6).then_some(&nodes[..]),
+                nodes6: v6.then_some(&nodes[..]),
                 token: is_get.then_some(&token[..]),
                 ..Response::default()
             }),
         }
         .to_bytes();
-        let base = self.link_base(&self.nodes[i].addr, &from);
+        let Some(me) = self.addr_like(i, &from) else {
+            return;
+        };
+        let base = self.link_base(&me, &from);
         self.seq += 1;
         if let Some(&to) = self.by_addr.get(&from) {
             self.packets.push(Reverse(Packet {
                 at: self.now + base,
                 seq: self.seq,
-                from: self.nodes[i].addr,
+                from: me,
                 to,
                 data: reply,
             }));
@@ -520,11 +587,19 @@ impl Sim {
     }
 }
 
-fn format_key(a: &SocketAddr) -> [u8; 6] {
-    let mut k = [0u8; 6];
-    if let std::net::IpAddr::V4(v4) = a.ip() {
-        k[..4].copy_from_slice(&v4.octets());
-    }
-    k[4..].copy_from_slice(&a.port().to_be_bytes());
-    k
+/// The bytes of an address that pick its links' latency: IP and port.
+fn link_key(a: &SocketAddr) -> impl Iterator<Item = u8> {
+    let mut k = [0u8; 18];
+    let n = match a.ip() {
+        IpAddr::V4(v4) => {
+            k[..4].copy_from_slice(&v4.octets());
+            4
+        }
+        IpAddr::V6(v6) => {
+            k[..16].copy_from_slice(&v6.octets());
+            16
+        }
+    };
+    k[n..n + 2].copy_from_slice(&a.port().to_be_bytes());
+    k.into_iter().take(n + 2)
 }

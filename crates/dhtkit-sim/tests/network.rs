@@ -99,10 +99,7 @@ fn announce_and_lookup_among(
                 let alive: Vec<usize> = sim.alive().collect();
                 let pick = sim.rng().random_range(0..alive.len());
                 let via = sim.addr(alive[pick]);
-                let i = sim.add_node(Config {
-                    seed: 0,
-                    ..cfg.clone()
-                });
+                let i = sim.add_node(cfg.clone());
                 sim.with_node(i, |n, now| n.bootstrap(now, &[via]));
             }
             let _ = s;

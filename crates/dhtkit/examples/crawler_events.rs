@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use dhtkit::{Dht, DhtEvent, QueryInfo};
+use dhtkit::{Dht, DhtEvent, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -39,10 +39,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             ev = events.recv() => match ev {
-                Some(DhtEvent::Query { query: QueryInfo::AnnouncePeer { info_hash, .. }, .. }) => {
+                Some(DhtEvent::QueryReceived { query: Request::AnnouncePeer { info_hash, .. }, .. }) => {
                     println!("onAnnouncePeerQuery - new torrent: {info_hash}");
                 }
-                Some(DhtEvent::Query { query: QueryInfo::GetPeers { info_hash }, .. }) => {
+                Some(DhtEvent::QueryReceived { query: Request::GetPeers { info_hash, .. }, .. }) => {
                     println!("onGetPeersQuery - new torrent: {info_hash}");
                 }
                 Some(DhtEvent::SocketError { message }) => eprintln!("error: {message}"),

@@ -38,6 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 info_hash,
                 peer,
                 advertised,
+                ..
             } = ev
             {
                 if info_hash == hash && advertised {

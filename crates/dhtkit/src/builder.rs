@@ -1,9 +1,10 @@
 //! [`DhtBuilder`]: everything a node can be configured with, and starting it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use dhtkit_proto::addr::is_local;
 use dhtkit_proto::{Config, Id, StoreConfig};
 use tokio::net::UdpSocket;
 
@@ -27,9 +28,7 @@ pub struct DhtBuilder {
     state: Option<SavedState>,
     state_file: Option<PathBuf>,
     save_interval: Duration,
-    advertise_interval: Duration,
     event_capacity: usize,
-    message_events: bool,
     config: Config,
 }
 
@@ -41,18 +40,9 @@ impl Default for DhtBuilder {
             state: None,
             state_file: None,
             save_interval: Duration::from_secs(5 * 60),
-            advertise_interval: Duration::from_secs(15 * 60),
             event_capacity: 4096,
-            message_events: false,
             config: Config::default(),
         }
-    }
-}
-
-fn is_local(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v) => v.is_loopback() || v.is_private() || v.is_link_local(),
-        IpAddr::V6(v) => v.is_loopback() || (v.segments()[0] & 0xfe00) == 0xfc00,
     }
 }
 
@@ -146,7 +136,7 @@ impl DhtBuilder {
 
     /// How often advertised infohashes are announced again (default 15 minutes).
     pub fn advertise_interval(mut self, every: Duration) -> Self {
-        self.advertise_interval = every.max(Duration::from_secs(1));
+        self.config.advertise_interval = every.max(Duration::from_secs(1));
         self
     }
 
@@ -157,9 +147,10 @@ impl DhtBuilder {
     }
 
     /// Also emit every datagram raw and decoded ([`crate::DhtEvent::Datagram`] and
-    /// [`crate::DhtEvent::Message`]). Off by default: it copies every datagram.
+    /// [`crate::DhtEvent::Message`]; the node decodes each datagram once for both itself and
+    /// the event). Off by default: it copies every datagram.
     pub fn message_events(mut self, on: bool) -> Self {
-        self.message_events = on;
+        self.config.message_events = on;
         self
     }
 
@@ -184,6 +175,7 @@ impl DhtBuilder {
         let mut seed = [0u8; 8];
         getrandom::fill(&mut seed).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
         config.seed = u64::from_le_bytes(seed) | 1;
+        config.ipv4 = local.is_ipv4();
         config.ipv6 = local.is_ipv6();
         if let Some(s) = &state {
             config.id = Some(s.id);
@@ -205,9 +197,7 @@ impl DhtBuilder {
                 state,
                 state_file: self.state_file,
                 save_interval: self.save_interval,
-                advertise_interval: self.advertise_interval,
                 event_capacity: self.event_capacity,
-                message_events: self.message_events,
             },
         ))
     }

@@ -1,145 +1,19 @@
-//! The events a running node reports, and the stream that delivers them.
-
-use std::net::SocketAddr;
-use std::sync::Arc;
+//! The events a running node reports, the stream that delivers them, and their JSON form.
+//!
+//! The event type is the protocol core's own [`dhtkit_proto::Event`], re-exported as
+//! [`crate::DhtEvent`]: the driver hands the node's events on unchanged, beside a few of its own
+//! (listening, socket errors, state saved).
 
 use dhtkit_proto::bencode::OwnedValue;
-use dhtkit_proto::{Id, LookupKind, LookupResult, QueryInfo, RequestKind};
-use serde_json::{json, Value as Json};
+use dhtkit_proto::krpc::Arg;
+use dhtkit_proto::{Event, RequestOutcome};
+use serde_json::{json, Map, Value as Json};
 use tokio::sync::broadcast;
-
-/// Something that happened on a running node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DhtEvent {
-    /// The socket is bound.
-    Listening {
-        /// The local address.
-        addr: SocketAddr,
-        /// Our node id.
-        id: Id,
-    },
-    /// The socket reported an error (the node keeps running).
-    SocketError {
-        /// The error text.
-        message: String,
-    },
-    /// A datagram arrived (only with [`crate::DhtBuilder::message_events`]).
-    Datagram {
-        /// Sender.
-        from: SocketAddr,
-        /// The raw bytes.
-        bytes: Arc<[u8]>,
-    },
-    /// A datagram arrived and decoded as bencode (only with
-    /// [`crate::DhtBuilder::message_events`]).
-    Message {
-        /// Sender.
-        from: SocketAddr,
-        /// The decoded message.
-        message: Arc<OwnedValue>,
-    },
-    /// A valid query arrived: ping, find_node, get_peers, announce_peer or another method.
-    Query {
-        /// Sender.
-        from: SocketAddr,
-        /// Sender's node id.
-        id: Id,
-        /// The query and its arguments.
-        query: QueryInfo,
-        /// The sender is read-only (BEP 43).
-        read_only: bool,
-    },
-    /// A response to one of our queries; `kind` tells a ping reply from an announce reply.
-    Response {
-        /// Responder.
-        from: SocketAddr,
-        /// Responder's id.
-        id: Id,
-        /// Which query it answers.
-        kind: RequestKind,
-    },
-    /// A KRPC error answering one of our queries.
-    Error {
-        /// Sender.
-        from: SocketAddr,
-        /// Which query it answers.
-        kind: RequestKind,
-        /// Error code.
-        code: i64,
-    },
-    /// A datagram that was not valid KRPC.
-    Invalid {
-        /// Sender.
-        from: SocketAddr,
-        /// What was wrong.
-        reason: &'static str,
-    },
-    /// A lookup found a peer.
-    PeerFound {
-        /// The infohash.
-        info_hash: Id,
-        /// The peer.
-        peer: SocketAddr,
-        /// The lookup was the re-announce of an infohash we advertise (dht.js's
-        /// `isAdvertised`).
-        advertised: bool,
-    },
-    /// A node entered the routing table.
-    NodeAdded {
-        /// Its id.
-        id: Id,
-        /// Its address.
-        addr: SocketAddr,
-    },
-    /// A node left the routing table.
-    NodeRemoved {
-        /// Its id.
-        id: Id,
-        /// Its address.
-        addr: SocketAddr,
-    },
-    /// A lookup (ours or internal: bootstrap, refresh, re-announce) finished.
-    LookupFinished(LookupResult),
-    /// The first bootstrap finished.
-    Bootstrapped {
-        /// Nodes in the routing table.
-        nodes: usize,
-    },
-    /// The state file was written.
-    StateSaved {
-        /// Nodes written.
-        nodes: usize,
-    },
-}
-
-fn kind_str(k: RequestKind) -> &'static str {
-    match k {
-        RequestKind::Ping => "ping",
-        RequestKind::FindNode => "find_node",
-        RequestKind::GetPeers => "get_peers",
-        RequestKind::AnnouncePeer => "announce_peer",
-        RequestKind::SampleInfohashes => "sample_infohashes",
-    }
-}
-
-fn lookup_str(k: LookupKind) -> &'static str {
-    match k {
-        LookupKind::FindNode => "find_node",
-        LookupKind::GetPeers => "get_peers",
-        LookupKind::Announce { .. } => "announce",
-        LookupKind::Bootstrap => "bootstrap",
-        LookupKind::Refresh => "refresh",
-    }
-}
 
 fn value_json(v: &OwnedValue) -> Json {
     match v {
         OwnedValue::Int(i) => json!(i),
-        OwnedValue::Bytes(b) => match std::str::from_utf8(b) {
-            Ok(s) if s.chars().all(|c| !c.is_control()) => json!(s),
-            _ => json!({ "hex": dhtkit_proto::to_hex(b) }),
-        },
+        OwnedValue::Bytes(b) => bytes_json(b),
         OwnedValue::List(l) => Json::Array(l.iter().map(value_json).collect()),
         OwnedValue::Dict(d) => Json::Object(
             d.iter()
@@ -149,132 +23,160 @@ fn value_json(v: &OwnedValue) -> Json {
     }
 }
 
-impl DhtEvent {
-    /// The event as one JSON object with an `"event"` field naming it (what `dhtkit node
-    /// --events` prints).
-    pub fn to_json(&self) -> Json {
+/// Printable text as a string; anything else as `{"hex": ...}`.
+fn bytes_json(b: &[u8]) -> Json {
+    match std::str::from_utf8(b) {
+        Ok(s) if s.chars().all(|c| !c.is_control()) => json!(s),
+        _ => json!({ "hex": dhtkit_proto::to_hex(b) }),
+    }
+}
+
+fn nodes_json(nodes: &[(dhtkit_proto::Id, std::net::SocketAddr)]) -> Json {
+    nodes
+        .iter()
+        .map(|(id, a)| json!({"id": id.to_hex(), "addr": a.to_string()}))
+        .collect()
+}
+
+/// The JSON form of an event: one object whose `"event"` field is [`Event::name`] (what
+/// `dhtkit node --events` prints, one per line).
+pub trait EventJson {
+    /// The event as a JSON object.
+    fn to_json(&self) -> Json;
+}
+
+impl EventJson for Event {
+    fn to_json(&self) -> Json {
+        let mut m = Map::new();
+        m.insert("event".into(), json!(self.name()));
+        let mut put = |k: &str, v: Json| {
+            m.insert(k.into(), v);
+        };
         match self {
-            DhtEvent::Listening { addr, id } => {
-                json!({"event": "listening", "addr": addr.to_string(), "id": id.to_hex()})
+            Event::Listening { addr, id } => {
+                put("addr", json!(addr.to_string()));
+                put("id", json!(id.to_hex()));
             }
-            DhtEvent::SocketError { message } => {
-                json!({"event": "socket_error", "message": message})
+            Event::SocketError { message } => put("message", json!(message)),
+            Event::StateSaved { nodes } | Event::Bootstrapped { nodes } => {
+                put("nodes", json!(nodes))
             }
-            DhtEvent::Datagram { from, bytes } => json!({
-                "event": "datagram", "from": from.to_string(), "hex": dhtkit_proto::to_hex(bytes)
-            }),
-            DhtEvent::Message { from, message } => json!({
-                "event": "message", "from": from.to_string(), "message": value_json(message)
-            }),
-            DhtEvent::Query {
+            Event::Datagram { from, bytes } => {
+                put("from", json!(from.to_string()));
+                put("hex", json!(dhtkit_proto::to_hex(bytes)));
+            }
+            Event::Message { from, message } => {
+                put("from", json!(from.to_string()));
+                put("message", value_json(message));
+            }
+            Event::QueryReceived {
                 from,
                 id,
                 query,
                 read_only,
+                answer,
             } => {
-                let mut o = json!({
-                    "event": "query", "from": from.to_string(), "id": id.to_hex(),
-                    "read_only": read_only,
+                put("from", json!(from.to_string()));
+                put("id", json!(id.to_hex()));
+                put("read_only", json!(read_only));
+                put("method", json!(String::from_utf8_lossy(query.name())));
+                query.for_each_arg(|k, a| {
+                    let v = match a {
+                        Arg::Id(id) => json!(id.to_hex()),
+                        Arg::Int(i) => json!(i),
+                        Arg::Bytes(b) => json!(dhtkit_proto::to_hex(b)),
+                    };
+                    put(k, v);
                 });
-                let m = o.as_object_mut().expect("object");
-                match query {
-                    QueryInfo::Ping => {
-                        m.insert("method".into(), json!("ping"));
-                    }
-                    QueryInfo::FindNode { target } => {
-                        m.insert("method".into(), json!("find_node"));
-                        m.insert("target".into(), json!(target.to_hex()));
-                    }
-                    QueryInfo::GetPeers { info_hash } => {
-                        m.insert("method".into(), json!("get_peers"));
-                        m.insert("info_hash".into(), json!(info_hash.to_hex()));
-                    }
-                    QueryInfo::AnnouncePeer {
-                        info_hash,
-                        peer,
-                        seed,
-                        token_valid,
-                    } => {
-                        m.insert("method".into(), json!("announce_peer"));
-                        m.insert("info_hash".into(), json!(info_hash.to_hex()));
-                        m.insert("peer".into(), json!(peer.to_string()));
-                        m.insert("seed".into(), json!(seed));
-                        m.insert("token_valid".into(), json!(token_valid));
-                    }
-                    QueryInfo::SampleInfohashes { target } => {
-                        m.insert("method".into(), json!("sample_infohashes"));
-                        m.insert("target".into(), json!(target.to_hex()));
-                    }
-                    QueryInfo::Other {
-                        method,
-                        target,
-                        info_hash,
-                    } => {
-                        m.insert("method".into(), json!(String::from_utf8_lossy(method)));
-                        if let Some(t) = target {
-                            m.insert("target".into(), json!(t.to_hex()));
-                        }
-                        if let Some(ih) = info_hash {
-                            m.insert("info_hash".into(), json!(ih.to_hex()));
-                        }
-                    }
+                if let Some(peer) = query.announced_peer(*from) {
+                    put("peer", json!(peer.to_string()));
                 }
-                o
+                match answer {
+                    dhtkit_proto::Answer::Response => put("answer", json!("response")),
+                    dhtkit_proto::Answer::Error { code } => put("answer", json!(code)),
+                    _ => put("answer", Json::Null),
+                }
             }
-            DhtEvent::Response { from, id, kind } => json!({
-                "event": "response", "from": from.to_string(), "id": id.to_hex(), "kind": kind_str(*kind)
-            }),
-            DhtEvent::Error { from, kind, code } => json!({
-                "event": "error", "from": from.to_string(), "kind": kind_str(*kind), "code": code
-            }),
-            DhtEvent::Invalid { from, reason } => {
-                json!({"event": "invalid", "from": from.to_string(), "reason": reason})
+            Event::ResponseReceived { from, id, kind } => {
+                put("from", json!(from.to_string()));
+                put("id", json!(id.to_hex()));
+                put("kind", json!(kind.name()));
             }
-            DhtEvent::PeerFound {
+            Event::ErrorReceived { from, kind, code } => {
+                put("from", json!(from.to_string()));
+                put("kind", json!(kind.name()));
+                put("code", json!(code));
+            }
+            Event::InvalidMessage { from, reason } => {
+                put("from", json!(from.to_string()));
+                put("reason", json!(reason));
+            }
+            Event::NodeAdded { id, addr } | Event::NodeRemoved { id, addr } => {
+                put("id", json!(id.to_hex()));
+                put("addr", json!(addr.to_string()));
+            }
+            Event::PeerFound {
                 info_hash,
                 peer,
                 advertised,
-            } => json!({
-                "event": "peer", "info_hash": info_hash.to_hex(), "peer": peer.to_string(),
-                "advertised": advertised
-            }),
-            DhtEvent::NodeAdded { id, addr } => {
-                json!({"event": "node_added", "id": id.to_hex(), "addr": addr.to_string()})
+                ..
+            } => {
+                put("info_hash", json!(info_hash.to_hex()));
+                put("peer", json!(peer.to_string()));
+                put("advertised", json!(advertised));
             }
-            DhtEvent::NodeRemoved { id, addr } => {
-                json!({"event": "node_removed", "id": id.to_hex(), "addr": addr.to_string()})
+            Event::LookupFinished(r) => {
+                put("kind", json!(r.kind.name()));
+                put("target", json!(r.target.to_hex()));
+                put("closest", nodes_json(&r.closest));
+                put("peers_found", json!(r.peers_found));
+                put("announced", json!(r.announced));
+                put("queries", json!(r.queries));
+                put("responses", json!(r.responses));
+                put("timeouts", json!(r.timeouts));
+                put("duration_ms", json!(r.duration.as_millis() as u64));
             }
-            DhtEvent::LookupFinished(r) => json!({
-                "event": "lookup_finished",
-                "kind": lookup_str(r.kind),
-                "target": r.target.to_hex(),
-                "closest": r.closest.iter().map(|(id, a)| json!({"id": id.to_hex(), "addr": a.to_string()})).collect::<Vec<_>>(),
-                "peers_found": r.peers_found,
-                "announced": r.announced,
-                "queries": r.queries,
-                "responses": r.responses,
-                "timeouts": r.timeouts,
-                "duration_ms": r.duration.as_millis() as u64,
-            }),
-            DhtEvent::Bootstrapped { nodes } => json!({"event": "bootstrapped", "nodes": nodes}),
-            DhtEvent::StateSaved { nodes } => json!({"event": "state_saved", "nodes": nodes}),
+            Event::RequestFinished {
+                addr,
+                kind,
+                outcome,
+                ..
+            } => {
+                put("addr", json!(addr.to_string()));
+                put("kind", json!(kind.name()));
+                match outcome {
+                    RequestOutcome::Response(r) => {
+                        put("id", json!(r.id.to_hex()));
+                        put("nodes", nodes_json(&r.nodes));
+                        let peers: Vec<String> = r.peers.iter().map(|p| p.to_string()).collect();
+                        put("peers", json!(peers));
+                    }
+                    RequestOutcome::Error { code, message } => {
+                        put("code", json!(code));
+                        put("message", json!(message));
+                    }
+                    _ => put("timeout", json!(true)),
+                }
+            }
+            _ => {}
         }
+        Json::Object(m)
     }
 }
 
-/// A subscription to a node's events. It starts with a [`DhtEvent::Listening`] describing the
+/// A subscription to a node's events. It starts with an [`Event::Listening`] describing the
 /// node, then delivers events as they happen. Bounded: a consumer that falls behind loses the
 /// oldest events, and [`EventStream::lost`] counts them; the node itself never waits for a
 /// consumer.
 pub struct EventStream {
-    pub(crate) rx: broadcast::Receiver<DhtEvent>,
+    pub(crate) rx: broadcast::Receiver<Event>,
     pub(crate) lost: u64,
-    pub(crate) first: Option<DhtEvent>,
+    pub(crate) first: Option<Event>,
 }
 
 impl EventStream {
     /// The next event; `None` once the node has shut down.
-    pub async fn recv(&mut self) -> Option<DhtEvent> {
+    pub async fn recv(&mut self) -> Option<Event> {
         if let Some(e) = self.first.take() {
             return Some(e);
         }

@@ -34,16 +34,22 @@ use std::sync::{Arc, Mutex};
 
 pub use builder::{DhtBuilder, DEFAULT_BOOTSTRAP};
 pub use dhtkit_proto::bencode::OwnedValue;
-pub use dhtkit_proto::{Id, InfoHash, LookupResult, QueryInfo, RequestKind, Stats as NodeStats};
+/// The events a node reports: the protocol core's own type, handed on unchanged.
+pub use dhtkit_proto::Event as DhtEvent;
+pub use dhtkit_proto::{
+    addr, Advert, Answer, Event, Id, InfoHash, LookupKind, LookupResult, MethodKind, Reply,
+    Request, RequestOutcome, Stats as NodeStats,
+};
 pub use error::Error;
-pub use events::{DhtEvent, EventStream};
+pub use events::{EventJson, EventStream};
 pub use state::{SavedState, StateError, STATE_VERSION};
 
-use driver::Command;
+use driver::{Command, LookupCommand};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// A node in the routing table, as [`Dht::routing_table`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NodeInfo {
     /// Node id.
     pub id: Id,
@@ -57,6 +63,7 @@ pub struct NodeInfo {
 
 /// Counters and sizes of a running node.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DhtStats {
     /// Our id.
     pub id: Id,
@@ -80,6 +87,7 @@ pub struct DhtStats {
 
 /// What an announce achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AnnounceResult {
     /// Nodes that acknowledged the announce.
     pub announced: usize,
@@ -174,15 +182,38 @@ impl Dht {
         self.call(Command::WaitBootstrap).await
     }
 
+    /// Sends one query to `addr` and waits for its answer: the one path for pings, asking a
+    /// single node, and methods dhtkit does not know (their whole `r` dictionary is in
+    /// [`Reply::raw`]). A KRPC error comes back as [`Error::Remote`], silence as
+    /// [`Error::Timeout`].
+    pub async fn request(&self, addr: SocketAddr, request: Request) -> Result<Reply, Error> {
+        match self.call(|r| Command::Request(addr, request, r)).await?? {
+            RequestOutcome::Response(reply) => Ok(reply),
+            RequestOutcome::Error { code, message } => Err(Error::Remote { code, message }),
+            _ => Err(Error::Timeout),
+        }
+    }
+
     /// Pings a node; returns its id.
     pub async fn ping(&self, addr: SocketAddr) -> Result<Id, Error> {
-        self.call(|r| Command::Ping(addr, r)).await?
+        Ok(self.request(addr, Request::Ping).await?.id)
+    }
+
+    /// Starts a lookup and waits until the node has accepted it.
+    async fn lookup(&self, target: Id, what: LookupCommand) -> Result<(), Error> {
+        self.call(|accepted| Command::Lookup {
+            target,
+            what,
+            accepted,
+        })
+        .await?
     }
 
     /// The nodes closest to `target`, by an iterative lookup.
     pub async fn find_node(&self, target: Id) -> Result<Vec<(Id, SocketAddr)>, Error> {
-        let r = self.call(|r| Command::FindNode(target, r)).await??;
-        Ok(r.closest)
+        let (tx, rx) = oneshot::channel();
+        self.lookup(target, LookupCommand::FindNode(tx)).await?;
+        Ok(rx.await.map_err(|_| Error::Shutdown)??.closest)
     }
 
     /// Asks one node for the nodes it knows closest to `target` (the crawler seed's
@@ -192,22 +223,15 @@ impl Dht {
         target: Id,
         via: SocketAddr,
     ) -> Result<Vec<(Id, SocketAddr)>, Error> {
-        self.call(|r| Command::FindNodeVia(target, via, r)).await?
+        Ok(self.request(via, Request::find_node(target)).await?.nodes)
     }
 
     /// Starts a get_peers lookup; peers stream in as they are found.
     pub async fn get_peers(&self, info_hash: Id) -> Result<GetPeers, Error> {
-        let (ptx, prx) = mpsc::unbounded_channel();
-        let (dtx, drx) = oneshot::channel();
-        let accepted = self
-            .call(|r| Command::GetPeers {
-                info_hash,
-                peers: ptx,
-                done: dtx,
-                accepted: r,
-            })
+        let (peers, prx) = mpsc::unbounded_channel();
+        let (done, drx) = oneshot::channel();
+        self.lookup(info_hash, LookupCommand::GetPeers { peers, done })
             .await?;
-        accepted?;
         Ok(GetPeers {
             peers: prx,
             done: drx,
@@ -221,7 +245,10 @@ impl Dht {
         info_hash: Id,
         port: Option<u16>,
     ) -> Result<AnnounceResult, Error> {
-        self.call(|r| Command::Announce(info_hash, port, r)).await?
+        let (tx, rx) = oneshot::channel();
+        self.lookup(info_hash, LookupCommand::Announce(port, tx))
+            .await?;
+        rx.await.map_err(|_| Error::Shutdown)?
     }
 
     /// Keeps announcing `info_hash` (now, then every advertise interval) until
@@ -251,8 +278,10 @@ impl Dht {
         self.call(Command::MakeNeighbours).await
     }
 
-    /// Sends a custom KRPC message as it is (the crawler seed's `sendMessage`). Answers to it
-    /// show up as [`DhtEvent::Datagram`] / [`DhtEvent::Message`] when message events are on.
+    /// Sends a custom message as it is (the crawler seed's `sendMessage`), through the node's
+    /// outgoing queue. Answers to it show up as [`DhtEvent::Datagram`] /
+    /// [`DhtEvent::Message`] when message events are on; for a query that should be matched
+    /// to its answer, use [`Dht::request`].
     pub async fn send_message(&self, message: &OwnedValue, addr: SocketAddr) -> Result<(), Error> {
         let bytes = message.to_bytes();
         self.call(|r| Command::Send(bytes, addr, r)).await?
@@ -286,4 +315,9 @@ impl Dht {
             let _ = t.await;
         }
     }
+}
+
+/// An advertisement of ours: no seed flag from the API yet.
+pub(crate) fn advert(port: Option<u16>) -> Advert {
+    Advert { port, seed: false }
 }

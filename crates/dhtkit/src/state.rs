@@ -70,6 +70,19 @@ pub enum StateError {
 }
 
 impl SavedState {
+    /// The saved form of a node's exported state.
+    pub fn from_node(s: dhtkit_proto::NodeState) -> SavedState {
+        SavedState {
+            id: s.id,
+            nodes: s.nodes,
+            advertised: s
+                .advertised
+                .into_iter()
+                .map(|(ih, a)| (ih, a.port))
+                .collect(),
+        }
+    }
+
     /// Serialises to the file format.
     pub fn to_json(&self) -> String {
         let f = FileState {

@@ -116,6 +116,7 @@ async fn advertised_infohash_reports_peers_as_advertised() {
                 info_hash,
                 peer,
                 advertised,
+                ..
             } = e
             {
                 if info_hash == ih && peer == other {
@@ -250,10 +251,12 @@ async fn custom_messages_and_message_events() {
     timeout(WAIT, async {
         while let Some(e) = events.recv().await {
             match e {
-                DhtEvent::Datagram { bytes, .. } => raw |= bytes.as_ref() == msg.to_bytes().as_slice(),
+                DhtEvent::Datagram { bytes, .. } => {
+                    raw |= bytes.as_ref() == msg.to_bytes().as_slice()
+                }
                 DhtEvent::Message { message, .. } => decoded |= *message == msg,
-                DhtEvent::Query { query: q, .. } => {
-                    query |= matches!(q, dhtkit::QueryInfo::Other { ref method, .. } if method == b"vote")
+                DhtEvent::QueryReceived { query: q, .. } => {
+                    query |= q.name() == b"vote" && q.kind() == dhtkit::MethodKind::Other
                 }
                 _ => {}
             }

@@ -1,6 +1,6 @@
 //! Canonical encoding of typed messages. Keys are written in sorted order by construction.
 
-use super::{Body, ErrorBody, Message, Method, Query, Response, Values};
+use super::{Arg, Body, ErrorBody, Message, Query, Response, Values};
 use crate::bencode::{put_bytes, put_int, put_key_bytes, put_key_int};
 
 pub(super) fn encode(m: &Message<'_>, out: &mut Vec<u8>) {
@@ -60,55 +60,23 @@ fn compact_into(addr: &std::net::SocketAddr, buf: &mut [u8; 18]) -> usize {
 }
 
 fn query_args(q: &Query<'_>, out: &mut Vec<u8>) {
-    // Argument keys in order: id, implied_port, info_hash, noseed, port, scrape, seed, target,
-    // token, want.
+    // Arguments come in sorted key order from the method; `id` goes in where it sorts and
+    // `want` (the largest key) last.
     out.push(b'd');
-    put_key_bytes(out, b"id", &q.id.0);
-    match &q.method {
-        Method::Ping => {}
-        Method::FindNode { target } | Method::SampleInfohashes { target } => {
-            put_key_bytes(out, b"target", &target.0);
+    let mut id_written = false;
+    q.method.for_each_arg(|key, arg| {
+        if !id_written && key > "id" {
+            put_key_bytes(out, b"id", &q.id.0);
+            id_written = true;
         }
-        Method::GetPeers {
-            info_hash,
-            noseed,
-            scrape,
-        } => {
-            put_key_bytes(out, b"info_hash", &info_hash.0);
-            if *noseed {
-                put_key_int(out, b"noseed", 1);
-            }
-            if *scrape {
-                put_key_int(out, b"scrape", 1);
-            }
+        match arg {
+            Arg::Id(id) => put_key_bytes(out, key.as_bytes(), &id.0),
+            Arg::Int(i) => put_key_int(out, key.as_bytes(), i),
+            Arg::Bytes(b) => put_key_bytes(out, key.as_bytes(), b),
         }
-        Method::AnnouncePeer {
-            info_hash,
-            port,
-            implied_port,
-            token,
-            seed,
-        } => {
-            if *implied_port {
-                put_key_int(out, b"implied_port", 1);
-            }
-            put_key_bytes(out, b"info_hash", &info_hash.0);
-            put_key_int(out, b"port", *port as i64);
-            if *seed {
-                put_key_int(out, b"seed", 1);
-            }
-            put_key_bytes(out, b"token", token);
-        }
-        Method::Other {
-            target, info_hash, ..
-        } => {
-            if let Some(ih) = info_hash {
-                put_key_bytes(out, b"info_hash", &ih.0);
-            }
-            if let Some(t) = target {
-                put_key_bytes(out, b"target", &t.0);
-            }
-        }
+    });
+    if !id_written {
+        put_key_bytes(out, b"id", &q.id.0);
     }
     if q.want.given() {
         put_bytes(out, b"want");

@@ -6,6 +6,7 @@
 //! Transaction ids are opaque byte strings of any length.
 
 mod encode;
+mod method;
 mod parse;
 
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 use crate::bencode::{Iter, Value};
 use crate::Id;
 
+pub use method::{Arg, Method, MethodKind, Request};
 pub use parse::ParseError;
 
 /// KRPC error code 201: generic error.
@@ -41,6 +43,7 @@ pub struct Message<'a> {
 
 /// The three kinds of KRPC message.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Body<'a> {
     /// `y = q`.
     Query(Query<'a>),
@@ -77,72 +80,10 @@ pub struct Query<'a> {
     pub want: Want,
 }
 
-/// A query method with its typed arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Method<'a> {
-    /// `ping`.
-    Ping,
-    /// `find_node`.
-    FindNode {
-        /// The id searched for.
-        target: Id,
-    },
-    /// `get_peers`.
-    GetPeers {
-        /// The torrent.
-        info_hash: Id,
-        /// BEP 33 `noseed`.
-        noseed: bool,
-        /// BEP 33 `scrape`.
-        scrape: bool,
-    },
-    /// `announce_peer`.
-    AnnouncePeer {
-        /// The torrent.
-        info_hash: Id,
-        /// The announced TCP port (ignored when `implied_port`).
-        port: u16,
-        /// Use the UDP source port instead of `port`.
-        implied_port: bool,
-        /// Token from an earlier `get_peers` reply.
-        token: &'a [u8],
-        /// BEP 33 `seed`.
-        seed: bool,
-    },
-    /// BEP 51 `sample_infohashes`.
-    SampleInfohashes {
-        /// Target used to pick the nodes returned alongside the samples.
-        target: Id,
-    },
-    /// Any other method. `target` / `info_hash` are kept so that the query can be answered like
-    /// `find_node` / `get_peers` (forward compatibility, as BEP 5 implementations do).
-    Other {
-        /// The method name.
-        name: &'a [u8],
-        /// `a.target`, if 20 bytes.
-        target: Option<Id>,
-        /// `a.info_hash`, if 20 bytes.
-        info_hash: Option<Id>,
-    },
-}
-
-impl Method<'_> {
-    /// The wire name of the method.
-    pub fn name(&self) -> &[u8] {
-        match self {
-            Method::Ping => b"ping",
-            Method::FindNode { .. } => b"find_node",
-            Method::GetPeers { .. } => b"get_peers",
-            Method::AnnouncePeer { .. } => b"announce_peer",
-            Method::SampleInfohashes { .. } => b"sample_infohashes",
-            Method::Other { name, .. } => name,
-        }
-    }
-}
-
 /// The peers in a `values` list: either a list borrowed from a received message or compact
 /// peers laid end to end (for encoding a reply from the peer store).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Values<'a> {
     /// A bencoded list from the wire; non-string items are skipped.
     Wire(crate::bencode::List<'a>),

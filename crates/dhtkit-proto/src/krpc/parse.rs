@@ -2,7 +2,11 @@
 
 use std::fmt;
 
-use super::{Body, ErrorBody, Message, Method, Query, Response, Values, Want, ERR_PROTOCOL};
+use std::borrow::Cow;
+
+use super::{
+    Body, ErrorBody, Message, Method, MethodKind, Query, Response, Values, Want, ERR_PROTOCOL,
+};
 use crate::bencode::{Dict, Value};
 use crate::Id;
 
@@ -38,6 +42,8 @@ impl fmt::Display for ParseError<'_> {
         write!(f, "invalid KRPC message ({}): {}", self.code, self.reason)
     }
 }
+
+impl std::error::Error for ParseError<'_> {}
 
 /// Walks a dictionary once and picks out the values under `keys` (the first occurrence of a
 /// repeated key wins, as with [`Dict::get`]).
@@ -151,13 +157,13 @@ fn parse_query<'a>(
         }
     }
     let flag = |v: Option<Value<'_>>| int(v).is_some_and(|i| i != 0);
-    let method = match name {
-        b"ping" => Method::Ping,
-        b"find_node" => match id_field(target) {
+    let method = match MethodKind::from_name(name) {
+        MethodKind::Ping => Method::Ping,
+        MethodKind::FindNode => match id_field(target) {
             Some(Some(target)) => Method::FindNode { target },
             _ => return fail(e, "missing or malformed target"),
         },
-        b"get_peers" => match id_field(info_hash) {
+        MethodKind::GetPeers => match id_field(info_hash) {
             Some(Some(info_hash)) => Method::GetPeers {
                 info_hash,
                 noseed: flag(noseed),
@@ -165,7 +171,7 @@ fn parse_query<'a>(
             },
             _ => return fail(e, "missing or malformed info_hash"),
         },
-        b"announce_peer" => {
+        MethodKind::AnnouncePeer => {
             let Some(Some(info_hash)) = id_field(info_hash) else {
                 return fail(e, "missing or malformed info_hash");
             };
@@ -182,16 +188,16 @@ fn parse_query<'a>(
                 info_hash,
                 port,
                 implied_port,
-                token,
+                token: Cow::Borrowed(token),
                 seed: flag(seed),
             }
         }
-        b"sample_infohashes" => match id_field(target) {
+        MethodKind::SampleInfohashes => match id_field(target) {
             Some(Some(target)) => Method::SampleInfohashes { target },
             _ => return fail(e, "missing or malformed target"),
         },
-        other => Method::Other {
-            name: other,
+        MethodKind::Other => Method::Other {
+            name: Cow::Borrowed(name),
             target: id_field(target).flatten(),
             info_hash: id_field(info_hash).flatten(),
         },

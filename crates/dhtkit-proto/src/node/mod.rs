@@ -1,10 +1,19 @@
-//! The [`Node`]: a whole DHT node as a state machine.
+//! The [`Node`]: a whole DHT node as a state machine, and a router over its parts.
+//!
+//! - [`rpc`]: transactions, the outgoing queue, rate limits, counters;
+//! - [`responder`]: answers queries (tokens, the peer store);
+//! - [`search`]: one per address family — the routing table, lookups, bootstrap, upkeep,
+//!   advertised infohashes.
+//!
+//! The node decodes each datagram once and hands it to the part it concerns: a query to the
+//! responder (and the querier to the search of its family), a response or error to the
+//! transaction it answers and from there to the search, lookup or request that asked.
 //!
 //! # Driving a node
 //! Feed it inputs and drain its outputs after every input, in this order:
 //! 1. inputs: [`Node::handle_datagram`], [`Node::handle_timeout`] (when the deadline from
 //!    [`Node::poll_timeout`] passes; extra calls are harmless), and commands such as
-//!    [`Node::find_node`];
+//!    [`Node::find_node`] or [`Node::request`];
 //! 2. [`Node::poll_transmit`] until `None`, sending each datagram;
 //! 3. [`Node::poll_event`] until `None`;
 //! 4. [`Node::poll_timeout`] for the next wake-up.
@@ -12,30 +21,30 @@
 //! The node never blocks, never reads a clock and never allocates without bound: every queue
 //! and table has a limit in [`Config`].
 
-mod answer;
-mod ask;
-mod timers;
-mod traverse;
+mod responder;
+mod rpc;
+mod search;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
-use crate::bencode::Decoder;
-use crate::event::{Event, LookupId, LookupKind};
-use crate::krpc::{Body, Message};
-use crate::lookup::Lookup;
-use crate::outq::OutQueue;
-use crate::ratelimit::{Bucket, RateLimiter};
-use crate::routing::{NodeEntry, RoutingTable};
-use crate::rpc::Transactions;
+use crate::bencode::{Decoder, Value};
+use crate::event::{
+    Answer, Event, EventQueue, LookupId, LookupKind, Reply, RequestId, RequestOutcome,
+};
+use crate::krpc::{Body, Message, Query, Request, Response};
+use crate::routing::RoutingTable;
 use crate::store::PeerStore;
-use crate::token::Tokens;
-use crate::{Config, Id, Instant};
+use crate::{compact, Config, Id, Instant};
 
-pub use ask::Request;
+use responder::{Responder, Tables};
+use rpc::{Due, Outgoing, Pending, Purpose, Rpc};
+pub use search::Advert;
+use search::{Ctx, Search};
 
 /// A datagram to send, borrowed from the node's outgoing queue.
 #[must_use = "a transmit must be sent, or the datagram is lost"]
@@ -49,6 +58,7 @@ pub struct Transmit<'a> {
 
 /// Counters describing what the node has done.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Datagrams received.
     pub datagrams_in: u64,
@@ -83,31 +93,36 @@ pub struct Stats {
 }
 
 /// What a node needs to start again where it left off.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct NodeState {
     /// Our id.
     pub id: Id,
-    /// Known nodes, best first.
+    /// Known nodes of every family, most recently heard from first.
     pub nodes: Vec<(Id, SocketAddr)>,
+    /// Infohashes being advertised.
+    pub advertised: Vec<(Id, Advert)>,
 }
 
+impl NodeState {
+    /// A state with `id` and `nodes` and nothing advertised.
+    pub fn new(id: Id, nodes: Vec<(Id, SocketAddr)>) -> NodeState {
+        NodeState {
+            id,
+            nodes,
+            advertised: Vec::new(),
+        }
+    }
+}
+
+/// Node-wide timers (each search keeps its own).
 #[derive(Debug, Clone, Copy)]
 struct Timers {
+    /// The token secret rotates.
     rotate: Instant,
-    maintenance: Instant,
-    refresh: Instant,
-    /// Next bootstrap retry, while the table is too small.
-    rebootstrap: Option<Instant>,
-    /// Lookups waiting for send budget are driven again then.
-    redrive: Option<Instant>,
+    /// The peer store drops expired entries.
+    expire: Instant,
 }
-
-/// Most bootstrap addresses remembered for retries.
-const MAX_BOOTSTRAP_ADDRS: usize = 32;
-/// First delay before bootstrapping again when the table stayed small; it doubles per try.
-const REBOOTSTRAP_MIN: std::time::Duration = std::time::Duration::from_secs(5);
-/// Longest delay between bootstrap retries.
-const REBOOTSTRAP_MAX: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A BEP 5 DHT node, without I/O.
 #[derive(Debug)]
@@ -115,29 +130,50 @@ pub struct Node {
     cfg: Config,
     id: Id,
     rng: SmallRng,
-    table: RoutingTable,
-    tokens: Tokens,
-    store: Option<PeerStore>,
-    txs: Transactions,
-    lookups: BTreeMap<LookupId, Lookup>,
-    next_lookup: u64,
-    next_request: u64,
-    out: OutQueue,
-    events: VecDeque<Event>,
-    decoder: Decoder,
-    limiter: RateLimiter,
-    dest_limiter: RateLimiter,
-    query_budget: Bucket,
-    timers: Timers,
-    verifying: HashSet<SocketAddr>,
-    bootstrap_addrs: Vec<SocketAddr>,
-    bootstrap_running: Option<LookupId>,
-    bootstrap_backoff: std::time::Duration,
-    scratch_nodes: Vec<(Id, SocketAddr)>,
-    scratch_bytes: Vec<u8>,
-    scratch_values: Vec<u8>,
-    stats: Stats,
     now: Instant,
+    decoder: Decoder,
+    rpc: Rpc,
+    responder: Responder,
+    v4: Option<Search>,
+    v6: Option<Search>,
+    events: EventQueue,
+    next_request: u64,
+    timers: Timers,
+}
+
+/// The parts of a node, borrowed at once.
+struct Parts<'a> {
+    ctx: Ctx<'a>,
+    v4: Option<&'a mut Search>,
+    v6: Option<&'a mut Search>,
+}
+
+impl<'a> Parts<'a> {
+    /// The search of `addr`'s family, and the context to call it with.
+    fn for_addr(&mut self, addr: &SocketAddr) -> Option<(&mut Search, &mut Ctx<'a>)> {
+        let s = if addr.is_ipv6() {
+            self.v6.as_deref_mut()
+        } else {
+            self.v4.as_deref_mut()
+        };
+        Some((s?, &mut self.ctx))
+    }
+
+    /// The first search (IPv4 if the node has it), for lookups not tied to an address.
+    fn primary(&mut self) -> Option<(&mut Search, &mut Ctx<'a>)> {
+        let s = self.v4.as_deref_mut().or(self.v6.as_deref_mut());
+        Some((s?, &mut self.ctx))
+    }
+
+    /// Every search the node has.
+    fn each(&mut self, mut f: impl FnMut(&mut Search, &mut Ctx<'a>)) {
+        for s in [self.v4.as_deref_mut(), self.v6.as_deref_mut()]
+            .into_iter()
+            .flatten()
+        {
+            f(s, &mut self.ctx);
+        }
+    }
 }
 
 impl Node {
@@ -146,53 +182,43 @@ impl Node {
     pub fn new(cfg: Config, now: Instant) -> Node {
         let mut rng = SmallRng::seed_from_u64(cfg.seed);
         let id = cfg.id.unwrap_or_else(|| Id::random(&mut rng));
-        let tokens = Tokens::new(&mut rng);
-        let limiter = RateLimiter::new(
-            cfg.rate_limiter_slots,
-            cfg.per_ip_rate,
-            cfg.per_ip_burst,
-            rng.random(),
-        );
-        let dest_limiter = RateLimiter::new(
-            cfg.rate_limiter_slots,
-            cfg.per_dest_rate,
-            cfg.per_dest_burst,
-            rng.random(),
-        );
-        let txs = Transactions::new(rng.random());
+        let responder = Responder::new(&cfg, &mut rng);
+        let rpc = Rpc::new(&cfg, id, &mut rng, now);
+        let v4 = cfg.ipv4.then(|| Search::new(false, id, &cfg, now));
+        let v6 = cfg.ipv6.then(|| Search::new(true, id, &cfg, now));
         Node {
             id,
-            table: RoutingTable::new(id, cfg.table, now),
-            tokens,
-            store: cfg.store.map(PeerStore::new),
-            txs,
-            lookups: BTreeMap::new(),
-            next_lookup: 1,
-            next_request: 1,
-            out: OutQueue::default(),
-            events: VecDeque::new(),
+            rng,
+            now,
             decoder: Decoder::new(cfg.decode_limits),
-            limiter,
-            dest_limiter,
-            query_budget: Bucket::new(cfg.max_query_rate, cfg.max_query_burst, now),
+            rpc,
+            responder,
+            v4,
+            v6,
+            events: EventQueue::new(cfg.max_events),
+            next_request: 1,
             timers: Timers {
                 rotate: now + cfg.token_rotation,
-                maintenance: now + cfg.maintenance_interval,
-                refresh: now + cfg.maintenance_interval * 6,
-                rebootstrap: None,
-                redrive: None,
+                expire: now + cfg.maintenance_interval,
             },
-            verifying: HashSet::new(),
-            bootstrap_addrs: Vec::new(),
-            bootstrap_running: None,
-            bootstrap_backoff: REBOOTSTRAP_MIN,
-            scratch_nodes: Vec::new(),
-            scratch_bytes: Vec::new(),
-            scratch_values: Vec::new(),
-            stats: Stats::default(),
-            now,
-            rng,
             cfg,
+        }
+    }
+
+    fn parts(&mut self, now: Instant) -> Parts<'_> {
+        if now > self.now {
+            self.now = now;
+        }
+        Parts {
+            ctx: Ctx {
+                now: self.now,
+                cfg: &self.cfg,
+                rpc: &mut self.rpc,
+                events: &mut self.events,
+                rng: &mut self.rng,
+            },
+            v4: self.v4.as_mut(),
+            v6: self.v6.as_mut(),
         }
     }
 
@@ -206,191 +232,308 @@ impl Node {
         &self.cfg
     }
 
-    /// The routing table (read-only).
+    fn primary(&self) -> &Search {
+        self.v4
+            .as_ref()
+            .or(self.v6.as_ref())
+            .expect("a node has at least one address family")
+    }
+
+    /// The routing table of the node's first family (IPv4 if it has it).
     pub fn routing_table(&self) -> &RoutingTable {
-        &self.table
+        self.primary().table()
+    }
+
+    /// The routing table of one family, if the node has it.
+    pub fn routing_table_for(&self, v6: bool) -> Option<&RoutingTable> {
+        if v6 { &self.v6 } else { &self.v4 }
+            .as_ref()
+            .map(Search::table)
     }
 
     /// The peer store, unless disabled.
     pub fn peer_store(&self) -> Option<&PeerStore> {
-        self.store.as_ref()
+        self.responder.peer_store()
     }
 
     /// Counters.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    pub fn stats(&self) -> Stats {
+        Stats {
+            events_dropped: self.events.dropped,
+            ..self.rpc.stats.clone()
+        }
     }
 
-    /// Lookups still running.
+    /// Lookups running (or held until the first bootstrap ends).
     pub fn lookups_running(&self) -> usize {
-        self.lookups.len()
+        self.searches().map(Search::lookups_running).sum()
+    }
+
+    fn searches(&self) -> impl Iterator<Item = &Search> {
+        self.v4.iter().chain(self.v6.iter())
     }
 
     /// Transactions awaiting a reply.
     pub fn pending_queries(&self) -> usize {
-        self.txs.len()
+        self.rpc.pending()
     }
 
     /// Handles one received datagram.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        self.advance(now);
-        self.stats.datagrams_in += 1;
-        self.stats.bytes_in += data.len() as u64;
+        let stats = &mut self.rpc.stats;
+        stats.datagrams_in += 1;
+        stats.bytes_in += data.len() as u64;
         if data.len() > self.cfg.max_datagram || from.port() == 0 {
             self.invalid(from, "datagram too large or from port 0");
             return;
         }
+        if self.cfg.message_events {
+            self.events.push(Event::Datagram {
+                from,
+                bytes: Arc::from(data),
+            });
+        }
         let mut decoder = std::mem::take(&mut self.decoder);
         match decoder.decode(data) {
             Err(_) => self.invalid(from, "not bencode"),
-            Ok(v) => match Message::parse(v) {
-                Err(e) => {
-                    if let Some((tid, code, reason)) = e.reply() {
-                        if !self.cfg.read_only && self.limiter.allow(now, from.ip()) {
-                            self.send_error(from, tid, code, reason.as_bytes());
-                        }
-                    }
-                    self.invalid(from, e.reason);
-                }
-                Ok(msg) => match &msg.body {
-                    Body::Query(q) => self.on_query(now, from, &msg, q),
-                    Body::Response(r) => self.on_response(now, from, msg.tid, r),
-                    Body::Error(e) => self.on_error(now, from, msg.tid, e.code, e.message),
-                },
-            },
+            Ok(v) => self.on_message(now, from, v),
         }
         self.decoder = decoder;
     }
 
-    fn invalid(&mut self, from: SocketAddr, reason: &'static str) {
-        self.stats.invalid_in += 1;
-        self.emit(Event::InvalidMessage { from, reason });
+    fn on_message(&mut self, now: Instant, from: SocketAddr, v: Value<'_>) {
+        if self.cfg.message_events {
+            self.events.push(Event::Message {
+                from,
+                message: Arc::new(v.to_owned_value()),
+            });
+        }
+        match Message::parse(v) {
+            Err(e) => {
+                if let Some((tid, code, reason)) = e.reply() {
+                    if !self.cfg.read_only && self.rpc.accept_query(now, from.ip()) {
+                        self.rpc.send_error(from, tid, code, reason.as_bytes());
+                    }
+                }
+                self.invalid(from, e.reason);
+            }
+            Ok(msg) => match &msg.body {
+                Body::Query(q) => self.on_query(now, from, &msg, q),
+                Body::Response(r) => self.on_response(now, from, msg.tid, r, v),
+                Body::Error(e) => self.on_error(now, from, msg.tid, e.code, e.message),
+            },
+        }
     }
 
-    fn advance(&mut self, now: Instant) {
-        if now > self.now {
-            self.now = now;
+    fn invalid(&mut self, from: SocketAddr, reason: &'static str) {
+        self.rpc.stats.invalid_in += 1;
+        self.events.push(Event::InvalidMessage { from, reason });
+    }
+
+    fn on_query(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>, q: &Query<'_>) {
+        self.rpc.stats.queries_in += 1;
+        let answer = if self.cfg.read_only {
+            // BEP 43: read-only nodes answer nothing.
+            Answer::NotAnswered
+        } else {
+            if !self.rpc.accept_query(now, from.ip()) {
+                return;
+            }
+            let tables = Tables {
+                v4: self.v4.as_ref().map(Search::table),
+                v6: self.v6.as_ref().map(Search::table),
+            };
+            self.responder
+                .answer(now, from, msg, q, tables, &mut self.rpc)
+        };
+        // After the reply, so that answering is never delayed by our own checks.
+        if !self.cfg.read_only && !msg.read_only {
+            let mut p = self.parts(now);
+            if let Some((s, ctx)) = p.for_addr(&from) {
+                s.node_queried(ctx, q.id, from);
+            }
+        }
+        self.events.push(Event::QueryReceived {
+            from,
+            id: q.id,
+            query: q.method.clone().into_owned(),
+            read_only: msg.read_only,
+            answer,
+        });
+    }
+
+    fn on_response(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        tid: &[u8],
+        r: &Response<'_>,
+        whole: Value<'_>,
+    ) {
+        let Some(p) = self.rpc.take_reply(from, tid) else {
+            return;
+        };
+        self.rpc.stats.responses_in += 1;
+        self.events.push(Event::ResponseReceived {
+            from,
+            id: r.id,
+            kind: p.kind,
+        });
+        let mut parts = self.parts(now);
+        if let Some((s, ctx)) = parts.for_addr(&from) {
+            s.on_response(ctx, from, &p, r);
+        }
+        if let Purpose::Request(id) = p.purpose {
+            let raw = whole
+                .as_dict()
+                .and_then(|d| d.get(b"r"))
+                .map(|r| r.to_owned_value());
+            self.events.push(Event::RequestFinished {
+                id,
+                addr: from,
+                kind: p.kind,
+                outcome: RequestOutcome::Response(reply_of(r, raw)),
+            });
+        }
+    }
+
+    fn on_error(&mut self, now: Instant, from: SocketAddr, tid: &[u8], code: i64, msg: &[u8]) {
+        let Some(p) = self.rpc.take_reply(from, tid) else {
+            return;
+        };
+        self.rpc.stats.errors_in += 1;
+        self.events.push(Event::ErrorReceived {
+            from,
+            kind: p.kind,
+            code,
+        });
+        let mut parts = self.parts(now);
+        if let Some((s, ctx)) = parts.for_addr(&from) {
+            s.on_error(ctx, &p);
+        }
+        if let Purpose::Request(id) = p.purpose {
+            let message = String::from_utf8_lossy(&msg[..msg.len().min(256)]).into_owned();
+            self.events.push(Event::RequestFinished {
+                id,
+                addr: from,
+                kind: p.kind,
+                outcome: RequestOutcome::Error { code, message },
+            });
+        }
+    }
+
+    /// Handles every timer due at `now`. Calling it early or twice is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut parts = self.parts(now);
+        while let Some(due) = parts.ctx.rpc.poll_due(now) {
+            match due {
+                Due::Slow { addr, purpose } => {
+                    if let Some((s, ctx)) = parts.for_addr(&addr) {
+                        s.on_slow(ctx, purpose, &addr);
+                    }
+                }
+                Due::Expired(tid) => {
+                    let Some(addr) = parts.ctx.rpc.get(tid).map(|p| p.addr) else {
+                        continue;
+                    };
+                    let search = parts.for_addr(&addr);
+                    if let Some((s, ctx)) = search {
+                        if s.retry(ctx, tid) {
+                            continue;
+                        }
+                    }
+                    let p = parts.ctx.rpc.expire(tid).expect("present");
+                    if let Some((s, ctx)) = parts.for_addr(&addr) {
+                        s.on_timeout(ctx, &p);
+                    }
+                    request_timed_out(parts.ctx.events, &p);
+                }
+            }
+        }
+        parts.each(|s, ctx| {
+            if now >= s.next_timeout() {
+                s.handle_timeout(ctx);
+            }
+        });
+        if now >= self.timers.rotate {
+            self.responder.rotate_tokens(&mut self.rng);
+            self.timers.rotate = now + self.cfg.token_rotation;
+        }
+        if now >= self.timers.expire {
+            self.responder.expire(now);
+            self.timers.expire = now + self.cfg.maintenance_interval;
         }
     }
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
-        self.out
-            .pop()
+        self.rpc
+            .poll_transmit()
             .map(|(dest, payload)| Transmit { dest, payload })
     }
 
     /// Datagrams waiting in the outgoing queue.
     pub fn pending_transmits(&self) -> usize {
-        self.out.len()
+        self.rpc.pending_transmits()
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.events.pop()
     }
 
     /// When [`Node::handle_timeout`] should next be called.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        let t = &self.timers;
-        let mut timers = t.rotate.min(t.maintenance).min(t.refresh);
-        for r in [t.rebootstrap, t.redrive].into_iter().flatten() {
-            timers = timers.min(r);
-        }
-        Some(match self.txs.next_deadline() {
-            Some(d) => d.min(timers),
-            None => timers,
-        })
-    }
-
-    pub(crate) fn emit(&mut self, e: Event) {
-        push_event(&mut self.events, &mut self.stats, self.cfg.max_events, e);
+        let t = self
+            .searches()
+            .map(Search::next_timeout)
+            .fold(self.timers.rotate.min(self.timers.expire), Instant::min);
+        Some(self.rpc.next_deadline().map_or(t, |d| d.min(t)))
     }
 
     /// True if the node may send to `addr` on its own initiative: never to unspecified,
-    /// multicast or broadcast addresses or port 0, and to private, loopback or link-local
-    /// addresses only with [`Config::allow_local_addrs`].
+    /// multicast or broadcast addresses or port 0, and to local or reserved addresses (see
+    /// [`crate::addr`]) only with [`Config::allow_local_addrs`]; and only to a family the
+    /// node has.
     pub fn may_contact(&self, addr: &SocketAddr) -> bool {
-        self.sendable(addr, self.cfg.allow_local_addrs)
+        self.has_family(addr) && self.rpc.may_contact(addr, false)
     }
 
-    /// The address rules with the local-address switch given explicitly: a request the user
-    /// addressed by hand may go to a local address, never to an invalid one.
-    pub(crate) fn sendable(&self, addr: &SocketAddr, allow_local: bool) -> bool {
-        if addr.port() == 0 || addr.is_ipv6() != self.cfg.ipv6 {
-            return false;
-        }
-        match addr.ip() {
-            IpAddr::V4(ip) => {
-                if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
-                    return false;
-                }
-                let o = ip.octets();
-                let local = ip.is_private()
-                    || ip.is_loopback()
-                    || ip.is_link_local()
-                    || (o[0] == 100 && (o[1] & 0xc0) == 64)
-                    || o[0] == 0;
-                allow_local || !local
-            }
-            IpAddr::V6(ip) => {
-                if ip.is_unspecified() || ip.is_multicast() {
-                    return false;
-                }
-                let s = ip.segments();
-                let local =
-                    ip.is_loopback() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80;
-                allow_local || !local
-            }
+    fn has_family(&self, addr: &SocketAddr) -> bool {
+        if addr.is_ipv6() {
+            self.v6.is_some()
+        } else {
+            self.v4.is_some()
         }
     }
 
-    /// Our id and the nodes worth remembering (good and questionable nodes, not bad ones).
+    /// Our id, the nodes worth remembering (good and questionable ones, not bad ones) and the
+    /// infohashes we advertise.
     pub fn export_state(&self) -> NodeState {
-        let mut nodes: Vec<&NodeEntry> = self
-            .table
-            .iter()
-            .filter(|e| e.failures < self.cfg.table.max_failures)
-            .collect();
-        nodes.sort_by_key(|e| std::cmp::Reverse(e.last_response));
         NodeState {
             id: self.id,
-            nodes: nodes.into_iter().map(|e| (e.id, e.addr)).collect(),
+            nodes: self.searches().flat_map(|s| s.export(&self.cfg)).collect(),
+            advertised: self.advertised(),
         }
     }
 
-    /// Adds nodes from saved state to the routing table without contacting them; they are
+    /// Adds nodes from saved state to the routing tables without contacting them; they are
     /// used for lookups at once and verified over time. Returns how many were added.
     pub fn import_state(&mut self, now: Instant, nodes: &[(Id, SocketAddr)]) -> usize {
-        self.advance(now);
         let mut added = 0;
-        for (id, addr) in nodes {
-            if self.may_contact(addr) && self.table.restore(now, *id, *addr) {
-                added += 1;
-                self.emit(Event::NodeAdded {
-                    id: *id,
-                    addr: *addr,
-                });
-            }
-        }
+        self.parts(now).each(|s, ctx| added += s.import(ctx, nodes));
         added
-    }
-
-    fn new_lookup_id(&mut self) -> LookupId {
-        let id = LookupId(self.next_lookup);
-        self.next_lookup += 1;
-        id
     }
 
     /// Starts a lookup for the nodes closest to `target`.
     pub fn find_node(&mut self, now: Instant, target: Id) -> Option<LookupId> {
-        self.start_lookup(now, LookupKind::FindNode, target, &[])
+        self.start_lookup(now, LookupKind::FindNode, target)
     }
 
     /// Starts a lookup for peers of `info_hash`; each new peer is reported as
     /// [`Event::PeerFound`].
     pub fn get_peers(&mut self, now: Instant, info_hash: Id) -> Option<LookupId> {
-        self.start_lookup(now, LookupKind::GetPeers, info_hash, &[])
+        self.start_lookup(now, LookupKind::GetPeers, info_hash)
     }
 
     /// Looks up `info_hash` and announces us to the k closest nodes. `port: None` asks them
@@ -402,104 +545,166 @@ impl Node {
         port: Option<u16>,
         seed: bool,
     ) -> Option<LookupId> {
-        self.start_lookup(now, LookupKind::Announce { port, seed }, info_hash, &[])
+        self.start_lookup(now, LookupKind::Announce { port, seed }, info_hash)
     }
 
-    /// Joins the network: a lookup for our own id through the table and `via`. The addresses
-    /// are remembered: while the table holds fewer than k nodes after a bootstrap, the node
-    /// tries again through them, backing off from 5 seconds to 5 minutes.
+    /// Starts a lookup of any kind in the node's first family. Returns `None` when
+    /// [`Config::max_lookups`] lookups are already running. Lookups started while the first
+    /// bootstrap runs wait for it.
+    pub fn start_lookup(&mut self, now: Instant, kind: LookupKind, target: Id) -> Option<LookupId> {
+        let mut p = self.parts(now);
+        let (s, ctx) = p.primary()?;
+        s.start_lookup(ctx, kind, target, &[])
+    }
+
+    /// Joins the network: a lookup for our own id through the table and `via` (each address
+    /// goes to the search of its family). The addresses are remembered: while the table holds
+    /// fewer than k nodes after a bootstrap, the node tries again through them, backing off
+    /// from 5 seconds to 5 minutes. Returns the first family's bootstrap lookup.
     pub fn bootstrap(&mut self, now: Instant, via: &[SocketAddr]) -> Option<LookupId> {
-        for a in via {
-            if !self.bootstrap_addrs.contains(a) && self.bootstrap_addrs.len() < MAX_BOOTSTRAP_ADDRS
-            {
-                self.bootstrap_addrs.push(*a);
-            }
-        }
-        self.start_bootstrap(now)
+        let mut first = None;
+        self.parts(now).each(|s, ctx| {
+            let mine: Vec<SocketAddr> = via
+                .iter()
+                .copied()
+                .filter(|a| a.is_ipv6() == s.is_v6())
+                .collect();
+            let lid = s.bootstrap(ctx, &mine);
+            first = first.or(lid);
+        });
+        first
     }
 
-    fn start_bootstrap(&mut self, now: Instant) -> Option<LookupId> {
-        if let Some(running) = self.bootstrap_running {
-            if self.lookups.contains_key(&running) {
-                return Some(running);
-            }
-        }
-        self.timers.rebootstrap = None;
-        let own = self.id;
-        let via = std::mem::take(&mut self.bootstrap_addrs);
-        let lid = self.start_lookup(now, LookupKind::Bootstrap, own, &via);
-        self.bootstrap_addrs = via;
-        if self.lookups.contains_key(&lid?) {
-            self.bootstrap_running = lid;
-        }
-        lid
-    }
-
-    /// Called when a bootstrap lookup ends: schedule another while the table is too small.
-    fn bootstrap_finished(&mut self, now: Instant) {
-        self.bootstrap_running = None;
-        if self.table.len() < self.cfg.table.k && !self.bootstrap_addrs.is_empty() {
-            self.timers.rebootstrap = Some(now + self.bootstrap_backoff);
-            self.bootstrap_backoff = (self.bootstrap_backoff * 2).min(REBOOTSTRAP_MAX);
-        } else {
-            self.bootstrap_backoff = REBOOTSTRAP_MIN;
+    /// Tells the node that bootstrap addresses are on their way (a driver resolving names):
+    /// lookups wait until they arrive and the bootstrap through them ends, or until
+    /// [`Node::bootstrap_sources_done`].
+    pub fn expect_bootstrap(&mut self) {
+        for s in [self.v4.as_mut(), self.v6.as_mut()].into_iter().flatten() {
+            s.expect_bootstrap();
         }
     }
 
-    /// Starts a lookup of any kind, also asking the addresses in `via` (whose ids are
-    /// unknown). Returns `None` when [`Config::max_lookups`] lookups are already running.
-    pub fn start_lookup(
-        &mut self,
-        now: Instant,
-        kind: LookupKind,
-        target: Id,
-        via: &[SocketAddr],
-    ) -> Option<LookupId> {
-        self.advance(now);
-        if self.lookups.len() >= self.cfg.max_lookups {
-            return None;
-        }
-        let lid = self.new_lookup_id();
-        let k = self.cfg.table.k;
-        let mut l = Lookup::new(
-            lid,
-            kind,
-            target,
-            self.id,
-            k,
-            self.cfg.alpha,
-            self.cfg.max_lookup_candidates,
-            now,
-        );
-        let mut seeds = std::mem::take(&mut self.scratch_nodes);
-        self.table.closest(now, &target, k * 2, &mut seeds);
-        for (id, addr) in &seeds {
-            l.add(Some(*id), *addr);
-        }
-        self.scratch_nodes = seeds;
-        for addr in via {
-            if self.may_contact(addr) {
-                l.add(None, *addr);
-            }
-        }
-        self.lookups.insert(lid, l);
-        self.drive_lookup(now, lid);
-        Some(lid)
+    /// Every bootstrap address has been given to [`Node::bootstrap`].
+    pub fn bootstrap_sources_done(&mut self, now: Instant) {
+        self.parts(now).each(|s, ctx| s.bootstrap_sources_done(ctx));
+    }
+
+    /// True once the first bootstrap has ended in every family (or none was asked for).
+    pub fn is_bootstrapped(&self) -> bool {
+        self.searches().all(Search::is_bootstrapped)
+    }
+
+    /// Refreshes every bucket now (after bootstrap, for instance): one lookup per bucket.
+    pub fn refresh_all(&mut self, now: Instant) {
+        self.parts(now).each(|s, ctx| s.refresh_all(ctx));
     }
 
     /// Pings `addr`; it enters the routing table if it answers. Returns false if the address
     /// is not contactable or too many queries are pending.
     pub fn add_node(&mut self, now: Instant, addr: SocketAddr) -> bool {
-        self.advance(now);
-        self.verify(now, None, addr)
+        let mut p = self.parts(now);
+        match p.for_addr(&addr) {
+            Some((s, ctx)) => s.verify(ctx, None, addr),
+            None => false,
+        }
+    }
+
+    /// Advertises `info_hash`: announced once the node is bootstrapped and again every
+    /// [`Config::advertise_interval`], in every family, until [`Node::stop_advertising`].
+    pub fn advertise(&mut self, now: Instant, info_hash: Id, advert: Advert) {
+        self.parts(now)
+            .each(|s, ctx| s.advertise(ctx, info_hash, advert));
+    }
+
+    /// Stops advertising `info_hash`; false if it was not advertised.
+    pub fn stop_advertising(&mut self, info_hash: &Id) -> bool {
+        let mut any = false;
+        for s in [self.v4.as_mut(), self.v6.as_mut()].into_iter().flatten() {
+            any |= s.stop_advertising(info_hash);
+        }
+        any
+    }
+
+    /// The infohashes advertised.
+    pub fn advertised(&self) -> Vec<(Id, Advert)> {
+        self.primary().advertised().collect()
+    }
+
+    /// Sends one query to `addr`; the answer arrives as [`Event::RequestFinished`]. Returns
+    /// `None` if the address may not be contacted (an explicit request may go to a local
+    /// address, never to an invalid one) or too many queries are pending.
+    pub fn request(&mut self, now: Instant, addr: SocketAddr, req: Request) -> Option<RequestId> {
+        if !self.has_family(&addr) {
+            return None;
+        }
+        let id = RequestId(self.next_request);
+        let p = self.parts(now);
+        p.ctx.rpc.send(
+            p.ctx.now,
+            Outgoing {
+                addr,
+                node_id: None,
+                method: &req,
+                purpose: Purpose::Request(id),
+                slow: false,
+                retries: 0,
+            },
+        )?;
+        self.next_request += 1;
+        Some(id)
+    }
+
+    /// Pings `addr` (an explicit request; the answer is [`Event::RequestFinished`]).
+    pub fn ping(&mut self, now: Instant, addr: SocketAddr) -> Option<RequestId> {
+        self.request(now, addr, Request::Ping)
+    }
+
+    /// Queues bytes built by the caller (a custom message) for `addr`, through the same
+    /// outgoing queue. False if the address is invalid or the queue is full.
+    pub fn send_raw(&mut self, addr: SocketAddr, bytes: &[u8]) -> bool {
+        self.rpc.may_contact(&addr, true) && self.rpc.enqueue_raw(addr, bytes)
+    }
+
+    /// The default per-query timeout, for drivers that want to size their own waits.
+    pub fn query_timeout(&self) -> Duration {
+        self.cfg.query_timeout
     }
 }
 
-fn push_event(events: &mut VecDeque<Event>, stats: &mut Stats, max: usize, e: Event) {
-    if events.len() >= max {
-        stats.events_dropped += 1;
-    } else {
-        events.push_back(e);
+/// A user request that timed out is reported; other purposes need nothing more.
+fn request_timed_out(events: &mut EventQueue, p: &Pending) {
+    if let Purpose::Request(id) = p.purpose {
+        events.push(Event::RequestFinished {
+            id,
+            addr: p.addr,
+            kind: p.kind,
+            outcome: RequestOutcome::Timeout,
+        });
+    }
+}
+
+/// An owned copy of a response, for the request that asked.
+fn reply_of(r: &Response<'_>, raw: Option<crate::bencode::OwnedValue>) -> Reply {
+    let nodes4 = compact::nodes(r.nodes.unwrap_or_default(), false);
+    let nodes6 = compact::nodes(r.nodes6.unwrap_or_default(), true);
+    Reply {
+        id: r.id,
+        nodes: nodes4.chain(nodes6).collect(),
+        peers: r
+            .values
+            .as_ref()
+            .map(|v| v.peers().collect())
+            .unwrap_or_default(),
+        token: r.token.map(<[u8]>::to_vec),
+        samples: r
+            .samples
+            .unwrap_or_default()
+            .chunks_exact(20)
+            .filter_map(Id::from_slice)
+            .collect(),
+        num: r.num,
+        interval: r.interval,
+        raw,
     }
 }
 

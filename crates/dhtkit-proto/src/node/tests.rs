@@ -1,6 +1,5 @@
 use super::*;
-use crate::event::{QueryInfo, RequestOutcome};
-use crate::node::ask::Request;
+use crate::krpc::{Method, MethodKind};
 use std::time::Duration;
 
 fn cfg(seed: u64) -> Config {
@@ -52,7 +51,7 @@ fn ping_adds_both_sides_and_reports() {
     let rid = a.ping(now, addr(2)).unwrap();
     pump(now, (&mut a, addr(1)), (&mut b, addr(2)));
     let ev = events(&mut a);
-    assert!(ev.iter().any(|e| matches!(e, Event::RequestFinished { id, outcome: RequestOutcome::Response { id: nid, .. }, .. } if *id == rid && *nid == b.id())));
+    assert!(ev.iter().any(|e| matches!(e, Event::RequestFinished { id, outcome: RequestOutcome::Response(Reply { id: nid, .. }), .. } if *id == rid && *nid == b.id())));
     assert!(ev.contains(&Event::NodeAdded {
         id: b.id(),
         addr: addr(2)
@@ -63,7 +62,7 @@ fn ping_adds_both_sides_and_reports() {
     assert!(ev.iter().any(|e| matches!(
         e,
         Event::QueryReceived {
-            query: QueryInfo::Ping,
+            query: Method::Ping,
             ..
         }
     )));
@@ -75,14 +74,13 @@ fn announce_with_token_is_stored_and_bad_token_rejected() {
     let mut a = Node::new(cfg(1), now);
     let mut b = Node::new(cfg(2), now);
     let ih = Id([7; 20]);
-    a.request(now, addr(2), Request::GetPeers { info_hash: ih })
-        .unwrap();
+    a.request(now, addr(2), Request::get_peers(ih)).unwrap();
     pump(now, (&mut a, addr(1)), (&mut b, addr(2)));
     let token = events(&mut a)
         .into_iter()
         .find_map(|e| match e {
             Event::RequestFinished {
-                outcome: RequestOutcome::Response { token, .. },
+                outcome: RequestOutcome::Response(Reply { token, .. }),
                 ..
             } => token,
             _ => None,
@@ -91,12 +89,7 @@ fn announce_with_token_is_stored_and_bad_token_rejected() {
     a.request(
         now,
         addr(2),
-        Request::AnnouncePeer {
-            info_hash: ih,
-            port: Some(5000),
-            token: b"nope".to_vec(),
-            seed: false,
-        },
+        Request::announce_peer(ih, Some(5000), b"nope".to_vec(), false),
     )
     .unwrap();
     pump(now, (&mut a, addr(1)), (&mut b, addr(2)));
@@ -110,23 +103,17 @@ fn announce_with_token_is_stored_and_bad_token_rejected() {
     a.request(
         now,
         addr(2),
-        Request::AnnouncePeer {
-            info_hash: ih,
-            port: Some(5000),
-            token,
-            seed: false,
-        },
+        Request::announce_peer(ih, Some(5000), token, false),
     )
     .unwrap();
     pump(now, (&mut a, addr(1)), (&mut b, addr(2)));
     let stored: Vec<_> = b.peer_store().unwrap().peers(&ih).collect();
     assert_eq!(stored, vec![SocketAddr::from(([127, 0, 0, 1], 5000))]);
     // A later get_peers returns the peer.
-    a.request(now, addr(2), Request::GetPeers { info_hash: ih })
-        .unwrap();
+    a.request(now, addr(2), Request::get_peers(ih)).unwrap();
     pump(now, (&mut a, addr(1)), (&mut b, addr(2)));
     let ev = events(&mut a);
-    assert!(ev.iter().any(|e| matches!(e, Event::RequestFinished { outcome: RequestOutcome::Response { peers, .. }, .. } if peers == &stored)), "{ev:#?}");
+    assert!(ev.iter().any(|e| matches!(e, Event::RequestFinished { outcome: RequestOutcome::Response(Reply { peers, .. }), .. } if peers == &stored)), "{ev:#?}");
 }
 
 #[test]
@@ -203,7 +190,7 @@ fn timeouts_fire_and_poll_timeout_is_a_minimum() {
         vec![Event::RequestFinished {
             id: rid,
             addr: addr(2),
-            kind: crate::event::RequestKind::Ping,
+            kind: MethodKind::Ping,
             outcome: RequestOutcome::Timeout
         }]
     );

@@ -1,35 +1,41 @@
-//! Commands from [`crate::Dht`] handles and how the driver carries them out.
+//! Commands from [`crate::Dht`] handles and how the driver carries them out: each is one call
+//! into the core, plus a waiter for the answer.
 
 use std::net::SocketAddr;
 
 use dhtkit_proto::routing::Status;
-use dhtkit_proto::{Id, LookupResult, Request};
+use dhtkit_proto::{Id, LookupKind, Request, RequestOutcome};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Driver, LookupWaiter, RequestWaiter, MAX_DEFERRED};
+use super::{Driver, LookupWaiter};
 use crate::state::SavedState;
-use crate::{AnnounceResult, DhtStats, Error, NodeInfo};
+use crate::{DhtStats, Error, NodeInfo};
+
+/// What a lookup command asks for, with its waiter.
+pub(crate) enum LookupCommand {
+    FindNode(oneshot::Sender<Result<dhtkit_proto::LookupResult, Error>>),
+    GetPeers {
+        peers: mpsc::UnboundedSender<SocketAddr>,
+        done: oneshot::Sender<dhtkit_proto::LookupResult>,
+    },
+    Announce(
+        Option<u16>,
+        oneshot::Sender<Result<crate::AnnounceResult, Error>>,
+    ),
+}
 
 pub(crate) enum Command {
     WaitBootstrap(oneshot::Sender<usize>),
-    Ping(SocketAddr, oneshot::Sender<Result<Id, Error>>),
-    FindNode(Id, oneshot::Sender<Result<LookupResult, Error>>),
-    FindNodeVia(
-        Id,
+    Request(
         SocketAddr,
-        oneshot::Sender<Result<Vec<(Id, SocketAddr)>, Error>>,
+        Request,
+        oneshot::Sender<Result<RequestOutcome, Error>>,
     ),
-    GetPeers {
-        info_hash: Id,
-        peers: mpsc::UnboundedSender<SocketAddr>,
-        done: oneshot::Sender<LookupResult>,
+    Lookup {
+        target: Id,
+        what: LookupCommand,
         accepted: oneshot::Sender<Result<(), Error>>,
     },
-    Announce(
-        Id,
-        Option<u16>,
-        oneshot::Sender<Result<AnnounceResult, Error>>,
-    ),
     Advertise(Id, Option<u16>, oneshot::Sender<()>),
     StopAdvertising(Id, oneshot::Sender<()>),
     AddNode(SocketAddr, oneshot::Sender<Result<(), Error>>),
@@ -40,121 +46,78 @@ pub(crate) enum Command {
     State(oneshot::Sender<SavedState>),
     SaveState(oneshot::Sender<Result<(), Error>>),
     Shutdown(oneshot::Sender<()>),
-    /// From the resolver task: bootstrap names resolved (possibly to nothing).
+    /// From a resolver task: one bootstrap name resolved (possibly to nothing).
     Resolved(Vec<SocketAddr>),
 }
 
-impl Driver {
-    fn defer(&mut self, c: Command) -> Option<Command> {
-        if self.bootstrapped {
-            return Some(c);
-        }
-        if self.deferred.len() < MAX_DEFERRED {
-            self.deferred.push(c);
-        }
-        None
-    }
+const NOT_CONTACTABLE: Error = Error::Refused("address not contactable or too busy");
 
+impl Driver {
     pub(super) fn on_command(&mut self, c: Command) {
         let now = self.now();
-        let c = match c {
-            c @ (Command::FindNode(..) | Command::GetPeers { .. } | Command::Announce(..)) => {
-                match self.defer(c) {
-                    Some(c) => c,
-                    None => return,
-                }
-            }
-            c => c,
-        };
         match c {
             Command::WaitBootstrap(r) => {
-                if self.bootstrapped {
-                    let _ = r.send(self.node.routing_table().len());
-                } else {
-                    self.bootstrap_waiters.push(r);
-                }
+                self.bootstrap_waiters.push(r);
+                self.wake_bootstrap_waiters();
             }
             Command::Resolved(addrs) => {
                 self.resolving = self.resolving.saturating_sub(1);
                 if !addrs.is_empty() {
-                    let lid = self.node.bootstrap(now, &addrs);
-                    if self.bootstrap_lookup.is_none() || !self.bootstrapped {
-                        self.bootstrap_lookup = lid.or(self.bootstrap_lookup);
-                    }
+                    self.node.bootstrap(now, &addrs);
                 }
-                self.check_bootstrapped();
+                if self.resolving == 0 {
+                    self.node.bootstrap_sources_done(now);
+                }
             }
-            Command::Ping(addr, r) => match self.node.request(now, addr, Request::Ping) {
+            Command::Request(addr, req, r) => match self.node.request(now, addr, req) {
                 Some(rid) => {
-                    self.requests.insert(rid, RequestWaiter::Ping(r));
+                    self.requests.insert(rid, r);
                 }
                 None => {
-                    let _ = r.send(Err(Error::Refused("address not contactable or too busy")));
+                    let _ = r.send(Err(NOT_CONTACTABLE));
                 }
             },
-            Command::FindNodeVia(target, addr, r) => {
-                match self.node.request(now, addr, Request::FindNode { target }) {
-                    Some(rid) => {
-                        self.requests.insert(rid, RequestWaiter::FindNodeVia(r));
-                    }
-                    None => {
-                        let _ = r.send(Err(Error::Refused("address not contactable or too busy")));
-                    }
-                }
-            }
-            Command::FindNode(target, r) => match self.node.find_node(now, target) {
-                Some(lid) => {
-                    self.lookups.insert(lid, LookupWaiter::FindNode(r));
-                }
-                None => {
-                    let _ = r.send(Err(Error::Refused("too many lookups running")));
-                }
-            },
-            Command::GetPeers {
-                info_hash,
-                peers,
-                done,
+            Command::Lookup {
+                target,
+                what,
                 accepted,
-            } => match self.node.get_peers(now, info_hash) {
-                Some(lid) => {
-                    self.lookups
-                        .insert(lid, LookupWaiter::GetPeers { peers, done });
-                    let _ = accepted.send(Ok(()));
-                }
-                None => {
+            } => {
+                let kind = match &what {
+                    LookupCommand::FindNode(_) => LookupKind::FindNode,
+                    LookupCommand::GetPeers { .. } => LookupKind::GetPeers,
+                    LookupCommand::Announce(port, _) => LookupKind::Announce {
+                        port: *port,
+                        seed: false,
+                    },
+                };
+                let Some(lid) = self.node.start_lookup(now, kind, target) else {
                     let _ = accepted.send(Err(Error::Refused("too many lookups running")));
-                }
-            },
-            Command::Announce(ih, port, r) => match self.node.announce(now, ih, port, false) {
-                Some(lid) => {
-                    self.lookups.insert(
-                        lid,
-                        LookupWaiter::Announce {
-                            reply: r,
-                            peers: Vec::new(),
-                        },
-                    );
-                }
-                None => {
-                    let _ = r.send(Err(Error::Refused("too many lookups running")));
-                }
-            },
+                    return;
+                };
+                let waiter = match what {
+                    LookupCommand::FindNode(tx) => LookupWaiter::FindNode(tx),
+                    LookupCommand::GetPeers { peers, done } => {
+                        LookupWaiter::GetPeers { peers, done }
+                    }
+                    LookupCommand::Announce(_, reply) => LookupWaiter::Announce {
+                        reply,
+                        peers: Vec::new(),
+                    },
+                };
+                self.lookups.insert(lid, waiter);
+                let _ = accepted.send(Ok(()));
+            }
             Command::Advertise(ih, port, r) => {
-                // Due at once; the timer announces it (after bootstrap) and every interval.
-                self.advertised.insert(ih, (port, now));
+                self.node.advertise(now, ih, crate::advert(port));
                 let _ = r.send(());
             }
             Command::StopAdvertising(ih, r) => {
-                self.advertised.remove(&ih);
+                self.node.stop_advertising(&ih);
                 let _ = r.send(());
             }
             Command::AddNode(addr, r) => {
                 let ok = self.node.add_node(now, addr);
-                let _ = r.send(if ok {
-                    Ok(())
-                } else {
-                    Err(Error::Refused("address not contactable or too busy"))
-                });
+                let _ = r.send(if ok { Ok(()) } else { Err(NOT_CONTACTABLE) });
             }
             Command::MakeNeighbours(r) => {
                 self.node.refresh_all(now);
@@ -162,19 +125,16 @@ impl Driver {
                 let _ = r.send(());
             }
             Command::Send(bytes, addr, r) => {
-                if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
-                    let _ = r.send(Err(Error::Refused("address may not be contacted")));
-                } else if self.raw_out.len() >= MAX_DEFERRED {
-                    let _ = r.send(Err(Error::Refused("too many custom messages queued")));
+                let _ = r.send(if self.node.send_raw(addr, &bytes) {
+                    Ok(())
                 } else {
-                    self.raw_out.push((bytes, addr, r));
-                }
+                    Err(Error::Refused("address may not be contacted or queue full"))
+                });
             }
             Command::RoutingTable(r) => {
-                let cfg = *self.node.routing_table().config();
-                let nodes = self
-                    .node
-                    .routing_table()
+                let table = self.node.routing_table();
+                let cfg = *table.config();
+                let nodes = table
                     .iter()
                     .map(|e| NodeInfo {
                         id: e.id,
@@ -195,18 +155,16 @@ impl Driver {
                     infohashes_stored: store.map_or(0, |s| s.infohashes()),
                     lookups_running: self.node.lookups_running(),
                     pending_queries: self.node.pending_queries(),
-                    advertised: self.advertised.len(),
-                    node: self.node.stats().clone(),
+                    advertised: self.node.advertised().len(),
+                    node: self.node.stats(),
                 });
             }
             Command::State(r) => {
                 let _ = r.send(self.saved_state());
             }
-            Command::SaveState(r) => {
-                let _ = r.send(self.save());
-            }
+            Command::SaveState(r) => self.start_save(vec![r]),
             Command::Shutdown(r) => {
-                // Handled in the loop; here only if replayed from the deferred queue.
+                // Handled in the loop.
                 let _ = r.send(());
             }
         }

@@ -1,33 +1,32 @@
 //! The task that owns the protocol core and the socket.
 //!
-//! It waits on three things at once: a datagram, a command from a [`crate::Dht`] handle, and
-//! the earliest deadline (the core's, the next re-announce, the next state save). After each
-//! wake-up it sends what the core queued and delivers what the core reported. Work per wake-up
-//! is one datagram or one command, so no input can starve the others.
+//! It waits on four things at once: a datagram, a command from a [`crate::Dht`] handle, the
+//! core's next deadline (or the next state save), and a state save finishing. After each
+//! wake-up it sends what the core queued and hands on what the core reported. Work per wake-up
+//! is one datagram or one command, so no input can starve the others. Protocol policy
+//! (bootstrap, held lookups, re-announces) lives in the core; the driver only carries it out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dhtkit_proto::bencode::OwnedValue;
 use dhtkit_proto::{
-    Config, Event, Id, Instant, LookupId, LookupResult, Node, RequestId, RequestOutcome,
+    Config, Event, Instant, LookupId, LookupResult, Node, RequestId, RequestOutcome,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::Instant as TokioInstant;
 
 mod commands;
 
-pub(crate) use commands::Command;
+pub(crate) use commands::{Command, LookupCommand};
 
 use crate::state::SavedState;
-use crate::{AnnounceResult, Dht, DhtEvent, Error, Inner};
+use crate::{AnnounceResult, Dht, Error, Inner};
 
-/// Commands queued before the first bootstrap finishes, at most.
-const MAX_DEFERRED: usize = 1024;
 /// How long resolving one bootstrap name may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Command channel depth.
@@ -38,11 +37,10 @@ pub(crate) struct DriverConfig {
     pub state: Option<SavedState>,
     pub state_file: Option<PathBuf>,
     pub save_interval: Duration,
-    pub advertise_interval: Duration,
     pub event_capacity: usize,
-    pub message_events: bool,
 }
 
+/// Who waits for a lookup.
 enum LookupWaiter {
     FindNode(oneshot::Sender<Result<LookupResult, Error>>),
     GetPeers {
@@ -53,15 +51,12 @@ enum LookupWaiter {
         reply: oneshot::Sender<Result<AnnounceResult, Error>>,
         peers: Vec<SocketAddr>,
     },
-    Advertise,
 }
 
-/// A custom datagram waiting to be sent, and who to tell.
-type RawSend = (Vec<u8>, SocketAddr, oneshot::Sender<Result<(), Error>>);
-
-enum RequestWaiter {
-    Ping(oneshot::Sender<Result<Id, Error>>),
-    FindNodeVia(oneshot::Sender<Result<Vec<(Id, SocketAddr)>, Error>>),
+/// A state save running on the blocking pool, and who waits for it.
+struct Saving {
+    task: JoinHandle<Result<usize, Error>>,
+    waiters: Vec<oneshot::Sender<Result<(), Error>>>,
 }
 
 pub(crate) struct Driver {
@@ -70,20 +65,17 @@ pub(crate) struct Driver {
     local: SocketAddr,
     epoch: TokioInstant,
     rx: mpsc::Receiver<Command>,
-    events: broadcast::Sender<DhtEvent>,
+    events: broadcast::Sender<Event>,
     cfg: DriverConfig,
     lookups: HashMap<LookupId, LookupWaiter>,
-    requests: HashMap<RequestId, RequestWaiter>,
-    advertised: BTreeMap<Id, (Option<u16>, Instant)>,
-    bootstrap_lookup: Option<LookupId>,
+    requests: HashMap<RequestId, oneshot::Sender<Result<RequestOutcome, Error>>>,
     /// Bootstrap names still being resolved.
     resolving: usize,
-    bootstrapped: bool,
     bootstrap_waiters: Vec<oneshot::Sender<usize>>,
-    deferred: Vec<Command>,
     next_save: Option<Instant>,
-    /// Custom datagrams from `send_message`, sent on the next flush.
-    raw_out: Vec<RawSend>,
+    saving: Option<Saving>,
+    /// Save requests that came while a save was running: they get the next one.
+    save_again: Vec<oneshot::Sender<Result<(), Error>>>,
 }
 
 impl Driver {
@@ -94,19 +86,27 @@ impl Driver {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(cfg.event_capacity);
         let id = node.id();
-        let mut advertised = BTreeMap::new();
-        let has_state_nodes = cfg.state.as_ref().is_some_and(|s| !s.nodes.is_empty());
         if let Some(s) = &cfg.state {
             node.import_state(Instant::ZERO, &s.nodes);
             for (ih, port) in &s.advertised {
-                advertised.insert(*ih, (*port, Instant::ZERO));
+                node.advertise(Instant::ZERO, *ih, crate::advert(*port));
             }
+            if !s.nodes.is_empty() {
+                // Restored nodes are enough to join: bootstrap through the table right away.
+                node.bootstrap(Instant::ZERO, &[]);
+            }
+        }
+        if !cfg.bootstrap.is_empty() {
+            node.expect_bootstrap();
+        }
+        for name in &cfg.bootstrap {
+            tokio::spawn(resolve(name.clone(), local.is_ipv6(), tx.clone()));
         }
         let next_save = cfg
             .state_file
             .as_ref()
             .map(|_| Instant::ZERO + cfg.save_interval);
-        let mut d = Driver {
+        let d = Driver {
             node,
             socket,
             local,
@@ -115,24 +115,13 @@ impl Driver {
             events: events.clone(),
             lookups: HashMap::new(),
             requests: HashMap::new(),
-            advertised,
-            bootstrap_lookup: None,
             resolving: cfg.bootstrap.len(),
-            bootstrapped: false,
             bootstrap_waiters: Vec::new(),
-            deferred: Vec::new(),
             next_save,
-            raw_out: Vec::new(),
+            saving: None,
+            save_again: Vec::new(),
             cfg,
         };
-        if has_state_nodes {
-            // Restored nodes are enough to join: bootstrap through the table right away.
-            d.bootstrap_lookup = d.node.bootstrap(Instant::ZERO, &[]);
-        }
-        for name in d.cfg.bootstrap.clone() {
-            tokio::spawn(resolve(name, local.is_ipv6(), tx.clone()));
-        }
-        d.check_bootstrapped();
         let task = tokio::spawn(d.run());
         Dht {
             inner: Arc::new(Inner {
@@ -154,17 +143,11 @@ impl Driver {
     }
 
     fn next_wakeup(&mut self) -> Option<Instant> {
-        let mut t = self.node.poll_timeout();
-        let mut min = |x: Option<Instant>| {
-            if let Some(x) = x {
-                t = Some(t.map_or(x, |t| t.min(x)));
-            }
-        };
-        if self.bootstrapped {
-            min(self.advertised.values().map(|(_, at)| *at).min());
+        let t = self.node.poll_timeout();
+        match (t, self.next_save) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        min(self.next_save);
-        t
     }
 
     async fn run(mut self) {
@@ -178,140 +161,120 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
+            let saved = async {
+                match &mut self.saving {
+                    Some(s) => (&mut s.task).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 r = self.socket.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => self.on_datagram(from, &buf[..n]),
+                    Ok((n, from)) => {
+                        let now = self.now();
+                        self.node.handle_datagram(now, from, &buf[..n]);
+                    }
                     Err(e) => {
                         // ICMP port-unreachable surfaces here on Linux; the node carries on.
-                        let _ = self.events.send(DhtEvent::SocketError { message: e.to_string() });
+                        let _ = self.events.send(Event::SocketError { message: e.to_string() });
                     }
                 },
                 cmd = self.rx.recv() => match cmd {
                     Some(Command::Shutdown(ack)) => {
-                        self.save_quietly();
+                        self.final_save().await;
                         let _ = ack.send(());
                         return;
                     }
                     Some(c) => self.on_command(c),
                     None => {
-                        self.save_quietly();
+                        self.final_save().await;
                         return;
                     }
                 },
+                r = saved => self.save_done(joined(r)),
                 _ = sleep => self.on_timers(),
             }
             self.flush().await;
         }
     }
 
-    fn on_datagram(&mut self, from: SocketAddr, data: &[u8]) {
-        if self.cfg.message_events && self.events.receiver_count() > 0 {
-            let bytes: Arc<[u8]> = Arc::from(data);
-            let _ = self.events.send(DhtEvent::Datagram { from, bytes });
-            if let Ok(v) = OwnedValue::decode(data) {
-                let _ = self.events.send(DhtEvent::Message {
-                    from,
-                    message: Arc::new(v),
-                });
-            }
-        }
-        let now = self.now();
-        self.node.handle_datagram(now, from, data);
-    }
-
     fn on_timers(&mut self) {
         let now = self.now();
         self.node.handle_timeout(now);
-        if self.bootstrapped {
-            let due: Vec<(Id, Option<u16>)> = self
-                .advertised
-                .iter()
-                .filter(|(_, (_, at))| *at <= now)
-                .map(|(ih, (port, _))| (*ih, *port))
-                .collect();
-            for (ih, port) in due {
-                let next = now + self.cfg.advertise_interval;
-                match self.node.announce(now, ih, port, false) {
-                    Some(lid) => {
-                        self.lookups.insert(lid, LookupWaiter::Advertise);
-                        self.advertised.insert(ih, (port, next));
-                    }
-                    // Too many lookups running: try again shortly.
-                    None => {
-                        self.advertised
-                            .insert(ih, (port, now + Duration::from_secs(1)));
-                    }
-                }
-            }
-        }
         if self.next_save.is_some_and(|t| t <= now) {
             self.next_save = Some(now + self.cfg.save_interval);
-            self.save_quietly();
+            if self.saving.is_none() {
+                self.start_save(Vec::new());
+            }
         }
     }
 
     fn saved_state(&self) -> SavedState {
-        let s = self.node.export_state();
-        SavedState {
-            id: s.id,
-            nodes: s.nodes,
-            advertised: self
-                .advertised
-                .iter()
-                .map(|(ih, (p, _))| (*ih, *p))
-                .collect(),
-        }
+        SavedState::from_node(self.node.export_state())
     }
 
-    fn save(&mut self) -> Result<(), Error> {
+    /// Writes the state file on the blocking pool; `waiters` hear when it is done.
+    fn start_save(&mut self, mut waiters: Vec<oneshot::Sender<Result<(), Error>>>) {
         let Some(path) = self.cfg.state_file.clone() else {
-            return Err(Error::Refused("no state file configured"));
+            for w in waiters {
+                let _ = w.send(Err(Error::Refused("no state file configured")));
+            }
+            return;
         };
+        if self.saving.is_some() {
+            self.save_again.append(&mut waiters);
+            return;
+        }
         let state = self.saved_state();
-        state.save(&path)?;
-        let _ = self.events.send(DhtEvent::StateSaved {
-            nodes: state.nodes.len(),
+        let task = tokio::task::spawn_blocking(move || {
+            state.save(&path)?;
+            Ok(state.nodes.len())
         });
-        Ok(())
+        self.saving = Some(Saving { task, waiters });
     }
 
-    fn save_quietly(&mut self) {
-        if self.cfg.state_file.is_some() {
-            if let Err(e) = self.save() {
+    fn save_done(&mut self, r: Result<usize, Error>) {
+        let Some(s) = self.saving.take() else { return };
+        match &r {
+            Ok(nodes) => {
+                let _ = self.events.send(Event::StateSaved { nodes: *nodes });
+            }
+            Err(e) => {
                 tracing::warn!("saving state failed: {e}");
-                let _ = self.events.send(DhtEvent::SocketError {
+                let _ = self.events.send(Event::SocketError {
                     message: e.to_string(),
                 });
             }
         }
+        for w in s.waiters {
+            let _ = w.send(match &r {
+                Ok(_) => Ok(()),
+                Err(e) => Err(Error::Io(std::io::Error::other(e.to_string()))),
+            });
+        }
+        if !self.save_again.is_empty() {
+            let again = std::mem::take(&mut self.save_again);
+            self.start_save(again);
+        }
     }
 
-    fn check_bootstrapped(&mut self) {
-        if self.bootstrapped {
-            return;
+    /// Waits for the running save and any queued behind it.
+    async fn wait_saves(&mut self) {
+        while let Some(s) = self.saving.as_mut() {
+            let r = (&mut s.task).await;
+            self.save_done(joined(r));
         }
-        // Wait for the bootstrap lookup; wait for names still resolving only when we have no
-        // node at all to start from.
-        let waiting_names = self.resolving > 0 && self.node.routing_table().is_empty();
-        if waiting_names || self.bootstrap_lookup.is_some() {
-            return;
-        }
-        self.bootstrapped = true;
-        let nodes = self.node.routing_table().len();
-        let _ = self.events.send(DhtEvent::Bootstrapped { nodes });
-        for w in self.bootstrap_waiters.drain(..) {
-            let _ = w.send(nodes);
-        }
-        for c in std::mem::take(&mut self.deferred) {
-            self.on_command(c);
+    }
+
+    /// On shutdown: let running saves finish, then write the latest state.
+    async fn final_save(&mut self) {
+        self.wait_saves().await;
+        if self.cfg.state_file.is_some() {
+            self.start_save(Vec::new());
+            self.wait_saves().await;
         }
     }
 
     async fn flush(&mut self) {
-        for (bytes, addr, r) in std::mem::take(&mut self.raw_out) {
-            let res = self.socket.send_to(&bytes, addr).await;
-            let _ = r.send(res.map(|_| ()).map_err(Error::Io));
-        }
         while let Some(t) = self.node.poll_transmit() {
             if let Err(e) = self.socket.send_to(t.payload, t.dest).await {
                 tracing::debug!("send to {} failed: {e}", t.dest);
@@ -322,102 +285,56 @@ impl Driver {
         }
     }
 
+    /// Hands an event to whoever waits for it, then to subscribers.
     fn on_event(&mut self, e: Event) {
-        let out = match e {
-            Event::QueryReceived {
-                from,
-                id,
-                query,
-                read_only,
-            } => Some(DhtEvent::Query {
-                from,
-                id,
-                query,
-                read_only,
-            }),
-            Event::ResponseReceived { from, id, kind } => {
-                Some(DhtEvent::Response { from, id, kind })
-            }
-            Event::ErrorReceived { from, kind, code } => Some(DhtEvent::Error { from, kind, code }),
-            Event::InvalidMessage { from, reason } => Some(DhtEvent::Invalid { from, reason }),
-            Event::NodeAdded { id, addr } => Some(DhtEvent::NodeAdded { id, addr }),
-            Event::NodeRemoved { id, addr } => Some(DhtEvent::NodeRemoved { id, addr }),
-            Event::PeerFound {
-                lookup,
-                info_hash,
-                peer,
-                ..
-            } => {
-                let mut advertised = false;
-                match self.lookups.get_mut(&lookup) {
-                    Some(LookupWaiter::GetPeers { peers, .. }) => {
-                        let _ = peers.send(peer);
-                    }
-                    Some(LookupWaiter::Announce { peers, .. }) => peers.push(peer),
-                    Some(LookupWaiter::Advertise) => advertised = true,
-                    _ => {}
+        match &e {
+            Event::PeerFound { lookup, peer, .. } => match self.lookups.get_mut(lookup) {
+                Some(LookupWaiter::GetPeers { peers, .. }) => {
+                    let _ = peers.send(*peer);
                 }
-                Some(DhtEvent::PeerFound {
-                    info_hash,
-                    peer,
-                    advertised,
-                })
-            }
-            Event::LookupFinished(r) => {
-                match self.lookups.remove(&r.id) {
-                    Some(LookupWaiter::FindNode(tx)) => {
-                        let _ = tx.send(Ok(r.clone()));
-                    }
-                    Some(LookupWaiter::GetPeers { done, .. }) => {
-                        let _ = done.send(r.clone());
-                    }
-                    Some(LookupWaiter::Announce { reply, peers }) => {
-                        let _ = reply.send(Ok(AnnounceResult {
-                            announced: r.announced,
-                            peers,
-                            lookup: r.clone(),
-                        }));
-                    }
-                    Some(LookupWaiter::Advertise) | None => {}
+                Some(LookupWaiter::Announce { peers, .. }) => peers.push(*peer),
+                _ => {}
+            },
+            Event::LookupFinished(r) => match self.lookups.remove(&r.id) {
+                Some(LookupWaiter::FindNode(tx)) => {
+                    let _ = tx.send(Ok(r.clone()));
                 }
-                let first_bootstrap = Some(r.id) == self.bootstrap_lookup;
-                let _ = self.events.send(DhtEvent::LookupFinished(r));
-                if first_bootstrap {
-                    self.bootstrap_lookup = None;
-                    self.check_bootstrapped();
+                Some(LookupWaiter::GetPeers { done, .. }) => {
+                    let _ = done.send(r.clone());
                 }
-                None
-            }
+                Some(LookupWaiter::Announce { reply, peers }) => {
+                    let _ = reply.send(Ok(AnnounceResult {
+                        announced: r.announced,
+                        peers,
+                        lookup: r.clone(),
+                    }));
+                }
+                None => {}
+            },
             Event::RequestFinished { id, outcome, .. } => {
-                match self.requests.remove(&id) {
-                    Some(RequestWaiter::Ping(tx)) => {
-                        let _ = tx.send(match outcome {
-                            RequestOutcome::Response { id, .. } => Ok(id),
-                            other => Err(outcome_error(other)),
-                        });
-                    }
-                    Some(RequestWaiter::FindNodeVia(tx)) => {
-                        let _ = tx.send(match outcome {
-                            RequestOutcome::Response { nodes, .. } => Ok(nodes),
-                            other => Err(outcome_error(other)),
-                        });
-                    }
-                    None => {}
+                if let Some(tx) = self.requests.remove(id) {
+                    let _ = tx.send(Ok(outcome.clone()));
                 }
-                None
             }
-        };
-        if let Some(ev) = out {
-            let _ = self.events.send(ev);
+            Event::Bootstrapped { .. } => self.wake_bootstrap_waiters(),
+            _ => {}
+        }
+        let _ = self.events.send(e);
+    }
+
+    fn wake_bootstrap_waiters(&mut self) {
+        if self.node.is_bootstrapped() {
+            let nodes = self.node.routing_table().len();
+            for w in self.bootstrap_waiters.drain(..) {
+                let _ = w.send(nodes);
+            }
         }
     }
 }
 
-fn outcome_error(o: RequestOutcome) -> Error {
-    match o {
-        RequestOutcome::Error { code, message } => Error::Remote { code, message },
-        _ => Error::Timeout,
-    }
+/// A save task's result, with a panic in it turned into an error.
+fn joined(r: Result<Result<usize, Error>, tokio::task::JoinError>) -> Result<usize, Error> {
+    r.unwrap_or_else(|e| Err(Error::Io(std::io::Error::other(e))))
 }
 
 /// Resolves one bootstrap name in the background (a few seconds at most) and reports the

@@ -8,7 +8,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 
-use crate::event::{LookupId, RequestId, RequestKind};
+use crate::event::{LookupId, RequestId};
+use crate::krpc::MethodKind;
 use crate::{Id, Instant};
 
 /// Why we sent a query.
@@ -27,10 +28,12 @@ pub(crate) struct Pending {
     pub addr: SocketAddr,
     /// The id we believe the node has, if any.
     pub node_id: Option<Id>,
-    pub kind: RequestKind,
+    pub kind: MethodKind,
     pub purpose: Purpose,
     pub sent: Instant,
     pub attempts: u8,
+    /// Retransmissions still allowed when the query times out.
+    pub retries: u8,
     /// When the query stops counting against α (lookups only).
     pub slow_at: Option<Instant>,
     pub deadline: Instant,

@@ -1,0 +1,347 @@
+//! The KRPC methods dhtkit speaks: the one list.
+//!
+//! A method is declared here once: its variant of [`Method`] (the typed arguments), its
+//! [`MethodKind`] with the wire name, and its arguments in [`Method::for_each_arg`], which both
+//! the encoder and event printers read. Adding a method then means its parse arm
+//! (`krpc/parse.rs`), its handler (the node's responder) and, if lookups use it, its
+//! [`crate::LookupKind`]. Nothing else names the methods one by one.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
+use crate::Id;
+
+/// A query method with its typed arguments.
+///
+/// Parsed from a datagram it borrows from it (`Method<'a>`); built by a caller or kept in an
+/// event it owns its bytes (`Method<'static>`, also called [`Request`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Method<'a> {
+    /// `ping`.
+    Ping,
+    /// `find_node`.
+    FindNode {
+        /// The id searched for.
+        target: Id,
+    },
+    /// `get_peers`.
+    GetPeers {
+        /// The torrent.
+        info_hash: Id,
+        /// BEP 33 `noseed`: return no seeds.
+        noseed: bool,
+        /// BEP 33 `scrape`: ask for the bloom filters.
+        scrape: bool,
+    },
+    /// `announce_peer`.
+    AnnouncePeer {
+        /// The torrent.
+        info_hash: Id,
+        /// The announced TCP port (ignored when `implied_port`).
+        port: u16,
+        /// Use the UDP source port instead of `port`.
+        implied_port: bool,
+        /// Token from an earlier `get_peers` reply.
+        token: Cow<'a, [u8]>,
+        /// BEP 33 `seed`.
+        seed: bool,
+    },
+    /// BEP 51 `sample_infohashes`.
+    SampleInfohashes {
+        /// Target used to pick the nodes returned alongside the samples.
+        target: Id,
+    },
+    /// Any other method. `target` / `info_hash` are kept so that the query can be answered like
+    /// `find_node` / `get_peers` (forward compatibility, as BEP 5 implementations do).
+    Other {
+        /// The method name.
+        name: Cow<'a, [u8]>,
+        /// `a.target`, if 20 bytes.
+        target: Option<Id>,
+        /// `a.info_hash`, if 20 bytes.
+        info_hash: Option<Id>,
+    },
+}
+
+/// A query to send: an owned [`Method`].
+pub type Request = Method<'static>;
+
+/// Which method, without its arguments: what a transaction remembers, and how events name
+/// queries and the responses that answer them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum MethodKind {
+    /// `ping`.
+    Ping,
+    /// `find_node`.
+    FindNode,
+    /// `get_peers`.
+    GetPeers,
+    /// `announce_peer`.
+    AnnouncePeer,
+    /// `sample_infohashes`.
+    SampleInfohashes,
+    /// A method dhtkit does not know.
+    Other,
+}
+
+impl MethodKind {
+    /// Every method dhtkit knows (not [`MethodKind::Other`]).
+    pub const KNOWN: [MethodKind; 5] = [
+        MethodKind::Ping,
+        MethodKind::FindNode,
+        MethodKind::GetPeers,
+        MethodKind::AnnouncePeer,
+        MethodKind::SampleInfohashes,
+    ];
+
+    /// The wire name (`"other"` for unknown methods).
+    pub fn name(self) -> &'static str {
+        match self {
+            MethodKind::Ping => "ping",
+            MethodKind::FindNode => "find_node",
+            MethodKind::GetPeers => "get_peers",
+            MethodKind::AnnouncePeer => "announce_peer",
+            MethodKind::SampleInfohashes => "sample_infohashes",
+            MethodKind::Other => "other",
+        }
+    }
+
+    /// The method a wire name names.
+    pub fn from_name(name: &[u8]) -> MethodKind {
+        Self::KNOWN
+            .into_iter()
+            .find(|k| k.name().as_bytes() == name)
+            .unwrap_or(MethodKind::Other)
+    }
+}
+
+impl std::fmt::Display for MethodKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One argument of a query, as [`Method::for_each_arg`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arg<'b> {
+    /// A 20-byte id or infohash.
+    Id(&'b Id),
+    /// An integer (flags are 1).
+    Int(i64),
+    /// A byte string.
+    Bytes(&'b [u8]),
+}
+
+/// Most bytes of an unknown method's name kept when a query is turned into an owned request.
+const MAX_OWNED_NAME: usize = 64;
+
+impl<'a> Method<'a> {
+    /// Which method this is.
+    pub fn kind(&self) -> MethodKind {
+        match self {
+            Method::Ping => MethodKind::Ping,
+            Method::FindNode { .. } => MethodKind::FindNode,
+            Method::GetPeers { .. } => MethodKind::GetPeers,
+            Method::AnnouncePeer { .. } => MethodKind::AnnouncePeer,
+            Method::SampleInfohashes { .. } => MethodKind::SampleInfohashes,
+            Method::Other { .. } => MethodKind::Other,
+        }
+    }
+
+    /// The wire name of the method.
+    pub fn name(&self) -> &[u8] {
+        match self {
+            Method::Other { name, .. } => name,
+            m => m.kind().name().as_bytes(),
+        }
+    }
+
+    /// Calls `f` with every argument but `id` and `want`, in the sorted key order of the
+    /// canonical encoding. Flags that are off are left out, as on the wire.
+    pub fn for_each_arg(&self, mut f: impl FnMut(&'static str, Arg<'_>)) {
+        match self {
+            Method::Ping => {}
+            Method::FindNode { target } | Method::SampleInfohashes { target } => {
+                f("target", Arg::Id(target))
+            }
+            Method::GetPeers {
+                info_hash,
+                noseed,
+                scrape,
+            } => {
+                f("info_hash", Arg::Id(info_hash));
+                if *noseed {
+                    f("noseed", Arg::Int(1));
+                }
+                if *scrape {
+                    f("scrape", Arg::Int(1));
+                }
+            }
+            Method::AnnouncePeer {
+                info_hash,
+                port,
+                implied_port,
+                token,
+                seed,
+            } => {
+                if *implied_port {
+                    f("implied_port", Arg::Int(1));
+                }
+                f("info_hash", Arg::Id(info_hash));
+                f("port", Arg::Int(*port as i64));
+                if *seed {
+                    f("seed", Arg::Int(1));
+                }
+                f("token", Arg::Bytes(token));
+            }
+            Method::Other {
+                target, info_hash, ..
+            } => {
+                if let Some(ih) = info_hash {
+                    f("info_hash", Arg::Id(ih));
+                }
+                if let Some(t) = target {
+                    f("target", Arg::Id(t));
+                }
+            }
+        }
+    }
+
+    /// The same method owning its bytes (an unknown method's name is cut to 64 bytes).
+    pub fn into_owned(self) -> Method<'static> {
+        match self {
+            Method::Ping => Method::Ping,
+            Method::FindNode { target } => Method::FindNode { target },
+            Method::GetPeers {
+                info_hash,
+                noseed,
+                scrape,
+            } => Method::GetPeers {
+                info_hash,
+                noseed,
+                scrape,
+            },
+            Method::AnnouncePeer {
+                info_hash,
+                port,
+                implied_port,
+                token,
+                seed,
+            } => Method::AnnouncePeer {
+                info_hash,
+                port,
+                implied_port,
+                token: Cow::Owned(token.into_owned()),
+                seed,
+            },
+            Method::SampleInfohashes { target } => Method::SampleInfohashes { target },
+            Method::Other {
+                name,
+                target,
+                info_hash,
+            } => Method::Other {
+                name: Cow::Owned(name[..name.len().min(MAX_OWNED_NAME)].to_vec()),
+                target,
+                info_hash,
+            },
+        }
+    }
+
+    /// The peer an `announce_peer` from `from` announces (its port resolved from
+    /// `implied_port`); `None` for other methods.
+    pub fn announced_peer(&self, from: SocketAddr) -> Option<SocketAddr> {
+        match self {
+            Method::AnnouncePeer {
+                port, implied_port, ..
+            } => Some(SocketAddr::new(
+                from.ip(),
+                if *implied_port { from.port() } else { *port },
+            )),
+            _ => None,
+        }
+    }
+
+    /// The infohash the query is about (`get_peers`, `announce_peer`, or an unknown method
+    /// carrying `info_hash`).
+    pub fn info_hash(&self) -> Option<Id> {
+        match self {
+            Method::GetPeers { info_hash, .. } | Method::AnnouncePeer { info_hash, .. } => {
+                Some(*info_hash)
+            }
+            Method::Other { info_hash, .. } => *info_hash,
+            _ => None,
+        }
+    }
+}
+
+impl Method<'static> {
+    /// `find_node` for `target`.
+    pub fn find_node(target: Id) -> Request {
+        Method::FindNode { target }
+    }
+
+    /// `get_peers` for `info_hash`.
+    pub fn get_peers(info_hash: Id) -> Request {
+        Method::GetPeers {
+            info_hash,
+            noseed: false,
+            scrape: false,
+        }
+    }
+
+    /// `announce_peer` with a token from an earlier `get_peers` to the same node; `port:
+    /// None` asks for `implied_port` (our UDP source port).
+    pub fn announce_peer(info_hash: Id, port: Option<u16>, token: Vec<u8>, seed: bool) -> Request {
+        Method::AnnouncePeer {
+            info_hash,
+            port: port.unwrap_or(0),
+            implied_port: port.is_none(),
+            token: Cow::Owned(token),
+            seed,
+        }
+    }
+
+    /// BEP 51 `sample_infohashes` around `target`.
+    pub fn sample_infohashes(target: Id) -> Request {
+        Method::SampleInfohashes { target }
+    }
+
+    /// A method dhtkit does not know, with an optional `target` and `info_hash`.
+    pub fn other(name: &[u8], target: Option<Id>, info_hash: Option<Id>) -> Request {
+        Method::Other {
+            name: Cow::Owned(name.to_vec()),
+            target,
+            info_hash,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for k in MethodKind::KNOWN {
+            assert_eq!(MethodKind::from_name(k.name().as_bytes()), k);
+        }
+        assert_eq!(MethodKind::from_name(b"vote"), MethodKind::Other);
+        assert_eq!(Request::other(b"vote", None, None).name(), b"vote");
+        assert_eq!(Request::get_peers(Id([1; 20])).name(), b"get_peers");
+    }
+
+    #[test]
+    fn args_are_sorted() {
+        let m = Request::announce_peer(Id([1; 20]), None, vec![9], true);
+        let mut keys = Vec::new();
+        m.for_each_arg(|k, _| keys.push(k));
+        assert_eq!(keys, ["implied_port", "info_hash", "port", "seed", "token"]);
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        let from: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        assert_eq!(m.announced_peer(from), Some(from));
+    }
+}

@@ -1,0 +1,308 @@
+//! The Rpc part: what lies between "ask this node that" and datagrams on the wire.
+//!
+//! It owns the outstanding transactions (ids, deadlines, retransmissions), the outgoing
+//! datagram queue, the rate limits in both directions and the node's counters. It is keyed by
+//! [`SocketAddr`] and blind to address families and to what the queries are for: the
+//! [`Purpose`] it stores comes back with the answer, the timeout or the slow mark, and the
+//! caller routes it.
+
+mod outq;
+mod ratelimit;
+mod transactions;
+
+use std::net::{IpAddr, SocketAddr};
+
+use rand::rngs::SmallRng;
+use rand::Rng;
+
+use crate::krpc::{Body, ErrorBody, Message, Method, Query, Want};
+use crate::{addr, Config, Id, Instant, Stats};
+
+use outq::OutQueue;
+use ratelimit::{Bucket, RateLimiter};
+use transactions::{Fired, Transactions};
+pub(crate) use transactions::{Pending, Purpose};
+
+/// A query to send.
+pub(crate) struct Outgoing<'m> {
+    pub addr: SocketAddr,
+    /// The id we believe the node has, if any.
+    pub node_id: Option<Id>,
+    pub method: &'m Method<'m>,
+    pub purpose: Purpose,
+    /// Lookups: past the slow timeout the query stops counting against α.
+    pub slow: bool,
+    /// Retransmissions allowed if it times out.
+    pub retries: u8,
+}
+
+/// Something due on a transaction.
+pub(crate) enum Due {
+    /// The query passed the slow timeout and is still waiting.
+    Slow { addr: SocketAddr, purpose: Purpose },
+    /// The query timed out: [`Rpc::resend`] it or [`Rpc::expire`] it.
+    Expired(u32),
+}
+
+/// The fields every message we send carries.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    id: Id,
+    version: Option<[u8; 4]>,
+    read_only: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Rpc {
+    txs: Transactions,
+    out: OutQueue,
+    /// Queries accepted per source IP.
+    inbound: RateLimiter,
+    /// Queries sent per destination IP.
+    per_dest: RateLimiter,
+    /// Queries sent by the whole node.
+    budget: Bucket,
+    header: Header,
+    allow_local: bool,
+    max_pending: usize,
+    max_outgoing: usize,
+    slow_timeout: std::time::Duration,
+    query_timeout: std::time::Duration,
+    pub(crate) stats: Stats,
+}
+
+impl Rpc {
+    pub(crate) fn new(cfg: &Config, id: Id, rng: &mut SmallRng, now: Instant) -> Rpc {
+        Rpc {
+            inbound: RateLimiter::new(
+                cfg.rate_limiter_slots,
+                cfg.per_ip_rate,
+                cfg.per_ip_burst,
+                rng.random(),
+            ),
+            per_dest: RateLimiter::new(
+                cfg.rate_limiter_slots,
+                cfg.per_dest_rate,
+                cfg.per_dest_burst,
+                rng.random(),
+            ),
+            txs: Transactions::new(rng.random()),
+            out: OutQueue::default(),
+            budget: Bucket::new(cfg.max_query_rate, cfg.max_query_burst, now),
+            header: Header {
+                id,
+                version: cfg.version,
+                read_only: cfg.read_only,
+            },
+            allow_local: cfg.allow_local_addrs,
+            max_pending: cfg.max_pending,
+            max_outgoing: cfg.max_outgoing,
+            slow_timeout: cfg.slow_timeout,
+            query_timeout: cfg.query_timeout,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Transactions awaiting an answer.
+    pub(crate) fn pending(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// True when no more transactions may be opened.
+    pub(crate) fn pending_full(&self) -> bool {
+        self.txs.len() >= self.max_pending
+    }
+
+    /// The address rules: never an invalid address, and local ones only when allowed (or
+    /// when the user addressed the request by hand).
+    pub(crate) fn may_contact(&self, addr: &SocketAddr, explicit: bool) -> bool {
+        addr::may_send(addr, self.allow_local || explicit)
+    }
+
+    /// True if a query to `ip` fits the node-wide and per-destination budgets now (nothing is
+    /// taken).
+    pub(crate) fn has_budget(&mut self, now: Instant, ip: IpAddr) -> bool {
+        self.budget.would_allow(now) && self.per_dest.would_allow(now, ip)
+    }
+
+    /// Queues a query and opens its transaction. Returns the transaction id, or `None` if the
+    /// address may not be contacted, too many transactions are open, the outgoing queue is
+    /// full, or (for background checks only) the send budget is spent.
+    pub(crate) fn send(&mut self, now: Instant, q: Outgoing<'_>) -> Option<u32> {
+        let explicit = matches!(q.purpose, Purpose::Request(_));
+        if !self.may_contact(&q.addr, explicit) {
+            return None;
+        }
+        if self.pending_full() {
+            self.stats.pending_full += 1;
+            return None;
+        }
+        // Background checks give way when we have talked to this IP a lot or the node's query
+        // budget is spent; lookups already checked (they wait for budget); explicit requests
+        // always go out.
+        if q.purpose == Purpose::Verify && !self.has_budget(now, q.addr.ip()) {
+            self.stats.dest_limited += 1;
+            return None;
+        }
+        self.budget.allow(now);
+        self.per_dest.allow(now, q.addr.ip());
+        let tid = self.txs.insert(Pending {
+            addr: q.addr,
+            node_id: q.node_id,
+            kind: q.method.kind(),
+            purpose: q.purpose,
+            sent: now,
+            attempts: 1,
+            retries: q.retries,
+            slow_at: q.slow.then_some(now + self.slow_timeout),
+            deadline: now + self.query_timeout,
+        });
+        if self.write_query(q.addr, tid, q.method) {
+            Some(tid)
+        } else {
+            self.txs.remove(tid);
+            None
+        }
+    }
+
+    /// Sends an expired query again under the same transaction id (one retry used).
+    pub(crate) fn resend(&mut self, now: Instant, tid: u32, method: &Method<'_>) -> bool {
+        let Some(p) = self.txs.get(tid) else {
+            return false;
+        };
+        if p.retries == 0 || !self.write_query(p.addr, tid, method) {
+            return false;
+        }
+        let p = self.txs.get_mut(tid).expect("present");
+        p.attempts += 1;
+        p.retries -= 1;
+        p.deadline = now + self.query_timeout;
+        self.txs.rearm(tid);
+        true
+    }
+
+    fn write_query(&mut self, addr: SocketAddr, tid: u32, method: &Method<'_>) -> bool {
+        let tid_bytes = tid.to_be_bytes();
+        let version = self.header.version;
+        let m = Message {
+            tid: &tid_bytes,
+            version: version.as_ref().map(|v| &v[..]),
+            read_only: self.header.read_only,
+            ip: None,
+            body: Body::Query(Query {
+                id: self.header.id,
+                method: method.clone(),
+                want: Want::default(),
+            }),
+        };
+        let sent = self.enqueue(addr, &m);
+        self.stats.queries_out += sent as u64;
+        sent
+    }
+
+    /// A transaction still open.
+    pub(crate) fn get(&self, tid: u32) -> Option<&Pending> {
+        self.txs.get(tid)
+    }
+
+    /// Takes the transaction a response or error from `from` answers, if any.
+    pub(crate) fn take_reply(&mut self, from: SocketAddr, tid: &[u8]) -> Option<Pending> {
+        let t = <[u8; 4]>::try_from(tid).ok().map(u32::from_be_bytes);
+        match t.and_then(|t| self.txs.get(t).map(|p| (t, p.addr))) {
+            Some((t, addr)) if addr == from => self.txs.remove(t),
+            _ => {
+                self.stats.unsolicited_in += 1;
+                None
+            }
+        }
+    }
+
+    /// Closes a transaction that timed out for good.
+    pub(crate) fn expire(&mut self, tid: u32) -> Option<Pending> {
+        let p = self.txs.remove(tid)?;
+        self.stats.timeouts += 1;
+        Some(p)
+    }
+
+    /// The next thing due on a transaction at `now`.
+    pub(crate) fn poll_due(&mut self, now: Instant) -> Option<Due> {
+        loop {
+            match self.txs.pop_due(now)? {
+                Fired::Slow(tid) => {
+                    if let Some(p) = self.txs.get(tid) {
+                        return Some(Due::Slow {
+                            addr: p.addr,
+                            purpose: p.purpose,
+                        });
+                    }
+                }
+                Fired::Timeout(tid) => return Some(Due::Expired(tid)),
+            }
+        }
+    }
+
+    /// The earliest transaction deadline.
+    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+        self.txs.next_deadline()
+    }
+
+    /// Takes a token from `ip`'s inbound budget; false (and counted) when it has none.
+    pub(crate) fn accept_query(&mut self, now: Instant, ip: IpAddr) -> bool {
+        let ok = self.inbound.allow(now, ip);
+        self.stats.rate_limited += !ok as u64;
+        ok
+    }
+
+    /// Our node id, as every message we send carries it.
+    pub(crate) fn id(&self) -> Id {
+        self.header.id
+    }
+
+    /// The `v` every message carries.
+    pub(crate) fn version(&self) -> Option<[u8; 4]> {
+        self.header.version
+    }
+
+    /// Queues a KRPC error.
+    pub(crate) fn send_error(&mut self, to: SocketAddr, tid: &[u8], code: i64, message: &[u8]) {
+        let version = self.header.version;
+        let m = Message {
+            tid,
+            version: version.as_ref().map(|v| &v[..]),
+            read_only: false,
+            ip: None,
+            body: Body::Error(ErrorBody { code, message }),
+        };
+        self.enqueue(to, &m);
+    }
+
+    /// Encodes `m` straight into the outgoing queue; false (and counted) when it is full.
+    pub(crate) fn enqueue(&mut self, to: SocketAddr, m: &Message<'_>) -> bool {
+        self.push(to, |buf| m.encode(buf))
+    }
+
+    /// Queues raw bytes (a custom message built by the caller).
+    pub(crate) fn enqueue_raw(&mut self, to: SocketAddr, bytes: &[u8]) -> bool {
+        self.push(to, |buf| buf.extend_from_slice(bytes))
+    }
+
+    fn push(&mut self, to: SocketAddr, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let queued = self.out.push(to, self.max_outgoing, write);
+        if queued {
+            self.stats.datagrams_out += 1;
+        } else {
+            self.stats.transmits_dropped += 1;
+        }
+        queued
+    }
+
+    /// The next datagram to send.
+    pub(crate) fn poll_transmit(&mut self) -> Option<(SocketAddr, &[u8])> {
+        self.out.pop()
+    }
+
+    /// Datagrams waiting to be sent.
+    pub(crate) fn pending_transmits(&self) -> usize {
+        self.out.len()
+    }
+}

@@ -1,0 +1,637 @@
+//! A lookup's whole life: the traversal state (candidates by XOR distance, who is in flight,
+//! who answered) and how the [`Search`] drives it — whom to ask next, retransmissions, the
+//! announce phase, and the result.
+//!
+//! A lookup keeps candidates sorted by distance to the target. It keeps up to α queries in
+//! flight; a query that passes the short timeout stops counting against α, so one more can go
+//! out while the slow one may still be answered. A candidate is worth querying only while fewer
+//! than k closer candidates have answered ([`Lookup::next_query`]), and the search is done when
+//! the k closest candidates that have not failed have all answered (or nothing is left to ask).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::{Ctx, Search};
+use crate::event::{Event, LookupId, LookupKind, LookupResult};
+use crate::krpc::{MethodKind, Request, Response};
+use crate::node::rpc::{Outgoing, Pending, Purpose};
+use crate::{compact, Config, Distance, Id, Instant};
+
+/// How long a lookup waits before trying a node it may not send to yet.
+const REDRIVE_DELAY: Duration = Duration::from_millis(250);
+/// Most distinct peers a single lookup reports.
+const MAX_PEERS_PER_LOOKUP: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Fresh,
+    InFlight { slow: bool },
+    Responded { token: Option<Box<[u8]>> },
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    id: Option<Id>,
+    addr: SocketAddr,
+    dist: Distance,
+    state: State,
+}
+
+/// Phase of a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Waiting for the first bootstrap to finish before it starts.
+    Held,
+    Search,
+    Announce {
+        pending: usize,
+    },
+}
+
+/// The state of one traversal.
+#[derive(Debug, Clone)]
+pub(crate) struct Lookup {
+    pub(crate) id: LookupId,
+    pub(crate) kind: LookupKind,
+    pub(crate) target: Id,
+    own: Id,
+    cands: Vec<Candidate>,
+    k: usize,
+    alpha: usize,
+    max_cands: usize,
+    pub(crate) started: Instant,
+    pub(crate) queries: u32,
+    pub(crate) responses: u32,
+    pub(crate) timeouts: u32,
+    pub(crate) announced: usize,
+    pub(crate) peers: HashSet<SocketAddr>,
+    pub(crate) phase: Phase,
+    /// A candidate was passed over because we may not send to it yet.
+    pub(crate) blocked: bool,
+    /// Started by the advertise schedule (its peers are reported as `advertised`).
+    pub(crate) advertise: bool,
+}
+
+impl Lookup {
+    /// A lookup for `target` that never queries `own` (our id), sized by `cfg` (k, α, most
+    /// candidates).
+    pub(crate) fn new(
+        id: LookupId,
+        kind: LookupKind,
+        target: Id,
+        own: Id,
+        cfg: &Config,
+        now: Instant,
+    ) -> Self {
+        let k = cfg.table.k.max(1);
+        Lookup {
+            id,
+            kind,
+            target,
+            own,
+            cands: Vec::new(),
+            k,
+            alpha: cfg.alpha.max(1),
+            max_cands: cfg.max_lookup_candidates.max(k),
+            started: now,
+            queries: 0,
+            responses: 0,
+            timeouts: 0,
+            announced: 0,
+            peers: HashSet::new(),
+            phase: Phase::Search,
+            blocked: false,
+            advertise: false,
+        }
+    }
+
+    fn dist(&self, id: Option<Id>) -> Distance {
+        id.map_or(Distance::MAX, |i| i.distance(&self.target))
+    }
+
+    /// Adds a candidate unless it is known (by address or id), is us, or is farther than every
+    /// candidate in a full list.
+    pub(crate) fn add(&mut self, id: Option<Id>, addr: SocketAddr) {
+        if id == Some(self.own)
+            || self
+                .cands
+                .iter()
+                .any(|c| c.addr == addr || (id.is_some() && c.id == id))
+        {
+            return;
+        }
+        let dist = self.dist(id);
+        if self.cands.len() >= self.max_cands {
+            // Make room by dropping the farthest candidate that is not in use.
+            let Some(pos) = self
+                .cands
+                .iter()
+                .rposition(|c| matches!(c.state, State::Fresh | State::Failed))
+            else {
+                return;
+            };
+            if self.cands[pos].dist <= dist {
+                return;
+            }
+            self.cands.remove(pos);
+        }
+        let at = self.cands.partition_point(|c| c.dist <= dist);
+        self.cands.insert(
+            at,
+            Candidate {
+                id,
+                addr,
+                dist,
+                state: State::Fresh,
+            },
+        );
+    }
+
+    fn in_flight_fast(&self) -> usize {
+        self.cands
+            .iter()
+            .filter(|c| c.state == State::InFlight { slow: false })
+            .count()
+    }
+
+    /// The next candidate to query that `may_send` allows, marked in flight; `None` if α are
+    /// in flight or no candidate is worth asking. Candidates `may_send` refuses stay fresh and
+    /// set [`Lookup::blocked`](Self) so the caller can try again later.
+    pub(crate) fn next_query(
+        &mut self,
+        mut may_send: impl FnMut(&SocketAddr) -> bool,
+    ) -> Option<(Option<Id>, SocketAddr)> {
+        self.blocked = false;
+        if self.phase != Phase::Search || self.in_flight_fast() >= self.alpha {
+            return None;
+        }
+        let mut responded = 0;
+        for c in &mut self.cands {
+            match c.state {
+                State::Responded { .. } => {
+                    responded += 1;
+                    if responded >= self.k {
+                        return None;
+                    }
+                }
+                State::Fresh => {
+                    if !may_send(&c.addr) {
+                        self.blocked = true;
+                        continue;
+                    }
+                    c.state = State::InFlight { slow: false };
+                    return Some((c.id, c.addr));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn find(&mut self, addr: &SocketAddr) -> Option<usize> {
+        self.cands.iter().position(|c| c.addr == *addr)
+    }
+
+    /// A candidate answered. If its id was unknown (a bootstrap address) it moves to its place.
+    pub(crate) fn on_response(&mut self, addr: &SocketAddr, id: Id, token: Option<&[u8]>) {
+        self.responses += 1;
+        let Some(i) = self.find(addr) else { return };
+        let token = token.map(|t| t.to_vec().into_boxed_slice());
+        if self.cands[i].id != Some(id) {
+            let mut c = self.cands.remove(i);
+            if id == self.own || self.cands.iter().any(|o| o.id == Some(id)) {
+                return;
+            }
+            c.id = Some(id);
+            c.dist = self.dist(Some(id));
+            c.state = State::Responded { token };
+            let at = self.cands.partition_point(|o| o.dist <= c.dist);
+            self.cands.insert(at, c);
+        } else {
+            self.cands[i].state = State::Responded { token };
+        }
+    }
+
+    /// One of our announces was acknowledged (`acked`) or failed (error or timeout).
+    pub(crate) fn announce_done(&mut self, acked: bool) {
+        if let Phase::Announce { pending } = &mut self.phase {
+            *pending = pending.saturating_sub(1);
+            self.announced += acked as usize;
+        }
+    }
+
+    /// A candidate passed the short timeout.
+    pub(crate) fn on_slow(&mut self, addr: &SocketAddr) {
+        if let Some(i) = self.find(addr) {
+            if let State::InFlight { .. } = self.cands[i].state {
+                self.cands[i].state = State::InFlight { slow: true };
+            }
+        }
+    }
+
+    /// A candidate failed (timed out for good, or answered with an error).
+    pub(crate) fn on_failed(&mut self, addr: &SocketAddr) {
+        if let Some(i) = self.find(addr) {
+            if let State::InFlight { .. } | State::Fresh = self.cands[i].state {
+                self.cands[i].state = State::Failed;
+            }
+        }
+    }
+
+    /// True if the candidate at `addr` is among the k closest that have not failed, so that a
+    /// lost query to it is worth sending again.
+    pub(crate) fn worth_retry(&self, addr: &SocketAddr) -> bool {
+        self.cands
+            .iter()
+            .filter(|c| c.state != State::Failed)
+            .take(self.k)
+            .any(|c| c.addr == *addr)
+    }
+
+    /// True when the search phase is over.
+    pub(crate) fn search_done(&self) -> bool {
+        let mut live = self.cands.iter().filter(|c| c.state != State::Failed);
+        let closest_all_answered = live
+            .by_ref()
+            .take(self.k)
+            .all(|c| matches!(c.state, State::Responded { .. }));
+        if closest_all_answered {
+            return true;
+        }
+        // Otherwise continue while anything is in flight or worth asking.
+        let mut responded = 0;
+        for c in &self.cands {
+            match c.state {
+                State::InFlight { .. } => return false,
+                State::Responded { .. } => {
+                    responded += 1;
+                    if responded >= self.k {
+                        return true;
+                    }
+                }
+                State::Fresh => return false,
+                State::Failed => {}
+            }
+        }
+        true
+    }
+
+    /// The k closest candidates that answered, with the tokens they gave.
+    pub(crate) fn closest_responded(
+        &self,
+    ) -> impl Iterator<Item = (Id, SocketAddr, Option<&[u8]>)> {
+        self.cands
+            .iter()
+            .filter_map(|c| match &c.state {
+                State::Responded { token } => Some((c.id?, c.addr, token.as_deref())),
+                _ => None,
+            })
+            .take(self.k)
+    }
+}
+
+impl Search {
+    /// Starts a lookup of `kind` for `target`, also asking the addresses in `via` (whose ids
+    /// are unknown). While the first bootstrap runs, other lookups are held and start when it
+    /// ends. `None` when [`Config::max_lookups`] lookups run or too many are held.
+    pub(crate) fn start_lookup(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        kind: LookupKind,
+        target: Id,
+        via: &[SocketAddr],
+    ) -> Option<LookupId> {
+        if self.lookups.len() >= ctx.cfg.max_lookups {
+            return None;
+        }
+        let hold = kind != LookupKind::Bootstrap && self.boot.holds_lookups();
+        if hold && self.held_lookups() >= ctx.cfg.max_held_lookups {
+            return None;
+        }
+        let lid = self.new_lookup_id();
+        let mut l = Lookup::new(lid, kind, target, self.own, ctx.cfg, ctx.now);
+        if hold {
+            l.phase = Phase::Held;
+            self.lookups.insert(lid, l);
+            return Some(lid);
+        }
+        self.lookups.insert(lid, l);
+        self.begin(ctx, lid, via);
+        Some(lid)
+    }
+
+    pub(crate) fn held_lookups(&self) -> usize {
+        self.lookups
+            .values()
+            .filter(|l| l.phase == Phase::Held)
+            .count()
+    }
+
+    /// Starts every held lookup (the first bootstrap has ended).
+    pub(crate) fn release_held(&mut self, ctx: &mut Ctx<'_>) {
+        let held: Vec<LookupId> = self
+            .lookups
+            .values()
+            .filter(|l| l.phase == Phase::Held)
+            .map(|l| l.id)
+            .collect();
+        for lid in held {
+            let l = self.lookups.get_mut(&lid).expect("present");
+            l.phase = Phase::Search;
+            l.started = ctx.now;
+            self.begin(ctx, lid, &[]);
+        }
+    }
+
+    /// Seeds a lookup with the closest nodes we know (and `via`), then drives it.
+    fn begin(&mut self, ctx: &mut Ctx<'_>, lid: LookupId, via: &[SocketAddr]) {
+        let l = self.lookups.get_mut(&lid).expect("present");
+        self.table
+            .closest(ctx.now, &l.target, l.k * 2, &mut self.scratch);
+        for (id, addr) in &self.scratch {
+            l.add(Some(*id), *addr);
+        }
+        for addr in via {
+            if ctx.rpc.may_contact(addr, false) {
+                l.add(None, *addr);
+            }
+        }
+        self.drive(ctx, lid);
+    }
+
+    /// Sends what a lookup wants sent, and finishes it when it is done.
+    pub(crate) fn drive(&mut self, ctx: &mut Ctx<'_>, lid: LookupId) {
+        let now = ctx.now;
+        loop {
+            let Some(l) = self.lookups.get_mut(&lid) else {
+                return;
+            };
+            if ctx.rpc.pending_full() {
+                break;
+            }
+            let rpc = &mut *ctx.rpc;
+            let next = l.next_query(|a| rpc.has_budget(now, a.ip()));
+            if l.blocked {
+                let at = now + REDRIVE_DELAY;
+                self.timers.redrive = Some(self.timers.redrive.map_or(at, |r| r.min(at)));
+            }
+            let Some((id, addr)) = next else {
+                break;
+            };
+            let method = l.kind.method(l.target);
+            let sent = ctx.rpc.send(
+                now,
+                Outgoing {
+                    addr,
+                    node_id: id,
+                    method: &method,
+                    purpose: Purpose::Lookup(lid),
+                    slow: true,
+                    retries: ctx.cfg.lookup_retries,
+                },
+            );
+            match sent {
+                Some(_) => l.queries += 1,
+                None => l.on_failed(&addr),
+            }
+        }
+        let l = &self.lookups[&lid];
+        match l.phase {
+            Phase::Search if l.search_done() => {
+                if let LookupKind::Announce { port, seed } = l.kind {
+                    self.start_announce(ctx, lid, port, seed);
+                } else {
+                    self.finish(ctx, lid);
+                }
+            }
+            Phase::Announce { pending: 0 } => self.finish(ctx, lid),
+            _ => {}
+        }
+    }
+
+    /// A lookup's query was answered: learn the nodes and peers it returned.
+    pub(crate) fn lookup_response(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        lid: LookupId,
+        from: SocketAddr,
+        p: &Pending,
+        r: &Response<'_>,
+    ) {
+        let Some(l) = self.lookups.get_mut(&lid) else {
+            return;
+        };
+        if p.kind == MethodKind::AnnouncePeer {
+            l.announce_done(true);
+            self.drive(ctx, lid);
+            return;
+        }
+        l.on_response(&from, r.id, r.token);
+        let raw = if self.v6 { r.nodes6 } else { r.nodes };
+        for (id, addr) in compact::nodes(raw.unwrap_or_default(), self.v6) {
+            if ctx.rpc.may_contact(&addr, false) {
+                l.add(Some(id), addr);
+                self.table.heard_about(ctx.now, id, addr);
+            }
+        }
+        if let (Some(values), LookupKind::GetPeers | LookupKind::Announce { .. }) =
+            (&r.values, l.kind)
+        {
+            for peer in values.peers() {
+                if peer.port() == 0 || l.peers.len() >= MAX_PEERS_PER_LOOKUP {
+                    continue;
+                }
+                if l.peers.insert(peer) {
+                    ctx.events.push(Event::PeerFound {
+                        lookup: lid,
+                        info_hash: l.target,
+                        peer,
+                        advertised: l.advertise,
+                    });
+                }
+            }
+        }
+        self.drive(ctx, lid);
+    }
+
+    /// A lookup's query got an error (`timed_out` false) or no answer in time.
+    pub(crate) fn lookup_failed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        lid: LookupId,
+        p: &Pending,
+        timed_out: bool,
+    ) {
+        let Some(l) = self.lookups.get_mut(&lid) else {
+            return;
+        };
+        if p.kind == MethodKind::AnnouncePeer {
+            l.announce_done(false);
+        } else {
+            l.timeouts += timed_out as u32;
+            l.on_failed(&p.addr);
+        }
+        self.drive(ctx, lid);
+    }
+
+    /// A lookup's query passed the short timeout: let one more go out beside it.
+    pub(crate) fn lookup_slow(&mut self, ctx: &mut Ctx<'_>, lid: LookupId, addr: &SocketAddr) {
+        if let Some(l) = self.lookups.get_mut(&lid) {
+            l.on_slow(addr);
+            self.drive(ctx, lid);
+        }
+    }
+
+    /// A lookup's query timed out: send it again if the node is still among the k closest
+    /// and retries are left. True if it went out again.
+    pub(crate) fn lookup_retry(&mut self, ctx: &mut Ctx<'_>, lid: LookupId, tid: u32) -> bool {
+        let (Some(l), Some(p)) = (self.lookups.get(&lid), ctx.rpc.get(tid)) else {
+            return false;
+        };
+        if p.kind == MethodKind::AnnouncePeer || !l.worth_retry(&p.addr) {
+            return false;
+        }
+        let method = l.kind.method(l.target);
+        ctx.rpc.resend(ctx.now, tid, &method)
+    }
+
+    fn start_announce(&mut self, ctx: &mut Ctx<'_>, lid: LookupId, port: Option<u16>, seed: bool) {
+        let l = &self.lookups[&lid];
+        let target = l.target;
+        let to: Vec<(Id, SocketAddr, Vec<u8>)> = l
+            .closest_responded()
+            .filter_map(|(id, addr, tok)| Some((id, addr, tok?.to_vec())))
+            .collect();
+        let mut pending = 0;
+        for (id, addr, token) in to {
+            let method = Request::announce_peer(target, port, token, seed);
+            let sent = ctx.rpc.send(
+                ctx.now,
+                Outgoing {
+                    addr,
+                    node_id: Some(id),
+                    method: &method,
+                    purpose: Purpose::Lookup(lid),
+                    slow: false,
+                    retries: 0,
+                },
+            );
+            if sent.is_some() {
+                pending += 1;
+                self.lookups.get_mut(&lid).expect("present").queries += 1;
+            }
+        }
+        self.lookups.get_mut(&lid).expect("present").phase = Phase::Announce { pending };
+        if pending == 0 {
+            self.finish(ctx, lid);
+        }
+    }
+
+    fn finish(&mut self, ctx: &mut Ctx<'_>, lid: LookupId) {
+        let Some(l) = self.lookups.remove(&lid) else {
+            return;
+        };
+        let now = ctx.now;
+        let closest: Vec<(Id, SocketAddr)> = l
+            .closest_responded()
+            .map(|(id, addr, _)| (id, addr))
+            .collect();
+        if matches!(l.kind, LookupKind::Refresh | LookupKind::Bootstrap) {
+            let b = self.table.bucket_index(&l.target);
+            self.table.touch_bucket(b, now);
+        }
+        ctx.events.push(Event::LookupFinished(LookupResult {
+            id: lid,
+            kind: l.kind,
+            target: l.target,
+            closest,
+            peers_found: l.peers.len(),
+            announced: l.announced,
+            queries: l.queries,
+            responses: l.responses,
+            timeouts: l.timeouts,
+            duration: now.saturating_since(l.started),
+        }));
+        if l.kind == LookupKind::Bootstrap {
+            self.bootstrap_finished(ctx, lid);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(i: u8) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, i], 1))
+    }
+
+    fn cfg(k: usize, alpha: usize) -> Config {
+        let mut c = Config::default();
+        c.table.k = k;
+        c.alpha = alpha;
+        c.max_lookup_candidates = 10;
+        c
+    }
+
+    #[test]
+    fn alpha_and_termination() {
+        let target = Id([0; 20]);
+        let mut l = Lookup::new(
+            LookupId(1),
+            LookupKind::FindNode,
+            target,
+            Id([0xff; 20]),
+            &cfg(2, 2),
+            Instant::ZERO,
+        );
+        for i in 1..=5u8 {
+            l.add(Some(Id([i; 20])), a(i));
+        }
+        let q1 = l.next_query(|_| true).unwrap();
+        let q2 = l.next_query(|_| true).unwrap();
+        assert_eq!((q1.1, q2.1), (a(1), a(2)));
+        assert!(l.next_query(|_| true).is_none(), "alpha = 2 in flight");
+        l.on_slow(&a(1));
+        assert_eq!(
+            l.next_query(|_| true).unwrap().1,
+            a(3),
+            "slow query widens the window"
+        );
+        l.on_failed(&a(1));
+        assert!(!l.search_done());
+        l.on_response(&a(2), Id([2; 20]), None);
+        l.on_response(&a(3), Id([3; 20]), Some(b"tok"));
+        assert!(l.search_done(), "the two closest live candidates answered");
+        let got: Vec<_> = l
+            .closest_responded()
+            .map(|(i, _, t)| (i, t.is_some()))
+            .collect();
+        assert_eq!(got, vec![(Id([2; 20]), false), (Id([3; 20]), true)]);
+    }
+
+    #[test]
+    fn blocked_candidates_wait_instead_of_failing() {
+        let mut l = Lookup::new(
+            LookupId(1),
+            LookupKind::FindNode,
+            Id([0; 20]),
+            Id([0xff; 20]),
+            &cfg(2, 3),
+            Instant::ZERO,
+        );
+        l.add(Some(Id([1; 20])), a(1));
+        l.add(Some(Id([2; 20])), a(2));
+        assert_eq!(l.next_query(|x| *x != a(1)).unwrap().1, a(2));
+        assert!(l.blocked);
+        assert!(l.next_query(|x| *x != a(1)).is_none());
+        assert!(
+            !l.search_done(),
+            "a blocked candidate keeps the lookup open"
+        );
+        assert_eq!(l.next_query(|_| true).unwrap().1, a(1));
+        assert!(!l.blocked);
+    }
+}
