@@ -43,8 +43,8 @@ pub struct SimConfig {
     pub loss: f64,
     /// Probability that a delivered datagram has one byte flipped.
     pub corrupt: f64,
-    /// Keep every event of every node (otherwise only lookup results, peers found and request
-    /// results are kept, which is what tests read).
+    /// Keep every event of every node (otherwise only lookup results, peers found, request
+    /// results and bootstrap ends are kept, which is what tests read).
     pub record_all_events: bool,
 }
 
@@ -291,6 +291,15 @@ impl Sim {
         self.nodes[i].events.clear();
     }
 
+    /// Node `i` comes back with the state it had when it left (its timers resume at once).
+    pub fn revive(&mut self, i: usize) {
+        self.nodes[i].alive = true;
+        self.flush(i);
+        if let Some(d) = self.nodes[i].deadline {
+            self.timers.push(Reverse((d.max(self.now), i)));
+        }
+    }
+
     /// Makes node `i` behave as `b` from now on.
     pub fn set_behaviour(&mut self, i: usize, b: Behaviour) {
         self.nodes[i].behaviour = b;
@@ -371,6 +380,7 @@ impl Sim {
                     Event::LookupFinished(_)
                         | Event::PeerFound { .. }
                         | Event::RequestFinished { .. }
+                        | Event::Bootstrapped { .. }
                 );
             if keep && sn.alive {
                 sn.events.push(e);

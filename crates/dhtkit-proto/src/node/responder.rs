@@ -271,3 +271,137 @@ fn fill_nodes(
         compact::encode_node(id, addr, out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::bencode::{Decoder, Limits, OwnedValue};
+
+    struct Fixture {
+        responder: Responder,
+        rpc: Rpc,
+        v4: RoutingTable,
+        v6: RoutingTable,
+    }
+
+    fn fixture() -> Fixture {
+        let mut cfg = Config::default();
+        cfg.allow_local_addrs = true;
+        let mut rng = SmallRng::seed_from_u64(5);
+        let own = Id([0; 20]);
+        let now = Instant::ZERO;
+        let mut v4 = RoutingTable::new(own, cfg.table, now);
+        let mut v6 = RoutingTable::new(own, cfg.table, now);
+        for i in 1..=4u8 {
+            v4.restore(now, Id([i; 20]), SocketAddr::from(([127, 0, 1, i], 6881)));
+            let ip = std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i as u16);
+            v6.restore(now, Id([0x80 | i; 20]), SocketAddr::new(ip.into(), 6881));
+        }
+        Fixture {
+            responder: Responder::new(&cfg, &mut rng),
+            rpc: Rpc::new(&cfg, own, &mut rng, now),
+            v4,
+            v6,
+        }
+    }
+
+    impl Fixture {
+        /// Answers the query in `raw` from `from`; returns the answer and the reply's body.
+        fn ask(&mut self, from: &str, raw: &[u8]) -> (Answer, OwnedValue) {
+            let from: SocketAddr = from.parse().unwrap();
+            let mut d = Decoder::new(Limits::default());
+            let msg = Message::parse(d.decode(raw).unwrap()).unwrap();
+            let Body::Query(q) = &msg.body else { panic!() };
+            let tables = Tables {
+                v4: Some(&self.v4),
+                v6: Some(&self.v6),
+            };
+            let a = self
+                .responder
+                .answer(Instant::ZERO, from, &msg, q, tables, &mut self.rpc);
+            let (to, bytes) = self.rpc.poll_transmit().expect("a reply");
+            assert_eq!(to, from);
+            let OwnedValue::Dict(top) = OwnedValue::decode(bytes).unwrap() else {
+                panic!()
+            };
+            let body = top.get(&b"r"[..]).or(top.get(&b"e"[..])).cloned().unwrap();
+            (a, body)
+        }
+    }
+
+    fn field<'v>(v: &'v OwnedValue, k: &str) -> Option<&'v OwnedValue> {
+        match v {
+            OwnedValue::Dict(d) => d.get(k.as_bytes()),
+            _ => None,
+        }
+    }
+
+    fn bytes(v: Option<&OwnedValue>) -> Vec<u8> {
+        match v {
+            Some(OwnedValue::Bytes(b)) => b.clone(),
+            other => panic!("not bytes: {other:?}"),
+        }
+    }
+
+    const FIND: &[u8] = b"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz123456e1:q9:find_node1:t2:aa1:y1:qe";
+    const FIND_BOTH: &[u8] = b"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz1234564:wantl2:n42:n6ee1:q9:find_node1:t2:aa1:y1:qe";
+
+    #[test]
+    fn nodes_follow_the_querier_family_and_want() {
+        let mut f = fixture();
+        let (a, r) = f.ask("127.9.0.1:1000", FIND);
+        assert_eq!(a, Answer::Response);
+        assert_eq!(bytes(field(&r, "nodes")).len(), 4 * 26);
+        assert!(field(&r, "nodes6").is_none());
+        let (_, r) = f.ask("[fd00::99]:1000", FIND);
+        assert!(field(&r, "nodes").is_none());
+        assert_eq!(bytes(field(&r, "nodes6")).len(), 4 * 38);
+        let (_, r) = f.ask("127.9.0.1:1000", FIND_BOTH);
+        assert_eq!(bytes(field(&r, "nodes")).len(), 4 * 26);
+        assert_eq!(bytes(field(&r, "nodes6")).len(), 4 * 38, "BEP 32 want n6");
+    }
+
+    #[test]
+    fn tokens_gate_announces_and_peers_come_back() {
+        let mut f = fixture();
+        let get = b"d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz123456e1:q9:get_peers1:t2:aa1:y1:qe";
+        let (_, r) = f.ask("127.9.0.1:1000", get);
+        let token = bytes(field(&r, "token"));
+        assert!(field(&r, "values").is_none());
+        let announce = |tok: &[u8]| {
+            let mut m = b"d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz1234564:porti7000e5:token".to_vec();
+            m.extend_from_slice(format!("{}:", tok.len()).as_bytes());
+            m.extend_from_slice(tok);
+            m.extend_from_slice(b"e1:q13:announce_peer1:t2:aa1:y1:qe");
+            m
+        };
+        let (a, e) = f.ask("127.9.0.2:1000", &announce(&token));
+        assert_eq!(a, Answer::Error { code: 203 }, "a token is bound to its IP");
+        assert!(matches!(e, OwnedValue::List(ref l) if l[0] == OwnedValue::Int(203)));
+        let (a, _) = f.ask("127.9.0.1:1000", &announce(&token));
+        assert_eq!(a, Answer::Response);
+        let (_, r) = f.ask("127.9.0.3:1000", get);
+        let Some(OwnedValue::List(values)) = field(&r, "values") else {
+            panic!("{r:?}")
+        };
+        assert_eq!(values, &[OwnedValue::Bytes(vec![127, 9, 0, 1, 0x1b, 0x58])]);
+        let sample = b"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz123456e1:q17:sample_infohashes1:t2:aa1:y1:qe";
+        let (_, r) = f.ask("127.9.0.3:1000", sample);
+        assert_eq!(field(&r, "num"), Some(&OwnedValue::Int(1)));
+        assert_eq!(bytes(field(&r, "samples")), b"mnopqrstuvwxyz123456");
+        assert!(field(&r, "interval").is_some());
+    }
+
+    #[test]
+    fn unknown_methods_without_a_target_get_204() {
+        let mut f = fixture();
+        let (a, e) = f.ask(
+            "127.9.0.1:1000",
+            b"d1:ad2:id20:abcdefghij0123456789e1:q6:frobit1:t2:aa1:y1:qe",
+        );
+        assert_eq!(a, Answer::Error { code: 204 });
+        assert!(matches!(e, OwnedValue::List(ref l) if l[0] == OwnedValue::Int(204)));
+    }
+}

@@ -306,3 +306,116 @@ impl Rpc {
         self.out.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::event::{LookupId, RequestId};
+
+    fn rpc(cfg: &Config) -> Rpc {
+        let mut rng = SmallRng::seed_from_u64(1);
+        Rpc::new(cfg, Id([1; 20]), &mut rng, Instant::ZERO)
+    }
+
+    fn local_cfg() -> Config {
+        let mut c = Config::default();
+        c.allow_local_addrs = true;
+        c
+    }
+
+    fn ping(addr: SocketAddr, purpose: Purpose, retries: u8) -> Outgoing<'static> {
+        Outgoing {
+            addr,
+            node_id: None,
+            method: &Method::Ping,
+            purpose,
+            slow: matches!(purpose, Purpose::Lookup(_)),
+            retries,
+        }
+    }
+
+    fn tid_of(r: &mut Rpc) -> Vec<u8> {
+        let (_, bytes) = r.poll_transmit().expect("queued");
+        let v = crate::bencode::OwnedValue::decode(bytes).unwrap();
+        let crate::bencode::OwnedValue::Dict(d) = v else {
+            panic!()
+        };
+        match &d[&b"t"[..]] {
+            crate::bencode::OwnedValue::Bytes(t) => t.clone(),
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn replies_match_by_transaction_and_address() {
+        let mut r = rpc(&local_cfg());
+        let a: SocketAddr = "127.0.0.2:6881".parse().unwrap();
+        let b: SocketAddr = "127.0.0.3:6881".parse().unwrap();
+        let now = Instant::ZERO;
+        r.send(now, ping(a, Purpose::Request(RequestId(1)), 0))
+            .unwrap();
+        let tid = tid_of(&mut r);
+        assert_eq!(tid.len(), 4, "our transaction ids are 4 bytes");
+        assert!(r.take_reply(b, &tid).is_none(), "wrong source address");
+        assert!(r.take_reply(a, b"xx").is_none(), "unknown transaction");
+        assert_eq!(r.stats.unsolicited_in, 2);
+        let p = r.take_reply(a, &tid).expect("matches");
+        assert_eq!(p.purpose, Purpose::Request(RequestId(1)));
+        assert!(r.take_reply(a, &tid).is_none(), "answered once");
+        assert_eq!(r.pending(), 0);
+    }
+
+    #[test]
+    fn slow_mark_then_retransmission_then_expiry() {
+        let cfg = local_cfg();
+        let mut r = rpc(&cfg);
+        let a: SocketAddr = "127.0.0.2:6881".parse().unwrap();
+        let now = Instant::ZERO;
+        let tid = r
+            .send(now, ping(a, Purpose::Lookup(LookupId(1)), 1))
+            .unwrap();
+        let first = tid_of(&mut r);
+        assert!(r.poll_due(now).is_none());
+        let slow = now + cfg.slow_timeout;
+        assert!(matches!(r.poll_due(slow), Some(Due::Slow { addr, .. }) if addr == a));
+        let t1 = now + cfg.query_timeout;
+        assert!(matches!(r.poll_due(t1), Some(Due::Expired(t)) if t == tid));
+        assert!(r.resend(t1, tid, &Method::Ping));
+        assert_eq!(
+            tid_of(&mut r),
+            first,
+            "a retransmission reuses the transaction id"
+        );
+        assert_eq!(r.get(tid).unwrap().attempts, 2);
+        let t2 = t1 + cfg.query_timeout;
+        assert!(r.poll_due(t2 - Duration::from_millis(1)).is_none());
+        assert!(matches!(r.poll_due(t2), Some(Due::Expired(t)) if t == tid));
+        assert!(!r.resend(t2, tid, &Method::Ping), "no retries left");
+        assert!(r.expire(tid).is_some());
+        assert_eq!((r.stats.timeouts, r.stats.queries_out), (1, 2));
+    }
+
+    #[test]
+    fn address_rules_and_limits() {
+        let mut cfg = Config::default();
+        cfg.max_pending = 1;
+        cfg.per_ip_rate = 1;
+        cfg.per_ip_burst = 2;
+        let mut r = rpc(&cfg);
+        let now = Instant::ZERO;
+        let local: SocketAddr = "10.0.0.1:6881".parse().unwrap();
+        let public: SocketAddr = "8.8.8.8:6881".parse().unwrap();
+        assert!(r.send(now, ping(local, Purpose::Verify, 0)).is_none());
+        assert!(r
+            .send(now, ping(local, Purpose::Request(RequestId(1)), 0))
+            .is_some());
+        assert!(r.send(now, ping(public, Purpose::Verify, 0)).is_none());
+        assert_eq!(r.stats.pending_full, 1);
+        let accepted = (0..5).filter(|_| r.accept_query(now, public.ip())).count();
+        assert_eq!((accepted, r.stats.rate_limited), (2, 3));
+    }
+}
