@@ -21,28 +21,26 @@
 //! The node never blocks, never reads a clock and never allocates without bound: every queue
 //! and table has a limit in [`Config`].
 
+mod commands;
 mod responder;
 mod rpc;
 mod search;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 use crate::bencode::{Decoder, Value};
-use crate::event::{
-    Answer, Event, EventQueue, LookupId, LookupKind, Reply, RequestId, RequestOutcome,
-};
-use crate::krpc::{Body, Message, Query, Request, Response};
+use crate::event::{Answer, Event, EventQueue, Reply, RequestOutcome};
+use crate::krpc::{Body, Message, Query, Response};
 use crate::routing::RoutingTable;
 use crate::store::PeerStore;
 use crate::{compact, Config, Id, Instant};
 
 use responder::{Responder, Tables};
-use rpc::{Due, Outgoing, Pending, Purpose, Rpc};
+use rpc::{Due, Pending, Purpose, Rpc};
 pub use search::Advert;
 use search::{Ctx, Search};
 
@@ -383,18 +381,13 @@ impl Node {
         if let Some((s, ctx)) = parts.for_addr(&from) {
             s.on_response(ctx, from, &p, r);
         }
-        if let Purpose::Request(id) = p.purpose {
+        request_finished(&mut self.events, &p, || {
             let raw = whole
                 .as_dict()
                 .and_then(|d| d.get(b"r"))
                 .map(|r| r.to_owned_value());
-            self.events.push(Event::RequestFinished {
-                id,
-                addr: from,
-                kind: p.kind,
-                outcome: RequestOutcome::Response(reply_of(r, raw)),
-            });
-        }
+            RequestOutcome::Response(reply_of(r, raw))
+        });
     }
 
     fn on_error(&mut self, now: Instant, from: SocketAddr, tid: &[u8], code: i64, msg: &[u8]) {
@@ -411,15 +404,10 @@ impl Node {
         if let Some((s, ctx)) = parts.for_addr(&from) {
             s.on_error(ctx, &p);
         }
-        if let Purpose::Request(id) = p.purpose {
-            let message = String::from_utf8_lossy(&msg[..msg.len().min(256)]).into_owned();
-            self.events.push(Event::RequestFinished {
-                id,
-                addr: from,
-                kind: p.kind,
-                outcome: RequestOutcome::Error { code, message },
-            });
-        }
+        request_finished(&mut self.events, &p, || RequestOutcome::Error {
+            code,
+            message: String::from_utf8_lossy(&msg[..msg.len().min(256)]).into_owned(),
+        });
     }
 
     /// Handles every timer due at `now`. Calling it early or twice is harmless.
@@ -446,7 +434,7 @@ impl Node {
                     if let Some((s, ctx)) = parts.for_addr(&addr) {
                         s.on_timeout(ctx, &p);
                     }
-                    request_timed_out(parts.ctx.events, &p);
+                    request_finished(parts.ctx.events, &p, || RequestOutcome::Timeout);
                 }
             }
         }
@@ -506,179 +494,21 @@ impl Node {
             self.v4.is_some()
         }
     }
-
-    /// Our id, the nodes worth remembering (good and questionable ones, not bad ones) and the
-    /// infohashes we advertise.
-    pub fn export_state(&self) -> NodeState {
-        NodeState {
-            id: self.id,
-            nodes: self.searches().flat_map(|s| s.export(&self.cfg)).collect(),
-            advertised: self.advertised(),
-        }
-    }
-
-    /// Adds nodes from saved state to the routing tables without contacting them; they are
-    /// used for lookups at once and verified over time. Returns how many were added.
-    pub fn import_state(&mut self, now: Instant, nodes: &[(Id, SocketAddr)]) -> usize {
-        let mut added = 0;
-        self.parts(now).each(|s, ctx| added += s.import(ctx, nodes));
-        added
-    }
-
-    /// Starts a lookup for the nodes closest to `target`.
-    pub fn find_node(&mut self, now: Instant, target: Id) -> Option<LookupId> {
-        self.start_lookup(now, LookupKind::FindNode, target)
-    }
-
-    /// Starts a lookup for peers of `info_hash`; each new peer is reported as
-    /// [`Event::PeerFound`].
-    pub fn get_peers(&mut self, now: Instant, info_hash: Id) -> Option<LookupId> {
-        self.start_lookup(now, LookupKind::GetPeers, info_hash)
-    }
-
-    /// Looks up `info_hash` and announces us to the k closest nodes. `port: None` asks them
-    /// to use our UDP source port (`implied_port`).
-    pub fn announce(
-        &mut self,
-        now: Instant,
-        info_hash: Id,
-        port: Option<u16>,
-        seed: bool,
-    ) -> Option<LookupId> {
-        self.start_lookup(now, LookupKind::Announce { port, seed }, info_hash)
-    }
-
-    /// Starts a lookup of any kind in the node's first family. Returns `None` when
-    /// [`Config::max_lookups`] lookups are already running. Lookups started while the first
-    /// bootstrap runs wait for it.
-    pub fn start_lookup(&mut self, now: Instant, kind: LookupKind, target: Id) -> Option<LookupId> {
-        let mut p = self.parts(now);
-        let (s, ctx) = p.primary()?;
-        s.start_lookup(ctx, kind, target, &[])
-    }
-
-    /// Joins the network: a lookup for our own id through the table and `via` (each address
-    /// goes to the search of its family). The addresses are remembered: while the table holds
-    /// fewer than k nodes after a bootstrap, the node tries again through them, backing off
-    /// from 5 seconds to 5 minutes. Returns the first family's bootstrap lookup.
-    pub fn bootstrap(&mut self, now: Instant, via: &[SocketAddr]) -> Option<LookupId> {
-        let mut first = None;
-        self.parts(now).each(|s, ctx| {
-            let mine: Vec<SocketAddr> = via
-                .iter()
-                .copied()
-                .filter(|a| a.is_ipv6() == s.is_v6())
-                .collect();
-            let lid = s.bootstrap(ctx, &mine);
-            first = first.or(lid);
-        });
-        first
-    }
-
-    /// Tells the node that bootstrap addresses are on their way (a driver resolving names):
-    /// lookups wait until they arrive and the bootstrap through them ends, or until
-    /// [`Node::bootstrap_sources_done`].
-    pub fn expect_bootstrap(&mut self) {
-        for s in [self.v4.as_mut(), self.v6.as_mut()].into_iter().flatten() {
-            s.expect_bootstrap();
-        }
-    }
-
-    /// Every bootstrap address has been given to [`Node::bootstrap`].
-    pub fn bootstrap_sources_done(&mut self, now: Instant) {
-        self.parts(now).each(|s, ctx| s.bootstrap_sources_done(ctx));
-    }
-
-    /// True once the first bootstrap has ended in every family (or none was asked for).
-    pub fn is_bootstrapped(&self) -> bool {
-        self.searches().all(Search::is_bootstrapped)
-    }
-
-    /// Refreshes every bucket now (after bootstrap, for instance): one lookup per bucket.
-    pub fn refresh_all(&mut self, now: Instant) {
-        self.parts(now).each(|s, ctx| s.refresh_all(ctx));
-    }
-
-    /// Pings `addr`; it enters the routing table if it answers. Returns false if the address
-    /// is not contactable or too many queries are pending.
-    pub fn add_node(&mut self, now: Instant, addr: SocketAddr) -> bool {
-        let mut p = self.parts(now);
-        match p.for_addr(&addr) {
-            Some((s, ctx)) => s.verify(ctx, None, addr),
-            None => false,
-        }
-    }
-
-    /// Advertises `info_hash`: announced once the node is bootstrapped and again every
-    /// [`Config::advertise_interval`], in every family, until [`Node::stop_advertising`].
-    pub fn advertise(&mut self, now: Instant, info_hash: Id, advert: Advert) {
-        self.parts(now)
-            .each(|s, ctx| s.advertise(ctx, info_hash, advert));
-    }
-
-    /// Stops advertising `info_hash`; false if it was not advertised.
-    pub fn stop_advertising(&mut self, info_hash: &Id) -> bool {
-        let mut any = false;
-        for s in [self.v4.as_mut(), self.v6.as_mut()].into_iter().flatten() {
-            any |= s.stop_advertising(info_hash);
-        }
-        any
-    }
-
-    /// The infohashes advertised.
-    pub fn advertised(&self) -> Vec<(Id, Advert)> {
-        self.primary().advertised().collect()
-    }
-
-    /// Sends one query to `addr`; the answer arrives as [`Event::RequestFinished`]. Returns
-    /// `None` if the address may not be contacted (an explicit request may go to a local
-    /// address, never to an invalid one) or too many queries are pending.
-    pub fn request(&mut self, now: Instant, addr: SocketAddr, req: Request) -> Option<RequestId> {
-        if !self.has_family(&addr) {
-            return None;
-        }
-        let id = RequestId(self.next_request);
-        let p = self.parts(now);
-        p.ctx.rpc.send(
-            p.ctx.now,
-            Outgoing {
-                addr,
-                node_id: None,
-                method: &req,
-                purpose: Purpose::Request(id),
-                slow: false,
-                retries: 0,
-            },
-        )?;
-        self.next_request += 1;
-        Some(id)
-    }
-
-    /// Pings `addr` (an explicit request; the answer is [`Event::RequestFinished`]).
-    pub fn ping(&mut self, now: Instant, addr: SocketAddr) -> Option<RequestId> {
-        self.request(now, addr, Request::Ping)
-    }
-
-    /// Queues bytes built by the caller (a custom message) for `addr`, through the same
-    /// outgoing queue. False if the address is invalid or the queue is full.
-    pub fn send_raw(&mut self, addr: SocketAddr, bytes: &[u8]) -> bool {
-        self.rpc.may_contact(&addr, true) && self.rpc.enqueue_raw(addr, bytes)
-    }
-
-    /// The default per-query timeout, for drivers that want to size their own waits.
-    pub fn query_timeout(&self) -> Duration {
-        self.cfg.query_timeout
-    }
 }
 
-/// A user request that timed out is reported; other purposes need nothing more.
-fn request_timed_out(events: &mut EventQueue, p: &Pending) {
+/// Reports how a user's request ended (other purposes need nothing more); `outcome` is built
+/// only for a request.
+fn request_finished(
+    events: &mut EventQueue,
+    p: &Pending,
+    outcome: impl FnOnce() -> RequestOutcome,
+) {
     if let Purpose::Request(id) = p.purpose {
         events.push(Event::RequestFinished {
             id,
             addr: p.addr,
             kind: p.kind,
-            outcome: RequestOutcome::Timeout,
+            outcome: outcome(),
         });
     }
 }

@@ -287,8 +287,10 @@ mod tests {
     }
 
     fn fixture() -> Fixture {
-        let mut cfg = Config::default();
-        cfg.allow_local_addrs = true;
+        let cfg = Config {
+            allow_local_addrs: true,
+            ..Config::default()
+        };
         let mut rng = SmallRng::seed_from_u64(5);
         let own = Id([0; 20]);
         let now = Instant::ZERO;

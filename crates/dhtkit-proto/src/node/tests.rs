@@ -1,5 +1,5 @@
 use super::*;
-use crate::krpc::{Method, MethodKind};
+use crate::krpc::{Method, MethodKind, Request};
 use std::time::Duration;
 
 fn cfg(seed: u64) -> Config {

@@ -322,9 +322,10 @@ mod tests {
     }
 
     fn local_cfg() -> Config {
-        let mut c = Config::default();
-        c.allow_local_addrs = true;
-        c
+        Config {
+            allow_local_addrs: true,
+            ..Config::default()
+        }
     }
 
     fn ping(addr: SocketAddr, purpose: Purpose, retries: u8) -> Outgoing<'static> {
@@ -401,10 +402,12 @@ mod tests {
 
     #[test]
     fn address_rules_and_limits() {
-        let mut cfg = Config::default();
-        cfg.max_pending = 1;
-        cfg.per_ip_rate = 1;
-        cfg.per_ip_burst = 2;
+        let cfg = Config {
+            max_pending: 1,
+            per_ip_rate: 1,
+            per_ip_burst: 2,
+            ..Config::default()
+        };
         let mut r = rpc(&cfg);
         let now = Instant::ZERO;
         let local: SocketAddr = "10.0.0.1:6881".parse().unwrap();

@@ -569,10 +569,12 @@ mod tests {
     }
 
     fn cfg(k: usize, alpha: usize) -> Config {
-        let mut c = Config::default();
+        let mut c = Config {
+            alpha,
+            max_lookup_candidates: 10,
+            ..Config::default()
+        };
         c.table.k = k;
-        c.alpha = alpha;
-        c.max_lookup_candidates = 10;
         c
     }
 

@@ -1,0 +1,177 @@
+//! Commands: what a driver or a test asks a node to do — lookups, bootstrap, advertising,
+//! single requests, custom messages — and saving and restoring its state.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::rpc::{Outgoing, Purpose};
+use super::search::Search;
+use super::{Advert, Node, NodeState};
+use crate::event::{LookupId, LookupKind, RequestId};
+use crate::krpc::Request;
+use crate::{Id, Instant};
+
+impl Node {
+    /// Our id, the nodes worth remembering (good and questionable ones, not bad ones) and the
+    /// infohashes we advertise.
+    pub fn export_state(&self) -> NodeState {
+        NodeState {
+            id: self.id,
+            nodes: self.searches().flat_map(|s| s.export(&self.cfg)).collect(),
+            advertised: self.advertised(),
+        }
+    }
+
+    /// Adds nodes from saved state to the routing tables without contacting them; they are
+    /// used for lookups at once and verified over time. Returns how many were added.
+    pub fn import_state(&mut self, now: Instant, nodes: &[(Id, SocketAddr)]) -> usize {
+        let mut added = 0;
+        self.parts(now).each(|s, ctx| added += s.import(ctx, nodes));
+        added
+    }
+
+    /// Starts a lookup for the nodes closest to `target`.
+    pub fn find_node(&mut self, now: Instant, target: Id) -> Option<LookupId> {
+        self.start_lookup(now, LookupKind::FindNode, target)
+    }
+
+    /// Starts a lookup for peers of `info_hash`; each new peer is reported as
+    /// [`Event::PeerFound`].
+    pub fn get_peers(&mut self, now: Instant, info_hash: Id) -> Option<LookupId> {
+        self.start_lookup(now, LookupKind::GetPeers, info_hash)
+    }
+
+    /// Looks up `info_hash` and announces us to the k closest nodes. `port: None` asks them
+    /// to use our UDP source port (`implied_port`).
+    pub fn announce(
+        &mut self,
+        now: Instant,
+        info_hash: Id,
+        port: Option<u16>,
+        seed: bool,
+    ) -> Option<LookupId> {
+        self.start_lookup(now, LookupKind::Announce { port, seed }, info_hash)
+    }
+
+    /// Starts a lookup of any kind in the node's first family. Returns `None` when
+    /// [`Config::max_lookups`] lookups are already running. Lookups started while the first
+    /// bootstrap runs wait for it.
+    pub fn start_lookup(&mut self, now: Instant, kind: LookupKind, target: Id) -> Option<LookupId> {
+        let mut p = self.parts(now);
+        let (s, ctx) = p.primary()?;
+        s.start_lookup(ctx, kind, target, &[])
+    }
+
+    /// Joins the network: a lookup for our own id through the table and `via` (each address
+    /// goes to the search of its family). The addresses are remembered: while the table holds
+    /// fewer than k nodes after a bootstrap, the node tries again through them, backing off
+    /// from 5 seconds to 5 minutes. Returns the first family's bootstrap lookup.
+    pub fn bootstrap(&mut self, now: Instant, via: &[SocketAddr]) -> Option<LookupId> {
+        let mut first = None;
+        self.parts(now).each(|s, ctx| {
+            let mine: Vec<SocketAddr> = via
+                .iter()
+                .copied()
+                .filter(|a| a.is_ipv6() == s.is_v6())
+                .collect();
+            let lid = s.bootstrap(ctx, &mine);
+            first = first.or(lid);
+        });
+        first
+    }
+
+    /// Tells the node that bootstrap addresses are on their way (a driver resolving names):
+    /// lookups wait until they arrive and the bootstrap through them ends, or until
+    /// [`Node::bootstrap_sources_done`].
+    pub fn expect_bootstrap(&mut self) {
+        for s in [self.v4.as_mut(), self.v6.as_mut()].into_iter().flatten() {
+            s.expect_bootstrap();
+        }
+    }
+
+    /// Every bootstrap address has been given to [`Node::bootstrap`].
+    pub fn bootstrap_sources_done(&mut self, now: Instant) {
+        self.parts(now).each(|s, ctx| s.bootstrap_sources_done(ctx));
+    }
+
+    /// True once the first bootstrap has ended in every family (or none was asked for).
+    pub fn is_bootstrapped(&self) -> bool {
+        self.searches().all(Search::is_bootstrapped)
+    }
+
+    /// Refreshes every bucket now (after bootstrap, for instance): one lookup per bucket.
+    pub fn refresh_all(&mut self, now: Instant) {
+        self.parts(now).each(|s, ctx| s.refresh_all(ctx));
+    }
+
+    /// Pings `addr`; it enters the routing table if it answers. Returns false if the address
+    /// is not contactable or too many queries are pending.
+    pub fn add_node(&mut self, now: Instant, addr: SocketAddr) -> bool {
+        let mut p = self.parts(now);
+        match p.for_addr(&addr) {
+            Some((s, ctx)) => s.verify(ctx, None, addr),
+            None => false,
+        }
+    }
+
+    /// Advertises `info_hash`: announced once the node is bootstrapped and again every
+    /// [`Config::advertise_interval`], in every family, until [`Node::stop_advertising`].
+    pub fn advertise(&mut self, now: Instant, info_hash: Id, advert: Advert) {
+        self.parts(now)
+            .each(|s, ctx| s.advertise(ctx, info_hash, advert));
+    }
+
+    /// Stops advertising `info_hash`; false if it was not advertised.
+    pub fn stop_advertising(&mut self, info_hash: &Id) -> bool {
+        let mut any = false;
+        for s in [self.v4.as_mut(), self.v6.as_mut()].into_iter().flatten() {
+            any |= s.stop_advertising(info_hash);
+        }
+        any
+    }
+
+    /// The infohashes advertised.
+    pub fn advertised(&self) -> Vec<(Id, Advert)> {
+        self.primary().advertised().collect()
+    }
+
+    /// Sends one query to `addr`; the answer arrives as [`Event::RequestFinished`]. Returns
+    /// `None` if the address may not be contacted (an explicit request may go to a local
+    /// address, never to an invalid one) or too many queries are pending.
+    pub fn request(&mut self, now: Instant, addr: SocketAddr, req: Request) -> Option<RequestId> {
+        if !self.has_family(&addr) {
+            return None;
+        }
+        let id = RequestId(self.next_request);
+        let p = self.parts(now);
+        p.ctx.rpc.send(
+            p.ctx.now,
+            Outgoing {
+                addr,
+                node_id: None,
+                method: &req,
+                purpose: Purpose::Request(id),
+                slow: false,
+                retries: 0,
+            },
+        )?;
+        self.next_request += 1;
+        Some(id)
+    }
+
+    /// Pings `addr` (an explicit request; the answer is [`Event::RequestFinished`]).
+    pub fn ping(&mut self, now: Instant, addr: SocketAddr) -> Option<RequestId> {
+        self.request(now, addr, Request::Ping)
+    }
+
+    /// Queues bytes built by the caller (a custom message) for `addr`, through the same
+    /// outgoing queue. False if the address is invalid or the queue is full.
+    pub fn send_raw(&mut self, addr: SocketAddr, bytes: &[u8]) -> bool {
+        self.rpc.may_contact(&addr, true) && self.rpc.enqueue_raw(addr, bytes)
+    }
+
+    /// The default per-query timeout, for drivers that want to size their own waits.
+    pub fn query_timeout(&self) -> Duration {
+        self.cfg.query_timeout
+    }
+}
