@@ -52,6 +52,7 @@ impl Default for TableConfig {
 
 /// Liveness of a node, as BEP 5 defines it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Status {
     /// Answered recently.
     Good,

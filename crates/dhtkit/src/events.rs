@@ -85,6 +85,7 @@ impl EventJson for Event {
                         Arg::Id(id) => json!(id.to_hex()),
                         Arg::Int(i) => json!(i),
                         Arg::Bytes(b) => json!(dhtkit_proto::to_hex(b)),
+                        _ => Json::Null,
                     };
                     put(k, v);
                 });

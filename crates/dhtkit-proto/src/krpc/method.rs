@@ -125,6 +125,7 @@ impl std::fmt::Display for MethodKind {
 
 /// One argument of a query, as [`Method::for_each_arg`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Arg<'b> {
     /// A 20-byte id or infohash.
     Id(&'b Id),

@@ -114,6 +114,7 @@ impl<'a> Values<'a> {
 }
 
 /// Iterator over the entries of [`Values`].
+#[non_exhaustive]
 pub enum ValuesIter<'a> {
     /// From a wire list.
     Wire(Iter<'a>),

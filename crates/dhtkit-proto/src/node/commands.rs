@@ -36,7 +36,7 @@ impl Node {
     }
 
     /// Starts a lookup for peers of `info_hash`; each new peer is reported as
-    /// [`Event::PeerFound`].
+    /// [`crate::Event::PeerFound`].
     pub fn get_peers(&mut self, now: Instant, info_hash: Id) -> Option<LookupId> {
         self.start_lookup(now, LookupKind::GetPeers, info_hash)
     }
@@ -54,7 +54,7 @@ impl Node {
     }
 
     /// Starts a lookup of any kind in the node's first family. Returns `None` when
-    /// [`Config::max_lookups`] lookups are already running. Lookups started while the first
+    /// [`crate::Config::max_lookups`] lookups are already running. Lookups started while the first
     /// bootstrap runs wait for it.
     pub fn start_lookup(&mut self, now: Instant, kind: LookupKind, target: Id) -> Option<LookupId> {
         let mut p = self.parts(now);
@@ -115,7 +115,7 @@ impl Node {
     }
 
     /// Advertises `info_hash`: announced once the node is bootstrapped and again every
-    /// [`Config::advertise_interval`], in every family, until [`Node::stop_advertising`].
+    /// [`crate::Config::advertise_interval`], in every family, until [`Node::stop_advertising`].
     pub fn advertise(&mut self, now: Instant, info_hash: Id, advert: Advert) {
         self.parts(now)
             .each(|s, ctx| s.advertise(ctx, info_hash, advert));
@@ -135,7 +135,7 @@ impl Node {
         self.primary().advertised().collect()
     }
 
-    /// Sends one query to `addr`; the answer arrives as [`Event::RequestFinished`]. Returns
+    /// Sends one query to `addr`; the answer arrives as [`crate::Event::RequestFinished`]. Returns
     /// `None` if the address may not be contacted (an explicit request may go to a local
     /// address, never to an invalid one) or too many queries are pending.
     pub fn request(&mut self, now: Instant, addr: SocketAddr, req: Request) -> Option<RequestId> {
@@ -159,7 +159,7 @@ impl Node {
         Some(id)
     }
 
-    /// Pings `addr` (an explicit request; the answer is [`Event::RequestFinished`]).
+    /// Pings `addr` (an explicit request; the answer is [`crate::Event::RequestFinished`]).
     pub fn ping(&mut self, now: Instant, addr: SocketAddr) -> Option<RequestId> {
         self.request(now, addr, Request::Ping)
     }
