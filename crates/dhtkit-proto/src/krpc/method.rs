@@ -6,18 +6,18 @@
 //! (`krpc/parse.rs`), its handler (the node's responder) and, if lookups use it, its
 //! [`crate::LookupKind`]. Nothing else names the methods one by one.
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use crate::Id;
 
-/// A query method with its typed arguments.
+/// A query method with its typed arguments, generic over how it holds bytes.
 ///
-/// Parsed from a datagram it borrows from it (`Method<'a>`); built by a caller or kept in an
-/// event it owns its bytes (`Method<'static>`, also called [`Request`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Parsed from a datagram it borrows from it (`Method<&[u8]>`, `Copy`, nothing to drop); built
+/// by a caller or kept in an event it owns its bytes (`Method<Vec<u8>>`, also called
+/// [`Request`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Method<'a> {
+pub enum Method<B> {
     /// `ping`.
     Ping,
     /// `find_node`.
@@ -43,7 +43,7 @@ pub enum Method<'a> {
         /// Use the UDP source port instead of `port`.
         implied_port: bool,
         /// Token from an earlier `get_peers` reply.
-        token: Cow<'a, [u8]>,
+        token: B,
         /// BEP 33 `seed`.
         seed: bool,
     },
@@ -56,7 +56,7 @@ pub enum Method<'a> {
     /// `find_node` / `get_peers` (forward compatibility, as BEP 5 implementations do).
     Other {
         /// The method name.
-        name: Cow<'a, [u8]>,
+        name: B,
         /// `a.target`, if 20 bytes.
         target: Option<Id>,
         /// `a.info_hash`, if 20 bytes.
@@ -65,7 +65,7 @@ pub enum Method<'a> {
 }
 
 /// A query to send: an owned [`Method`].
-pub type Request = Method<'static>;
+pub type Request = Method<Vec<u8>>;
 
 /// Which method, without its arguments: what a transaction remembers, and how events name
 /// queries and the responses that answer them.
@@ -138,7 +138,7 @@ pub enum Arg<'b> {
 /// Most bytes of an unknown method's name kept when a query is turned into an owned request.
 const MAX_OWNED_NAME: usize = 64;
 
-impl<'a> Method<'a> {
+impl<B: AsRef<[u8]>> Method<B> {
     /// Which method this is.
     pub fn kind(&self) -> MethodKind {
         match self {
@@ -154,7 +154,7 @@ impl<'a> Method<'a> {
     /// The wire name of the method.
     pub fn name(&self) -> &[u8] {
         match self {
-            Method::Other { name, .. } => name,
+            Method::Other { name, .. } => name.as_ref(),
             m => m.kind().name().as_bytes(),
         }
     }
@@ -195,7 +195,7 @@ impl<'a> Method<'a> {
                 if *seed {
                     f("seed", Arg::Int(1));
                 }
-                f("token", Arg::Bytes(token));
+                f("token", Arg::Bytes(token.as_ref()));
             }
             Method::Other {
                 target, info_hash, ..
@@ -211,18 +211,35 @@ impl<'a> Method<'a> {
     }
 
     /// The same method owning its bytes (an unknown method's name is cut to 64 bytes).
-    pub fn into_owned(self) -> Method<'static> {
+    pub fn to_request(&self) -> Request {
+        self.map(
+            |b| b[..b.len().min(MAX_OWNED_NAME)].to_vec(),
+            <[u8]>::to_vec,
+        )
+    }
+
+    /// A borrowed view of the method (what the encoder and the transaction layer take).
+    pub fn view(&self) -> Method<&[u8]> {
+        self.map(|b| b, |b| b)
+    }
+
+    /// The method with its name mapped by `name` and its other bytes by `bytes`.
+    fn map<'s, C>(
+        &'s self,
+        name: impl Fn(&'s [u8]) -> C,
+        bytes: impl Fn(&'s [u8]) -> C,
+    ) -> Method<C> {
         match self {
             Method::Ping => Method::Ping,
-            Method::FindNode { target } => Method::FindNode { target },
+            Method::FindNode { target } => Method::FindNode { target: *target },
             Method::GetPeers {
                 info_hash,
                 noseed,
                 scrape,
             } => Method::GetPeers {
-                info_hash,
-                noseed,
-                scrape,
+                info_hash: *info_hash,
+                noseed: *noseed,
+                scrape: *scrape,
             },
             Method::AnnouncePeer {
                 info_hash,
@@ -231,21 +248,21 @@ impl<'a> Method<'a> {
                 token,
                 seed,
             } => Method::AnnouncePeer {
-                info_hash,
-                port,
-                implied_port,
-                token: Cow::Owned(token.into_owned()),
-                seed,
+                info_hash: *info_hash,
+                port: *port,
+                implied_port: *implied_port,
+                token: bytes(token.as_ref()),
+                seed: *seed,
             },
-            Method::SampleInfohashes { target } => Method::SampleInfohashes { target },
+            Method::SampleInfohashes { target } => Method::SampleInfohashes { target: *target },
             Method::Other {
-                name,
+                name: n,
                 target,
                 info_hash,
             } => Method::Other {
-                name: Cow::Owned(name[..name.len().min(MAX_OWNED_NAME)].to_vec()),
-                target,
-                info_hash,
+                name: name(n.as_ref()),
+                target: *target,
+                info_hash: *info_hash,
             },
         }
     }
@@ -277,7 +294,7 @@ impl<'a> Method<'a> {
     }
 }
 
-impl Method<'static> {
+impl Method<Vec<u8>> {
     /// `find_node` for `target`.
     pub fn find_node(target: Id) -> Request {
         Method::FindNode { target }
@@ -299,7 +316,7 @@ impl Method<'static> {
             info_hash,
             port: port.unwrap_or(0),
             implied_port: port.is_none(),
-            token: Cow::Owned(token),
+            token,
             seed,
         }
     }
@@ -312,7 +329,7 @@ impl Method<'static> {
     /// A method dhtkit does not know, with an optional `target` and `info_hash`.
     pub fn other(name: &[u8], target: Option<Id>, info_hash: Option<Id>) -> Request {
         Method::Other {
-            name: Cow::Owned(name.to_vec()),
+            name: name.to_vec(),
             target,
             info_hash,
         }

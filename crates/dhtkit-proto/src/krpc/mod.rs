@@ -75,7 +75,7 @@ pub struct Query<'a> {
     /// The querying node's id (`a.id`).
     pub id: Id,
     /// The method and its arguments.
-    pub method: Method<'a>,
+    pub method: Method<&'a [u8]>,
     /// BEP 32 `want`.
     pub want: Want,
 }

@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use std::borrow::Cow;
-
 use super::{
     Body, ErrorBody, Message, Method, MethodKind, Query, Response, Values, Want, ERR_PROTOCOL,
 };
@@ -188,7 +186,7 @@ fn parse_query<'a>(
                 info_hash,
                 port,
                 implied_port,
-                token: Cow::Borrowed(token),
+                token,
                 seed: flag(seed),
             }
         }
@@ -197,7 +195,7 @@ fn parse_query<'a>(
             _ => return fail(e, "missing or malformed target"),
         },
         MethodKind::Other => Method::Other {
-            name: Cow::Borrowed(name),
+            name,
             target: id_field(target).flatten(),
             info_hash: id_field(info_hash).flatten(),
         },

@@ -45,7 +45,7 @@ fn bep5_examples_have_expected_fields() {
             assert_eq!(&info_hash.0, b"mnopqrstuvwxyz123456");
             assert_eq!(port, 6881);
             assert!(implied_port);
-            assert_eq!(&token[..], b"aoeusnth");
+            assert_eq!(token, b"aoeusnth");
             assert!(!seed);
         }
         other => panic!("{other:?}"),
@@ -107,7 +107,7 @@ fn unknown_method_keeps_target_and_info_hash() {
     assert_eq!(
         q.method,
         Method::Other {
-            name: std::borrow::Cow::Borrowed(&b"vote_x"[..]),
+            name: &b"vote_x"[..],
             target: None,
             info_hash: Some(Id(*b"mnopqrstuvwxyz123456"))
         }

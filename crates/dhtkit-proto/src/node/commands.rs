@@ -149,7 +149,7 @@ impl Node {
             Outgoing {
                 addr,
                 node_id: None,
-                method: &req,
+                method: req.view(),
                 purpose: Purpose::Request(id),
                 slow: false,
                 retries: 0,

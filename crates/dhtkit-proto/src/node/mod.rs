@@ -354,7 +354,7 @@ impl Node {
         self.events.push(Event::QueryReceived {
             from,
             id: q.id,
-            query: q.method.clone().into_owned(),
+            query: q.method.to_request(),
             read_only: msg.read_only,
             answer,
         });

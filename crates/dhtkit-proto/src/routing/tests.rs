@@ -33,7 +33,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// buckets and splits are exercised.
 fn id_for(seed: u8) -> Id {
     let mut b = [0u8; 20];
-    b[0] = if seed % 3 == 0 { 0x80 } else { 0 };
+    b[0] = if seed.is_multiple_of(3) { 0x80 } else { 0 };
     b[(seed as usize % 19) + 1] = seed | 1;
     b[19] ^= seed;
     Id(b)

@@ -28,7 +28,7 @@ pub(crate) struct Outgoing<'m> {
     pub addr: SocketAddr,
     /// The id we believe the node has, if any.
     pub node_id: Option<Id>,
-    pub method: &'m Method<'m>,
+    pub method: Method<&'m [u8]>,
     pub purpose: Purpose,
     /// Lookups: past the slow timeout the query stops counting against α.
     pub slow: bool,
@@ -166,7 +166,7 @@ impl Rpc {
     }
 
     /// Sends an expired query again under the same transaction id (one retry used).
-    pub(crate) fn resend(&mut self, now: Instant, tid: u32, method: &Method<'_>) -> bool {
+    pub(crate) fn resend(&mut self, now: Instant, tid: u32, method: Method<&[u8]>) -> bool {
         let Some(p) = self.txs.get(tid) else {
             return false;
         };
@@ -181,7 +181,7 @@ impl Rpc {
         true
     }
 
-    fn write_query(&mut self, addr: SocketAddr, tid: u32, method: &Method<'_>) -> bool {
+    fn write_query(&mut self, addr: SocketAddr, tid: u32, method: Method<&[u8]>) -> bool {
         let tid_bytes = tid.to_be_bytes();
         let version = self.header.version;
         let m = Message {
@@ -191,7 +191,7 @@ impl Rpc {
             ip: None,
             body: Body::Query(Query {
                 id: self.header.id,
-                method: method.clone(),
+                method,
                 want: Want::default(),
             }),
         };
@@ -332,7 +332,7 @@ mod tests {
         Outgoing {
             addr,
             node_id: None,
-            method: &Method::Ping,
+            method: Method::Ping,
             purpose,
             slow: matches!(purpose, Purpose::Lookup(_)),
             retries,
@@ -385,7 +385,7 @@ mod tests {
         assert!(matches!(r.poll_due(slow), Some(Due::Slow { addr, .. }) if addr == a));
         let t1 = now + cfg.query_timeout;
         assert!(matches!(r.poll_due(t1), Some(Due::Expired(t)) if t == tid));
-        assert!(r.resend(t1, tid, &Method::Ping));
+        assert!(r.resend(t1, tid, Method::Ping));
         assert_eq!(
             tid_of(&mut r),
             first,
@@ -395,7 +395,7 @@ mod tests {
         let t2 = t1 + cfg.query_timeout;
         assert!(r.poll_due(t2 - Duration::from_millis(1)).is_none());
         assert!(matches!(r.poll_due(t2), Some(Due::Expired(t)) if t == tid));
-        assert!(!r.resend(t2, tid, &Method::Ping), "no retries left");
+        assert!(!r.resend(t2, tid, Method::Ping), "no retries left");
         assert!(r.expire(tid).is_some());
         assert_eq!((r.stats.timeouts, r.stats.queries_out), (1, 2));
     }

@@ -386,7 +386,7 @@ impl Search {
                 Outgoing {
                     addr,
                     node_id: id,
-                    method: &method,
+                    method: method.view(),
                     purpose: Purpose::Lookup(lid),
                     slow: true,
                     retries: ctx.cfg.lookup_retries,
@@ -494,7 +494,7 @@ impl Search {
             return false;
         }
         let method = l.kind.method(l.target);
-        ctx.rpc.resend(ctx.now, tid, &method)
+        ctx.rpc.resend(ctx.now, tid, method.view())
     }
 
     fn start_announce(&mut self, ctx: &mut Ctx<'_>, lid: LookupId, port: Option<u16>, seed: bool) {
@@ -512,7 +512,7 @@ impl Search {
                 Outgoing {
                     addr,
                     node_id: Some(id),
-                    method: &method,
+                    method: method.view(),
                     purpose: Purpose::Lookup(lid),
                     slow: false,
                     retries: 0,

@@ -214,7 +214,7 @@ impl Search {
                 Outgoing {
                     addr,
                     node_id: id,
-                    method: &Method::Ping,
+                    method: Method::Ping,
                     purpose: Purpose::Verify,
                     slow: false,
                     retries: 0,

@@ -1,0 +1,60 @@
+//! # dhtkit-crawl
+//!
+//! An honest DHT crawler and indexer: it runs real DHT nodes (real tokens, its own ids, real
+//! answers), learns infohashes from what other nodes ask and announce to them and from BEP 51
+//! samples, finds peers with ordinary `get_peers` lookups, fetches each torrent's metadata over
+//! the peer wire (BEP 3, 10, 9), checks it against the infohash, and keeps it in a store
+//! (SQLite by default).
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`crawler`] | the nodes and the pipeline: discovery → hub (dedup, queues) → lookups → fetches → store |
+//! | `walker` | the BEP 51 walk, node by node, honouring each node's `interval` |
+//! | [`metadata`] | fetching and reading info dictionaries |
+//! | [`store`] | the [`store::Store`] / [`store::StoreRead`] traits and the SQLite backend |
+//! | [`seen`] | the bounded seen-set |
+//! | [`stats`] | what each stage counts |
+//!
+//! What it refuses to do: answer with anything but its real state (no spoofed ids next to each
+//! querier, no fake `values`), connect for metadata to nodes that merely *asked* about an
+//! infohash (only to announced peers with valid tokens and to peers in `values`), send to
+//! private, reserved or bogon addresses unless bound to one, or exceed its packet budget.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod crawler;
+pub mod metadata;
+pub mod seen;
+pub mod stats;
+pub mod store;
+mod walker;
+mod writer;
+
+pub use crawler::{CrawlConfig, CrawlError, Crawler};
+pub use stats::CrawlStats;
+pub use store::{SqliteStore, Store, StoreError, StoreRead};
+pub use writer::torrent_json;
+
+/// A random id from the operating system's generator.
+pub(crate) fn random_id() -> dhtkit::Id {
+    let mut b = [0u8; 20];
+    let _ = getrandom::fill(&mut b);
+    dhtkit::Id(b)
+}
+
+/// The default database: `dhtkit/crawl.sqlite` in the per-user data directory
+/// (`$XDG_DATA_HOME`, else `~/.local/share`; `~/Library/Application Support` on macOS).
+pub fn default_db_path() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None if cfg!(target_os = "macos") => home
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("Library/Application Support"),
+        None => home
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".local/share"),
+    };
+    base.join("dhtkit").join("crawl.sqlite")
+}

@@ -1,0 +1,84 @@
+//! What each stage counts: taken in, passed on, dropped. These counts are the crawler's
+//! metrics and its status line.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Live counters, shared by the stages.
+#[derive(Debug, Default)]
+pub struct CrawlStats {
+    /// Infohash sightings (incoming queries and BEP 51 samples).
+    pub sightings: AtomicU64,
+    /// Infohashes not seen before (by the bounded seen-set).
+    pub new_infohashes: AtomicU64,
+    /// Discoveries dropped because a queue was full (backpressure).
+    pub dropped: AtomicU64,
+    /// `sample_infohashes` queries sent.
+    pub samples_sent: AtomicU64,
+    /// `sample_infohashes` replies.
+    pub samples_answered: AtomicU64,
+    /// get_peers lookups started for metadata.
+    pub lookups: AtomicU64,
+    /// Metadata fetches that succeeded.
+    pub fetched: AtomicU64,
+    /// Metadata fetch attempts that failed (one per peer tried).
+    pub fetch_failed: AtomicU64,
+    /// Infohashes given up on after every retry.
+    pub given_up: AtomicU64,
+    /// Infohashes waiting for a peer lookup.
+    pub lookup_queue: AtomicU64,
+    /// Infohashes waiting for a fetch.
+    pub fetch_queue: AtomicU64,
+    /// Infohashes waiting to be retried.
+    pub retry_queue: AtomicU64,
+    /// Fetches running.
+    pub fetching: AtomicU64,
+    /// Rows written (sightings and torrents).
+    pub rows_written: AtomicU64,
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Time spent committing, in microseconds.
+    pub batch_micros: AtomicU64,
+    /// Batches that failed to commit.
+    pub store_errors: AtomicU64,
+    failures: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl CrawlStats {
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set(c: &AtomicU64, n: u64) {
+        c.store(n, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn failed(&self, reason: &'static str) {
+        Self::add(&self.fetch_failed, 1);
+        if let Ok(mut m) = self.failures.lock() {
+            *m.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Failed fetch attempts by reason.
+    pub fn failures(&self) -> BTreeMap<&'static str, u64> {
+        self.failures.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// Resident memory of this process in bytes (Linux; 0 elsewhere).
+pub fn rss_bytes() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    s.split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}

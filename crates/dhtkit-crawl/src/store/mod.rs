@@ -1,0 +1,258 @@
+//! Where discoveries go: the [`Store`] trait (writes, in batches) and [`StoreRead`] (search,
+//! show, export), with SQLite as the default backend.
+//!
+//! Discovery never talks to a database: it hands [`Batch`]es to a writer thread, which owns the
+//! store and commits each batch in one transaction. Another backend (PostgreSQL, when several
+//! crawlers share a store) implements the same two traits.
+
+mod sqlite;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use dhtkit_proto::Id;
+
+use crate::metadata::{FileEntry, TorrentInfo};
+
+pub use sqlite::SqliteStore;
+
+/// How an infohash was found (a row keeps every way it was found, as a bit set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Source {
+    /// Someone asked us `get_peers` for it.
+    GetPeers,
+    /// Someone announced it to us with a valid token.
+    Announce,
+    /// A BEP 51 `sample_infohashes` reply listed it.
+    Sample,
+}
+
+impl Source {
+    /// The bit this source sets in [`TorrentRecord::sources`].
+    pub fn bit(self) -> i64 {
+        match self {
+            Source::GetPeers => 1,
+            Source::Announce => 2,
+            Source::Sample => 4,
+        }
+    }
+
+    /// The names of the sources in a bit set.
+    pub fn names(bits: i64) -> Vec<&'static str> {
+        [
+            (Source::GetPeers, "get_peers"),
+            (Source::Announce, "announce_peer"),
+            (Source::Sample, "sample_infohashes"),
+        ]
+        .into_iter()
+        .filter(|(s, _)| bits & s.bit() != 0)
+        .map(|(_, n)| n)
+        .collect()
+    }
+}
+
+/// Sightings of one infohash since the last batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    /// The infohash.
+    pub info_hash: Id,
+    /// Sources, as [`Source::bit`]s.
+    pub sources: i64,
+    /// First and last time seen in this batch (Unix seconds).
+    pub first: i64,
+    /// Last time seen.
+    pub last: i64,
+    /// Times seen in this batch.
+    pub count: i64,
+}
+
+/// Metadata fetched and verified for an infohash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The infohash.
+    pub info_hash: Id,
+    /// What the info dictionary says.
+    pub info: TorrentInfo,
+    /// When it was fetched (Unix seconds).
+    pub at: i64,
+    /// The peer it came from.
+    pub peer: SocketAddr,
+}
+
+/// One transaction's worth of writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Infohashes seen.
+    pub sightings: Vec<Sighting>,
+    /// Metadata fetched.
+    pub torrents: Vec<Fetched>,
+}
+
+impl Batch {
+    /// True if there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.sightings.is_empty() && self.torrents.is_empty()
+    }
+}
+
+/// A search result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchHit {
+    /// The infohash.
+    pub info_hash: Id,
+    /// The name.
+    pub name: String,
+    /// Total size in bytes.
+    pub size: u64,
+    /// Number of files.
+    pub files: u64,
+    /// When it was first seen (Unix seconds).
+    pub first_seen: i64,
+}
+
+/// Everything known about one infohash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TorrentRecord {
+    /// The infohash.
+    pub info_hash: Id,
+    /// First seen (Unix seconds).
+    pub first_seen: i64,
+    /// Last seen.
+    pub last_seen: i64,
+    /// Times seen.
+    pub seen_count: i64,
+    /// How it was found, as [`Source::bit`]s.
+    pub sources: i64,
+    /// The metadata, once fetched.
+    pub metadata: Option<RecordMetadata>,
+}
+
+/// The metadata part of a [`TorrentRecord`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The name.
+    pub name: String,
+    /// Total size.
+    pub size: u64,
+    /// The real number of files.
+    pub file_count: u64,
+    /// Piece length.
+    pub piece_length: u64,
+    /// Private flag.
+    pub private: bool,
+    /// 1, 2 or 3 (hybrid).
+    pub meta_version: u8,
+    /// When it was fetched.
+    pub fetched_at: i64,
+    /// The files kept.
+    pub files: Vec<FileEntry>,
+}
+
+/// One line of `dhtkit export`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportRow {
+    /// The infohash.
+    pub info_hash: Id,
+    /// The name, once fetched.
+    pub name: Option<String>,
+    /// Total size, once fetched.
+    pub size: Option<u64>,
+    /// Number of files, once fetched.
+    pub files: Option<u64>,
+    /// When it was first seen (Unix seconds).
+    pub discovered_at: i64,
+}
+
+/// Counts for status lines and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Infohashes stored.
+    pub infohashes: u64,
+    /// Of which with metadata.
+    pub with_metadata: u64,
+}
+
+/// What can go wrong with a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database could not be opened: a bad path, not a database, or corrupt.
+    #[error("cannot open {path}: {reason}")]
+    Open {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The database was made by a newer dhtkit.
+    #[error("{path} has schema version {found}; this dhtkit knows up to {known}")]
+    TooNew {
+        /// The path.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// Ours.
+        known: i64,
+    },
+    /// A query failed.
+    #[error("database: {0}")]
+    Db(String),
+}
+
+/// Writing to a store. Each call is one transaction: all of it lands, or none.
+pub trait Store: Send {
+    /// Writes one batch.
+    fn write(&mut self, batch: &Batch) -> Result<(), StoreError>;
+
+    /// Infohashes seen but without metadata yet, most recently seen first (to rebuild the
+    /// metadata queue after a restart).
+    fn missing_metadata(&mut self, limit: usize) -> Result<Vec<Id>, StoreError>;
+
+    /// Counts.
+    fn stats(&mut self) -> Result<StoreStats, StoreError>;
+}
+
+/// Reading a store.
+pub trait StoreRead {
+    /// Full-text search over names and file paths, best match first. The text is split into
+    /// words; a torrent matches when it has all of them.
+    fn search(&self, text: &str, limit: usize, offset: usize)
+        -> Result<Vec<SearchHit>, StoreError>;
+
+    /// Everything known about `info_hash`.
+    fn torrent(&self, info_hash: &Id) -> Result<Option<TorrentRecord>, StoreError>;
+
+    /// Every infohash first seen at or after `since` (Unix seconds), oldest first.
+    fn export(
+        &self,
+        since: Option<i64>,
+        each: &mut dyn FnMut(ExportRow) -> std::io::Result<()>,
+    ) -> Result<(), StoreError>;
+}
+
+/// The words of a search, for a full-text engine: letters and digits only, each quoted, so
+/// that nothing a user types is read as query syntax.
+pub(crate) fn search_terms(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(16)
+        .map(|w| w.to_lowercase())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terms_are_words_only() {
+        assert_eq!(search_terms("'; DROP TABLE x--"), ["drop", "table", "x"]);
+        assert_eq!(
+            search_terms("Ubuntu-24.04 \"iso\""),
+            ["ubuntu", "24", "04", "iso"]
+        );
+        assert!(search_terms("*** \" ()").is_empty());
+        assert_eq!(Source::names(5), ["get_peers", "sample_infohashes"]);
+    }
+}

@@ -1,0 +1,595 @@
+//! The SQLite store: one file, WAL mode with a bounded WAL, an FTS5 index over names and file
+//! paths, versioned migrations.
+//!
+//! Layout: `torrents` holds one row per infohash (sightings and, once fetched, metadata);
+//! `files` holds the kept file list; `search` is a contentless FTS5 table whose rowid is the
+//! torrent's, so names and paths are stored once and only indexed twice.
+//!
+//! The WAL is kept small: SQLite checkpoints it every 4,096 pages (16 MiB), truncates it to
+//! 64 MiB after a checkpoint (`journal_size_limit`), and the writer forces a truncating
+//! checkpoint after any batch that leaves it larger than that.
+
+use std::path::{Path, PathBuf};
+
+use dhtkit_proto::Id;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use super::{
+    search_terms, Batch, ExportRow, RecordMetadata, SearchHit, Store, StoreError, StoreRead,
+    StoreStats, TorrentRecord,
+};
+use crate::metadata::FileEntry;
+
+/// Largest WAL left behind a batch before a truncating checkpoint.
+const WAL_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// The schema, one step per version; `PRAGMA user_version` says how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: torrents, files, full-text search.
+    "CREATE TABLE torrents (
+        id INTEGER PRIMARY KEY,
+        info_hash BLOB NOT NULL UNIQUE,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        seen_count INTEGER NOT NULL,
+        sources INTEGER NOT NULL,
+        name TEXT,
+        total_size INTEGER,
+        file_count INTEGER,
+        piece_length INTEGER,
+        private INTEGER,
+        meta_version INTEGER,
+        fetched_at INTEGER
+     );
+     CREATE INDEX torrents_first_seen ON torrents(first_seen);
+     CREATE INDEX torrents_missing ON torrents(last_seen) WHERE name IS NULL;
+     CREATE TABLE files (
+        torrent_id INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        length INTEGER NOT NULL,
+        PRIMARY KEY (torrent_id, idx)
+     ) WITHOUT ROWID;
+     CREATE VIRTUAL TABLE search USING fts5(
+        name, paths, content='', tokenize='unicode61 remove_diacritics 2'
+     );",
+];
+
+/// A SQLite database of discovered torrents.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its directory if needed) the database at `path` for writing,
+    /// and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            path: path.to_owned(),
+            reason,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        }
+        let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        let setup = "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA journal_size_limit = 67108864;
+             PRAGMA wal_autocheckpoint = 4096;
+             PRAGMA busy_timeout = 5000;";
+        conn.execute_batch(setup)
+            .map_err(|e| open_err(e.to_string()))?;
+        let mut s = SqliteStore {
+            conn,
+            path: path.to_owned(),
+        };
+        s.migrate()?;
+        Ok(s)
+    }
+
+    /// Opens an existing database read-only (for search, show, export and the web page).
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            path: path.to_owned(),
+            reason,
+        };
+        if !path.exists() {
+            return Err(open_err("no such file".into()));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open_err(e.to_string()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| open_err(e.to_string()))?;
+        let version = schema_version(&conn).map_err(|e| open_err(e.to_string()))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found: version,
+                known,
+            });
+        }
+        if version < known {
+            return Err(open_err("not a dhtkit database (or an older one)".into()));
+        }
+        Ok(SqliteStore {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let open_err = |reason: String| StoreError::Open {
+            path: path.clone(),
+            reason,
+        };
+        let version = schema_version(&self.conn).map_err(|e| open_err(e.to_string()))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                path,
+                found: version,
+                known,
+            });
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction().map_err(db)?;
+            tx.execute_batch(step)
+                .map_err(|e| open_err(e.to_string()))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn wal_size(&self) -> u64 {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        std::fs::metadata(wal).map_or(0, |m| m.len())
+    }
+}
+
+fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Store for SqliteStore {
+    fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction().map_err(db)?;
+        {
+            let mut seen = tx
+                .prepare_cached(
+                    "INSERT INTO torrents (info_hash, first_seen, last_seen, seen_count, sources)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (info_hash) DO UPDATE SET
+                        first_seen = min(first_seen, excluded.first_seen),
+                        last_seen = max(last_seen, excluded.last_seen),
+                        seen_count = seen_count + excluded.seen_count,
+                        sources = sources | excluded.sources",
+                )
+                .map_err(db)?;
+            for s in &batch.sightings {
+                seen.execute(params![
+                    &s.info_hash.0[..],
+                    s.first,
+                    s.last,
+                    s.count,
+                    s.sources
+                ])
+                .map_err(db)?;
+            }
+            let mut ensure = tx
+                .prepare_cached(
+                    "INSERT INTO torrents (info_hash, first_seen, last_seen, seen_count, sources)
+                     VALUES (?1, ?2, ?2, 0, 0) ON CONFLICT (info_hash) DO NOTHING",
+                )
+                .map_err(db)?;
+            let mut meta = tx
+                .prepare_cached(
+                    "UPDATE torrents SET name = ?2, total_size = ?3, file_count = ?4,
+                        piece_length = ?5, private = ?6, meta_version = ?7, fetched_at = ?8
+                     WHERE info_hash = ?1 AND name IS NULL RETURNING id",
+                )
+                .map_err(db)?;
+            let mut file = tx
+                .prepare_cached(
+                    "INSERT INTO files (torrent_id, idx, path, length) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(db)?;
+            let mut fts = tx
+                .prepare_cached("INSERT INTO search (rowid, name, paths) VALUES (?1, ?2, ?3)")
+                .map_err(db)?;
+            for t in &batch.torrents {
+                let i = &t.info;
+                ensure
+                    .execute(params![&t.info_hash.0[..], t.at])
+                    .map_err(db)?;
+                let id: Option<i64> = meta
+                    .query_row(
+                        params![
+                            &t.info_hash.0[..],
+                            i.name,
+                            i.total_size as i64,
+                            i.file_count as i64,
+                            i.piece_length as i64,
+                            i.private,
+                            i.meta_version,
+                            t.at
+                        ],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(db)?;
+                // Already fetched (by us earlier, or by another crawler): nothing to add.
+                let Some(id) = id else { continue };
+                let mut paths = String::new();
+                for (n, f) in i.files.iter().enumerate() {
+                    file.execute(params![id, n as i64, f.path, f.length as i64])
+                        .map_err(db)?;
+                    paths.push_str(&f.path);
+                    paths.push('\n');
+                }
+                fts.execute(params![id, i.name, paths]).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)?;
+        if self.wal_size() > WAL_LIMIT {
+            self.conn
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    fn missing_metadata(&mut self, limit: usize) -> Result<Vec<Id>, StoreError> {
+        let mut q = self
+            .conn
+            .prepare_cached(
+                "SELECT info_hash FROM torrents WHERE name IS NULL ORDER BY last_seen DESC LIMIT ?1",
+            )
+            .map_err(db)?;
+        let rows = q
+            .query_map([limit as i64], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for r in rows {
+            if let Some(id) = Id::from_slice(&r.map_err(db)?) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    fn stats(&mut self) -> Result<StoreStats, StoreError> {
+        self.conn
+            .query_row("SELECT count(*), count(name) FROM torrents", [], |r| {
+                Ok(StoreStats {
+                    infohashes: u(r.get(0)?),
+                    with_metadata: u(r.get(1)?),
+                })
+            })
+            .map_err(db)
+    }
+}
+
+impl StoreRead for SqliteStore {
+    fn search(
+        &self,
+        text: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        let terms = search_terms(text);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Each word quoted: FTS5 reads it as a plain string, never as syntax.
+        let query = terms
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut q = self
+            .conn
+            .prepare_cached(
+                "SELECT t.info_hash, t.name, t.total_size, t.file_count, t.first_seen
+                 FROM search JOIN torrents t ON t.id = search.rowid
+                 WHERE search MATCH ?1
+                 ORDER BY bm25(search, 10.0, 1.0), t.id
+                 LIMIT ?2 OFFSET ?3",
+            )
+            .map_err(db)?;
+        let rows = q
+            .query_map(params![query, limit as i64, offset as i64], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (ih, name, size, files, first_seen) = r.map_err(db)?;
+            if let Some(info_hash) = Id::from_slice(&ih) {
+                out.push(SearchHit {
+                    info_hash,
+                    name,
+                    size: u(size),
+                    files: u(files),
+                    first_seen,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn torrent(&self, info_hash: &Id) -> Result<Option<TorrentRecord>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT id, first_seen, last_seen, seen_count, sources, name, total_size,
+                        file_count, piece_length, private, meta_version, fetched_at
+                 FROM torrents WHERE info_hash = ?1",
+                [&info_hash.0[..]],
+                |r| {
+                    let name: Option<String> = r.get(5)?;
+                    let meta = match name {
+                        Some(name) => Some(RecordMetadata {
+                            name,
+                            size: u(r.get(6)?),
+                            file_count: u(r.get(7)?),
+                            piece_length: u(r.get(8)?),
+                            private: r.get::<_, i64>(9)? != 0,
+                            meta_version: r.get::<_, i64>(10)? as u8,
+                            fetched_at: r.get(11)?,
+                            files: Vec::new(),
+                        }),
+                        None => None,
+                    };
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        TorrentRecord {
+                            info_hash: *info_hash,
+                            first_seen: r.get(1)?,
+                            last_seen: r.get(2)?,
+                            seen_count: r.get(3)?,
+                            sources: r.get(4)?,
+                            metadata: meta,
+                        },
+                    ))
+                },
+            )
+            .optional()
+            .map_err(db)?;
+        let Some((id, mut rec)) = row else {
+            return Ok(None);
+        };
+        if let Some(m) = &mut rec.metadata {
+            let mut q = self
+                .conn
+                .prepare_cached("SELECT path, length FROM files WHERE torrent_id = ?1 ORDER BY idx")
+                .map_err(db)?;
+            let files = q
+                .query_map([id], |r| {
+                    Ok(FileEntry {
+                        path: r.get(0)?,
+                        length: u(r.get(1)?),
+                    })
+                })
+                .map_err(db)?;
+            for f in files {
+                m.files.push(f.map_err(db)?);
+            }
+        }
+        Ok(Some(rec))
+    }
+
+    fn export(
+        &self,
+        since: Option<i64>,
+        each: &mut dyn FnMut(ExportRow) -> std::io::Result<()>,
+    ) -> Result<(), StoreError> {
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT info_hash, name, total_size, file_count, first_seen FROM torrents
+                 WHERE first_seen >= ?1 ORDER BY first_seen, id",
+            )
+            .map_err(db)?;
+        let mut rows = q.query([since.unwrap_or(i64::MIN)]).map_err(db)?;
+        while let Some(r) = rows.next().map_err(db)? {
+            let ih: Vec<u8> = r.get(0).map_err(db)?;
+            let Some(info_hash) = Id::from_slice(&ih) else {
+                continue;
+            };
+            let row = ExportRow {
+                info_hash,
+                name: r.get(1).map_err(db)?,
+                size: r.get::<_, Option<i64>>(2).map_err(db)?.map(u),
+                files: r.get::<_, Option<i64>>(3).map_err(db)?.map(u),
+                discovered_at: r.get(4).map_err(db)?,
+            };
+            if let Err(e) = each(row) {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(());
+                }
+                return Err(StoreError::Db(format!("writing: {e}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::TorrentInfo;
+    use crate::store::{Fetched, Sighting};
+
+    fn temp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("dhtkit-sqlite-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d.join("crawl.sqlite")
+    }
+
+    fn info(name: &str, files: &[&str]) -> TorrentInfo {
+        let mut t = crate::metadata::parse(
+            format!(
+                "d6:lengthi1e4:name{}:{}12:piece lengthi16384ee",
+                name.len(),
+                name
+            )
+            .as_bytes(),
+            10,
+        )
+        .unwrap();
+        t.files = files
+            .iter()
+            .map(|p| FileEntry {
+                path: p.to_string(),
+                length: 10,
+            })
+            .collect();
+        t.file_count = files.len() as u64;
+        t
+    }
+
+    fn sighting(b: u8, at: i64) -> Sighting {
+        Sighting {
+            info_hash: Id([b; 20]),
+            sources: 1,
+            first: at,
+            last: at,
+            count: 1,
+        }
+    }
+
+    #[test]
+    fn sightings_upsert_and_metadata_fills_in() {
+        let p = temp("upsert");
+        let mut s = SqliteStore::open(&p).unwrap();
+        let b = Batch {
+            sightings: vec![sighting(1, 100), sighting(2, 200)],
+            torrents: vec![],
+        };
+        s.write(&b).unwrap();
+        let mut again = sighting(1, 300);
+        again.sources = 2;
+        s.write(&Batch {
+            sightings: vec![again],
+            torrents: vec![Fetched {
+                info_hash: Id([1; 20]),
+                info: info("Ubuntu Desktop", &["ubuntu/desktop.iso", "README"]),
+                at: 310,
+                peer: "127.0.0.1:1".parse().unwrap(),
+            }],
+        })
+        .unwrap();
+        let r = s.torrent(&Id([1; 20])).unwrap().unwrap();
+        assert_eq!(
+            (r.first_seen, r.last_seen, r.seen_count, r.sources),
+            (100, 300, 2, 3)
+        );
+        let m = r.metadata.unwrap();
+        assert_eq!(m.name, "Ubuntu Desktop");
+        assert_eq!(m.files.len(), 2);
+        assert_eq!(s.missing_metadata(10).unwrap(), vec![Id([2; 20])]);
+        assert_eq!(
+            s.stats().unwrap(),
+            StoreStats {
+                infohashes: 2,
+                with_metadata: 1
+            }
+        );
+        let hits = s.search("desktop", 10, 0).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(
+            s.search("readme", 10, 0).unwrap().len(),
+            1,
+            "file paths are indexed"
+        );
+        assert!(s
+            .search("'; DROP TABLE torrents; --", 10, 0)
+            .unwrap()
+            .is_empty());
+        assert!(s.search("\"unbalanced", 10, 0).unwrap().is_empty());
+        let mut rows = Vec::new();
+        s.export(Some(150), &mut |r| {
+            rows.push(r);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(rows.len(), 1, "only the one first seen since 150");
+        assert_eq!(rows[0].name, None);
+        // A second fetch of the same torrent changes nothing.
+        s.write(&Batch {
+            sightings: vec![],
+            torrents: vec![Fetched {
+                info_hash: Id([1; 20]),
+                info: info("Other", &["x"]),
+                at: 400,
+                peer: "127.0.0.1:1".parse().unwrap(),
+            }],
+        })
+        .unwrap();
+        assert_eq!(s.search("desktop", 10, 0).unwrap().len(), 1);
+        assert!(s.search("other", 10, 0).unwrap().is_empty());
+        drop(s);
+        let ro = SqliteStore::open_read_only(&p).unwrap();
+        assert_eq!(ro.search("ubuntu", 10, 0).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn bad_files_are_refused() {
+        let p = temp("corrupt");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(
+            &p,
+            b"this is not a database, just some text that is long enough",
+        )
+        .unwrap();
+        assert!(matches!(
+            SqliteStore::open(&p),
+            Err(StoreError::Open { .. })
+        ));
+        assert!(matches!(
+            SqliteStore::open_read_only(&p),
+            Err(StoreError::Open { .. })
+        ));
+        let missing = temp("missing");
+        assert!(SqliteStore::open_read_only(&missing).is_err());
+    }
+}

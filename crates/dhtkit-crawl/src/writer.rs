@@ -1,0 +1,75 @@
+//! The store stage: a thread that owns the [`Store`] and commits each batch in one
+//! transaction, then streams fetched torrents to the JSON-lines sink.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::stats::CrawlStats;
+use crate::store::{Batch, Fetched, Store};
+
+/// Batches waiting for the writer, at most (senders wait beyond that: backpressure).
+const QUEUE: usize = 16;
+
+/// The JSON line for a fetched torrent.
+pub fn torrent_json(t: &Fetched, discovered_at: Option<i64>) -> serde_json::Value {
+    serde_json::json!({
+        "infohash": t.info_hash.to_hex(),
+        "name": t.info.name,
+        "size": t.info.total_size,
+        "files": t.info.file_count,
+        "discovered_at": discovered_at.unwrap_or(t.at),
+        "fetched_at": t.at,
+        "private": t.info.private,
+        "piece_length": t.info.piece_length,
+        "file_list": t.info.files.iter().map(|f| serde_json::json!({"path": f.path, "length": f.length})).collect::<Vec<_>>(),
+    })
+}
+
+pub(crate) struct Writer {
+    pub tx: mpsc::Sender<Batch>,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+pub(crate) fn spawn(
+    mut store: Box<dyn Store>,
+    mut jsonl: Option<Box<dyn Write + Send>>,
+    stats: Arc<CrawlStats>,
+) -> Writer {
+    let (tx, mut rx) = mpsc::channel::<Batch>(QUEUE);
+    let thread = std::thread::Builder::new()
+        .name("dhtkit-store".into())
+        .spawn(move || {
+            while let Some(batch) = rx.blocking_recv() {
+                let t0 = Instant::now();
+                match store.write(&batch) {
+                    Ok(()) => {
+                        let rows = batch.sightings.len() + batch.torrents.len();
+                        CrawlStats::add(&stats.rows_written, rows as u64);
+                        CrawlStats::add(&stats.batches, 1);
+                        CrawlStats::add(&stats.batch_micros, t0.elapsed().as_micros() as u64);
+                    }
+                    Err(e) => {
+                        CrawlStats::add(&stats.store_errors, 1);
+                        tracing::error!("writing a batch failed: {e}");
+                    }
+                }
+                if let Some(out) = &mut jsonl {
+                    for t in &batch.torrents {
+                        let line = torrent_json(t, None);
+                        if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                            tracing::warn!(
+                                "the JSON-lines output went away; not writing it any more"
+                            );
+                            jsonl = None;
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+        .expect("spawning the store thread");
+    Writer { tx, thread }
+}
