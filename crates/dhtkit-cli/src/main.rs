@@ -4,8 +4,10 @@
 //! 2 bad input (malformed hex or address, unreadable or corrupt state file, bad flags).
 #![forbid(unsafe_code)]
 
+mod crawl;
 mod oneshot;
 mod run_node;
+mod time;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,6 +72,43 @@ enum Command {
         implied_port: bool,
         #[command(flatten)]
         common: Common,
+    },
+    /// Crawl the DHT: discover infohashes honestly, fetch and verify their metadata, and keep
+    /// them in a database. Runs until SIGINT or SIGTERM.
+    Crawl(crawl::CrawlArgs),
+    /// Full-text search of the crawler's database: names and file paths.
+    Search {
+        /// Words to look for (a torrent must have all of them).
+        text: String,
+        /// The database (default: crawl.sqlite in the per-user data directory).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Most results.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything the database knows about one infohash, with its file list.
+    Show {
+        /// Infohash, 40 hex digits.
+        info_hash: String,
+        /// The database.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every infohash in the database as JSON lines on stdout.
+    Export {
+        /// The database.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Only infohashes first seen at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
     },
 }
 
@@ -140,7 +179,7 @@ pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, BadInput> {
         .map_err(|_| BadInput(format!("{s:?} is not an ADDR:PORT address")))
 }
 
-fn parse_secs(what: &str, v: f64) -> Result<Duration, BadInput> {
+pub(crate) fn parse_secs(what: &str, v: f64) -> Result<Duration, BadInput> {
     if v.is_finite() && v > 0.0 && v < 1e9 {
         Ok(Duration::from_secs_f64(v))
     } else {
@@ -150,10 +189,9 @@ fn parse_secs(what: &str, v: f64) -> Result<Duration, BadInput> {
     }
 }
 
-fn builder(bind: &str, opts: &NodeOpts) -> Result<DhtBuilder, BadInput> {
-    let mut b = Dht::builder().bind(parse_addr(bind)?);
-    let boot: Vec<String> = opts
-        .bootstrap
+/// The `--bootstrap` list, checked: each entry HOST:PORT.
+pub(crate) fn bootstrap_list(given: &[String]) -> Result<Vec<String>, BadInput> {
+    let boot: Vec<String> = given
         .iter()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
@@ -166,6 +204,12 @@ fn builder(bind: &str, opts: &NodeOpts) -> Result<DhtBuilder, BadInput> {
             return Err(BadInput(format!("bootstrap node {n:?} is not HOST:PORT")));
         }
     }
+    Ok(boot)
+}
+
+fn builder(bind: &str, opts: &NodeOpts) -> Result<DhtBuilder, BadInput> {
+    let mut b = Dht::builder().bind(parse_addr(bind)?);
+    let boot = bootstrap_list(&opts.bootstrap)?;
     if !boot.is_empty() {
         b = b.bootstrap(boot);
     }
@@ -267,5 +311,18 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
             let b = builder(&common.bind, &common.opts)?;
             oneshot::announce(b, ih, port, &common).await
         }
+        Command::Crawl(a) => crawl::crawl(a).await,
+        Command::Search {
+            text,
+            db,
+            limit,
+            json,
+        } => crawl::search(&text, db.as_deref(), limit, json),
+        Command::Show {
+            info_hash,
+            db,
+            json,
+        } => crawl::show(&info_hash, db.as_deref(), json),
+        Command::Export { db, since } => crawl::export(db.as_deref(), since.as_deref()),
     }
 }

@@ -59,6 +59,7 @@ fn compact_into(addr: &std::net::SocketAddr, buf: &mut [u8; 18]) -> usize {
     }
 }
 
+#[inline(never)]
 fn query_args(q: &Query<'_>, out: &mut Vec<u8>) {
     // Arguments come in sorted key order from the method; `id` goes in where it sorts and
     // `want` (the largest key) last.
@@ -92,6 +93,7 @@ fn query_args(q: &Query<'_>, out: &mut Vec<u8>) {
     out.push(b'e');
 }
 
+#[inline(never)]
 fn response_dict(r: &Response<'_>, out: &mut Vec<u8>) {
     // Keys in order: id, interval, nodes, nodes6, num, samples, token, values.
     out.push(b'd');

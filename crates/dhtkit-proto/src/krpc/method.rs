@@ -161,6 +161,7 @@ impl<B: AsRef<[u8]>> Method<B> {
 
     /// Calls `f` with every argument but `id` and `want`, in the sorted key order of the
     /// canonical encoding. Flags that are off are left out, as on the wire.
+    #[inline]
     pub fn for_each_arg(&self, mut f: impl FnMut(&'static str, Arg<'_>)) {
         match self {
             Method::Ping => {}

@@ -1,0 +1,368 @@
+//! `dhtkit crawl`, `search`, `show` and `export`: the crawler and its index from the shell.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use dhtkit_crawl::store::{Source, StoreRead};
+use dhtkit_crawl::{CrawlConfig, CrawlStats, Crawler, SqliteStore};
+use serde_json::json;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::time::{parse_rfc3339, rfc3339};
+use crate::{parse_addr, parse_id, parse_secs, BadInput};
+
+#[derive(Args, Debug)]
+pub(crate) struct CrawlArgs {
+    /// UDP address of the first node (node i binds port + i).
+    #[arg(long, default_value = "0.0.0.0:6881")]
+    bind: String,
+    /// Bootstrap node HOST:PORT; repeat or separate with commas. Replaces the default routers.
+    #[arg(long, value_delimiter = ',')]
+    bootstrap: Vec<String>,
+    /// The database (default: crawl.sqlite in the per-user data directory).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Also write one JSON line per fetched torrent to PATH (`-`: stdout).
+    #[arg(long)]
+    jsonl: Option<String>,
+    /// Outbound DHT packets per second, all nodes together.
+    #[arg(long, default_value_t = 500)]
+    rate: u32,
+    /// Routing table size of each node.
+    #[arg(long, default_value_t = 1280)]
+    max_nodes: usize,
+    /// Metadata connections at once.
+    #[arg(long, default_value_t = 200)]
+    metadata_concurrency: usize,
+    /// Record infohashes only; fetch no metadata.
+    #[arg(long)]
+    no_metadata: bool,
+    /// Honest nodes to run (distinct ids spread over the keyspace, consecutive ports).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// State file of the first node (node i uses FILE.i): routing tables survive restarts.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// File paths kept per torrent (the real count is always kept).
+    #[arg(long, default_value_t = 10_000)]
+    max_files: usize,
+    /// Largest metadata accepted, in bytes.
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    max_metadata_size: usize,
+    /// Seconds one metadata fetch may take.
+    #[arg(long, default_value_t = 10.0)]
+    fetch_timeout: f64,
+    /// Do not walk the DHT with BEP 51 sample_infohashes.
+    #[arg(long)]
+    no_sample: bool,
+    /// Ask nodes for samples again after at most SECS, shorter than the interval they ask
+    /// for (by default their interval is honoured).
+    #[arg(long)]
+    sample_interval: Option<f64>,
+    /// Stop by itself after SECS (flushing everything, as on SIGINT).
+    #[arg(long)]
+    duration: Option<f64>,
+}
+
+fn db_path(db: Option<&Path>) -> PathBuf {
+    db.map_or_else(dhtkit_crawl::default_db_path, Path::to_path_buf)
+}
+
+fn open_read(db: Option<&Path>) -> Result<SqliteStore, BadInput> {
+    SqliteStore::open_read_only(&db_path(db)).map_err(|e| BadInput(e.to_string()))
+}
+
+pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
+    let mut cfg = CrawlConfig::default();
+    cfg.bind = parse_addr(&a.bind)?;
+    cfg.bootstrap = crate::bootstrap_list(&a.bootstrap)?;
+    cfg.nodes = a.nodes.clamp(1, 256);
+    cfg.max_nodes = a.max_nodes;
+    cfg.rate = a.rate.max(1);
+    cfg.metadata = !a.no_metadata;
+    cfg.metadata_concurrency = a.metadata_concurrency.max(1);
+    cfg.max_files = a.max_files;
+    cfg.fetch.max_metadata_size = a.max_metadata_size;
+    cfg.fetch.deadline = parse_secs("--fetch-timeout", a.fetch_timeout)?;
+    cfg.sample = !a.no_sample;
+    cfg.sample_interval = a
+        .sample_interval
+        .map(|s| parse_secs("--sample-interval", s))
+        .transpose()?;
+    cfg.state = a.state.clone();
+    if let Some(p) = &a.state {
+        dhtkit::SavedState::load_if_exists(p).map_err(|e| BadInput(e.to_string()))?;
+    }
+    let duration = a
+        .duration
+        .map(|s| parse_secs("--duration", s))
+        .transpose()?;
+    let path = db_path(a.db.as_deref());
+    let store = SqliteStore::open(&path).map_err(|e| BadInput(e.to_string()))?;
+    let jsonl: Option<Box<dyn Write + Send>> = match a.jsonl.as_deref() {
+        None => None,
+        Some("-") => Some(Box::new(std::io::stdout())),
+        Some(p) => Some(Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| BadInput(format!("--jsonl {p}: {e}")))?,
+        )),
+    };
+    let crawler = match Crawler::start(cfg, Box::new(store), jsonl).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let first = &crawler.nodes()[0];
+    eprintln!(
+        "dhtkit crawl: {} node(s) from {} ({}), database {}",
+        crawler.nodes().len(),
+        first.local_addr(),
+        first.id(),
+        path.display()
+    );
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        eprintln!("error: cannot install signal handlers");
+        return Ok(ExitCode::from(1));
+    };
+    let deadline = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let tty = std::io::stderr().is_terminal();
+    let mut status = Status::default();
+    let mut tick = tokio::time::interval(if tty {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(30)
+    });
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = int.recv() => break,
+            _ = term.recv() => break,
+            _ = &mut deadline => break,
+            _ = tick.tick() => {
+                let line = status.line(&crawler).await;
+                if tty {
+                    eprint!("\r\x1b[K{line}");
+                } else {
+                    eprintln!("dhtkit crawl: {line}");
+                }
+            }
+        }
+    }
+    if tty {
+        eprint!("\r\x1b[K");
+    }
+    let line = status.line(&crawler).await;
+    crawler.shutdown().await;
+    eprintln!("dhtkit crawl stopped: {line}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The status line: what the crawl has done, and its rates since the last line.
+#[derive(Default)]
+struct Status {
+    last_packets: u64,
+    last_at: Option<std::time::Instant>,
+}
+
+impl Status {
+    async fn line(&mut self, c: &Crawler) -> String {
+        let (mut nodes, mut packets) = (0, 0);
+        for d in c.nodes() {
+            if let Ok(s) = d.stats().await {
+                nodes += s.nodes;
+                packets += s.node.datagrams_in + s.node.datagrams_out;
+            }
+        }
+        let now = std::time::Instant::now();
+        let pps = match self.last_at {
+            Some(t) => {
+                (packets - self.last_packets.min(packets)) as f64 / t.elapsed().as_secs_f64()
+            }
+            None => 0.0,
+        };
+        self.last_packets = packets;
+        self.last_at = Some(now);
+        let s = c.stats();
+        let g = CrawlStats::get;
+        let (ok, failed) = (g(&s.fetched), g(&s.given_up));
+        let pct = if ok + failed > 0 {
+            100.0 * ok as f64 / (ok + failed) as f64
+        } else {
+            0.0
+        };
+        format!(
+            "nodes {nodes} | seen {} | new {} | metadata {ok} | fetch ok {pct:.0}% | {pps:.0} pkt/s | queues {}/{}/{} | RSS {} MB",
+            g(&s.sightings),
+            g(&s.new_infohashes),
+            g(&s.lookup_queue),
+            g(&s.fetch_queue),
+            g(&s.retry_queue),
+            dhtkit_crawl::stats::rss_bytes() / (1024 * 1024),
+        )
+    }
+}
+
+fn magnet(ih: &dhtkit::Id, name: &str) -> String {
+    let mut dn = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            dn.push(b as char);
+        } else {
+            dn.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("magnet:?xt=urn:btih:{}&dn={dn}", ih.to_hex())
+}
+
+pub(crate) fn search(
+    text: &str,
+    db: Option<&Path>,
+    limit: usize,
+    json: bool,
+) -> Result<ExitCode, BadInput> {
+    let store = open_read(db)?;
+    let hits = store
+        .search(text, limit.clamp(1, 10_000), 0)
+        .map_err(|e| BadInput(e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    for h in &hits {
+        let line = if json {
+            json!({
+                "infohash": h.info_hash.to_hex(), "name": h.name, "size": h.size,
+                "files": h.files, "first_seen": rfc3339(h.first_seen),
+                "magnet": magnet(&h.info_hash, &h.name),
+            })
+            .to_string()
+        } else {
+            format!(
+                "{}  {:>10}  {:>5} files  {}\n    {}",
+                h.info_hash,
+                human_size(h.size),
+                h.files,
+                h.name,
+                magnet(&h.info_hash, &h.name)
+            )
+        };
+        if writeln!(out, "{line}").is_err() {
+            break;
+        }
+    }
+    Ok(if hits.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub(crate) fn show(ih: &str, db: Option<&Path>, json: bool) -> Result<ExitCode, BadInput> {
+    let ih = parse_id("infohash", ih)?;
+    let store = open_read(db)?;
+    let Some(r) = store.torrent(&ih).map_err(|e| BadInput(e.to_string()))? else {
+        eprintln!("{ih}: not in the database");
+        return Ok(ExitCode::from(1));
+    };
+    let m = r.metadata.as_ref();
+    if json {
+        let v = json!({
+            "infohash": ih.to_hex(),
+            "name": m.map(|m| &m.name),
+            "size": m.map(|m| m.size),
+            "files": m.map(|m| m.file_count),
+            "piece_length": m.map(|m| m.piece_length),
+            "private": m.map(|m| m.private),
+            "meta_version": m.map(|m| m.meta_version),
+            "fetched_at": m.map(|m| rfc3339(m.fetched_at)),
+            "first_seen": rfc3339(r.first_seen),
+            "last_seen": rfc3339(r.last_seen),
+            "times_seen": r.seen_count,
+            "found_by": Source::names(r.sources),
+            "magnet": magnet(&ih, m.map_or("", |m| &m.name)),
+            "file_list": m.map(|m| m.files.iter().map(|f| json!({"path": f.path, "length": f.length})).collect::<Vec<_>>()),
+        });
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("infohash    {ih}");
+    match m {
+        Some(m) => {
+            println!("name        {}", m.name);
+            println!("size        {} ({} bytes)", human_size(m.size), m.size);
+            println!("files       {}", m.file_count);
+            println!("piece size  {}", human_size(m.piece_length));
+            println!("private     {}", if m.private { "yes" } else { "no" });
+            println!("fetched     {}", rfc3339(m.fetched_at));
+        }
+        None => println!("name        (metadata not fetched yet)"),
+    }
+    println!("first seen  {}", rfc3339(r.first_seen));
+    println!(
+        "last seen   {} ({} times)",
+        rfc3339(r.last_seen),
+        r.seen_count
+    );
+    println!("found by    {}", Source::names(r.sources).join(", "));
+    println!("magnet      {}", magnet(&ih, m.map_or("", |m| &m.name)));
+    if let Some(m) = m {
+        for f in &m.files {
+            println!("  {:>10}  {}", human_size(f.length), f.path);
+        }
+        if (m.files.len() as u64) < m.file_count {
+            println!("  … and {} more", m.file_count - m.files.len() as u64);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn export(db: Option<&Path>, since: Option<&str>) -> Result<ExitCode, BadInput> {
+    let since = since
+        .map(|s| parse_rfc3339(s).ok_or_else(|| BadInput(format!("--since {s:?} is not RFC 3339"))))
+        .transpose()?;
+    let store = open_read(db)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    store
+        .export(since, &mut |r| {
+            let v = json!({
+                "infohash": r.info_hash.to_hex(),
+                "name": r.name,
+                "size": r.size,
+                "files": r.files,
+                "discovered_at": rfc3339(r.discovered_at),
+            });
+            writeln!(out, "{v}")
+        })
+        .map_err(|e| BadInput(e.to_string()))?;
+    let _ = out.flush();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human_size(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
