@@ -516,12 +516,13 @@ impl Sim {
             c.seed = 0;
             let i = self.add_node(c);
             let own = self.addr(i);
-            let alive: Vec<SocketAddr> = (0..i)
-                .filter(|&x| self.nodes[x].alive)
-                .filter_map(|x| self.addr_like(x, &own))
+            let same_family = |n: &SimNode| n.addr.is_ipv6() == own.is_ipv6() || n.addr6.is_some();
+            let alive: Vec<usize> = (0..i)
+                .filter(|&x| self.nodes[x].alive && same_family(&self.nodes[x]))
                 .collect();
             if !alive.is_empty() {
-                let via = alive[self.rng.random_range(0..alive.len())];
+                let pick = alive[self.rng.random_range(0..alive.len())];
+                let via = self.addr_like(pick, &own).expect("same family");
                 self.with_node(i, |node, now| node.bootstrap(now, &[via]));
             }
             if j + 1 < n {
