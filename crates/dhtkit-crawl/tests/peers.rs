@@ -1,0 +1,200 @@
+//! Metadata fetching against scripted peers on loopback: an honest one (v1 and v2 hashes), and
+//! every way a peer can lie or stall. None of the lies produces metadata, and none outlives the
+//! fetch deadline.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use dhtkit_crawl::metadata::{fetch, parse, FetchConfig, FetchError, HashKind};
+use dhtkit_proto::Id;
+use sha1::{Digest, Sha1};
+use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Peer {
+    Honest,
+    WrongDict,
+    HugeSize,
+    Garbage,
+    Drip,
+    Reject,
+    DisconnectMidPiece,
+    OtherInfohash,
+    NoExtensions,
+}
+
+/// A torrent's info dictionary of about `len` bytes (three metadata pieces for 40 KiB).
+fn info_dict(name: &str, len: usize) -> Vec<u8> {
+    let pad = "x".repeat(len);
+    format!(
+        "d6:lengthi{len}e4:name{}:{name}12:piece lengthi16384e6:pieces{}:{pad}e",
+        name.len(),
+        pad.len()
+    )
+    .into_bytes()
+}
+
+async fn read_msg(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.ok()?;
+    let mut m = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut m).await.ok()?;
+    Some(m)
+}
+
+async fn send_ext(s: &mut TcpStream, id: u8, body: &[u8]) {
+    let mut m = ((body.len() + 2) as u32).to_be_bytes().to_vec();
+    m.extend_from_slice(&[20, id]);
+    m.extend_from_slice(body);
+    let _ = s.write_all(&m).await;
+}
+
+/// Serves one connection the way `kind` does, with `info` as its metadata.
+async fn serve(mut s: TcpStream, kind: Peer, info: Vec<u8>) {
+    let mut hs = [0u8; 68];
+    if s.read_exact(&mut hs).await.is_err() {
+        return;
+    }
+    let mut reply = hs;
+    reply[25] = if kind == Peer::NoExtensions { 0 } else { 0x10 };
+    if kind == Peer::OtherInfohash {
+        reply[28] ^= 0xff;
+    }
+    if kind == Peer::Garbage {
+        let _ = s.write_all(&[0xde; 200]).await;
+        return;
+    }
+    let _ = s.write_all(&reply).await;
+    let size = if kind == Peer::HugeSize {
+        100 * 1024 * 1024
+    } else {
+        info.len()
+    };
+    let ext = format!("d1:md11:ut_metadatai7ee13:metadata_sizei{size}ee");
+    send_ext(&mut s, 0, ext.as_bytes()).await;
+    let served = if kind == Peer::WrongDict {
+        let mut other = info.clone();
+        let n = other.len();
+        other[n - 2] ^= 1;
+        other
+    } else {
+        info
+    };
+    while let Some(m) = read_msg(&mut s).await {
+        if m.first() != Some(&20) || m.get(1) != Some(&7) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&m[2..]).into_owned();
+        let piece: usize = text
+            .split("5:piecei")
+            .nth(1)
+            .and_then(|r| r.split('e').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        match kind {
+            Peer::Reject => {
+                let r = format!("d8:msg_typei2e5:piecei{piece}ee");
+                send_ext(&mut s, 1, r.as_bytes()).await;
+            }
+            Peer::Drip => {
+                for b in b"d8:msg_typei1e" {
+                    let _ = s.write_all(&[0, 0, 0, 1, *b]).await;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+            _ => {
+                let start = piece * 16384;
+                let end = (start + 16384).min(served.len());
+                let mut body = format!(
+                    "d8:msg_typei1e5:piecei{piece}e10:total_sizei{}ee",
+                    served.len()
+                )
+                .into_bytes();
+                body.extend_from_slice(&served[start..end]);
+                if kind == Peer::DisconnectMidPiece && piece == 1 {
+                    let mut m = ((body.len() + 2) as u32).to_be_bytes().to_vec();
+                    m.extend_from_slice(&[20, 1]);
+                    m.extend_from_slice(&body[..body.len() / 2]);
+                    let _ = s.write_all(&m).await;
+                    return;
+                }
+                send_ext(&mut s, 1, &body).await;
+            }
+        }
+    }
+}
+
+async fn peer(kind: Peer, info: Vec<u8>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(serve(s, kind, info.clone()));
+        }
+    });
+    addr
+}
+
+fn v1(info: &[u8]) -> Id {
+    Id(Sha1::digest(info).into())
+}
+
+fn cfg() -> FetchConfig {
+    let mut c = FetchConfig::default();
+    c.deadline = Duration::from_secs(3);
+    c
+}
+
+#[tokio::test]
+async fn honest_peer_gives_verified_metadata_by_either_hash() {
+    let info = info_dict("Ubuntu 24.04 desktop", 40_000);
+    let at = peer(Peer::Honest, info.clone()).await;
+    let got = fetch(at, v1(&info), *b"-DK0001-000000000001", &cfg())
+        .await
+        .unwrap();
+    assert_eq!((got.info.as_slice(), got.kind), (&info[..], HashKind::V1));
+    assert_eq!(parse(&got.info, 10).unwrap().name, "Ubuntu 24.04 desktop");
+    let mut v2 = [0u8; 20];
+    v2.copy_from_slice(&Sha256::digest(&info)[..20]);
+    let got = fetch(at, Id(v2), *b"-DK0001-000000000001", &cfg())
+        .await
+        .unwrap();
+    assert_eq!(got.kind, HashKind::V2);
+}
+
+#[tokio::test]
+async fn lying_peers_never_give_metadata() {
+    let info = info_dict("a torrent", 40_000);
+    let ih = v1(&info);
+    let cases = [
+        (Peer::WrongDict, "hash_mismatch"),
+        (Peer::HugeSize, "bad_size"),
+        (Peer::Garbage, "handshake"),
+        (Peer::Drip, "timeout"),
+        (Peer::Reject, "rejected"),
+        (Peer::DisconnectMidPiece, "io"),
+        (Peer::OtherInfohash, "handshake"),
+        (Peer::NoExtensions, "no_metadata"),
+    ];
+    for (kind, reason) in cases {
+        let at = peer(kind, info.clone()).await;
+        let t0 = Instant::now();
+        let r = fetch(at, ih, *b"-DK0001-000000000001", &cfg()).await;
+        let err: FetchError = r.expect_err("a lie is never accepted");
+        assert_eq!(err.reason(), reason, "{kind:?}: {err}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(4),
+            "{kind:?} outlived the deadline"
+        );
+    }
+    // Nobody listening.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gone = closed.local_addr().unwrap();
+    drop(closed);
+    let err = fetch(gone, ih, *b"-DK0001-000000000001", &cfg())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "connect");
+}
