@@ -122,7 +122,7 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
     };
     let first = &crawler.nodes()[0];
     eprintln!(
-        "dhtkit crawl: {} node(s) from {} ({}), database {}",
+        "dhtkit crawl: {} nodes from {}, id {}, database {}",
         crawler.nodes().len(),
         first.local_addr(),
         first.id(),
@@ -207,14 +207,23 @@ impl Status {
         } else {
             0.0
         };
+        let fails: Vec<String> = s
+            .failures()
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
         format!(
-            "nodes {nodes} | seen {} | new {} | metadata {ok} | fetch ok {pct:.0}% | {pps:.0} pkt/s | queues {}/{}/{} | RSS {} MB",
+            "nodes {nodes} | seen {} | new {} | lookups {}/{} | metadata {ok} | fetch ok {pct:.0}% | {pps:.0} pkt/s | queues {}/{}/{} | RSS {} MB{}{}",
             g(&s.sightings),
             g(&s.new_infohashes),
+            g(&s.lookups_with_peers),
+            g(&s.lookups),
             g(&s.lookup_queue),
             g(&s.fetch_queue),
             g(&s.retry_queue),
             dhtkit_crawl::stats::rss_bytes() / (1024 * 1024),
+            if fails.is_empty() { "" } else { " | failed: " },
+            fails.join(", "),
         )
     }
 }

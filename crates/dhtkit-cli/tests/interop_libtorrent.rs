@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{dhtkit_announce, dhtkit_finds, dhtkit_nodes, wait_for_tables, Harness};
+use common::{dhtkit_announce, dhtkit_finds, dhtkit_nodes, lt_python, wait_for_tables, Harness};
 use serde_json::json;
 
 const DHTKIT_NET: u8 = 70;
@@ -22,21 +22,9 @@ const LT_NET: u8 = 80;
 const NODES: u8 = 10;
 const PORT: u16 = 16881;
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("DHTKIT_LT_PYTHON").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.ci/venv/bin/python");
-    assert!(
-        p.exists(),
-        "libtorrent's Python bindings are missing: run `bash .ci/setup-interop` (or set DHTKIT_LT_PYTHON)"
-    );
-    p
-}
-
 fn swarm(bootstrap: &str) -> Harness {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/lt_swarm.py");
-    let mut cmd = Command::new(python());
+    let mut cmd = Command::new(lt_python());
     cmd.arg(script)
         .args(["--count", &NODES.to_string(), "--net", &LT_NET.to_string()])
         .args(["--port", &PORT.to_string(), "--bootstrap", bootstrap]);

@@ -74,7 +74,8 @@ pub struct CrawlConfig {
     pub retry_queue: usize,
     /// Peer lookups at once.
     pub lookup_concurrency: usize,
-    /// How long a failed infohash waits before it is tried again (doubling per attempt).
+    /// How long a failed infohash waits before it is tried again, doubling per attempt (an
+    /// announcer often asks `get_peers` a few seconds before its announce lands).
     pub retry_after: Duration,
     /// Attempts per infohash.
     pub max_attempts: u8,
@@ -102,9 +103,9 @@ impl Default for CrawlConfig {
             lookup_queue: 10_000,
             fetch_queue: 2_000,
             retry_queue: 20_000,
-            lookup_concurrency: 16,
-            retry_after: Duration::from_secs(120),
-            max_attempts: 3,
+            lookup_concurrency: 8,
+            retry_after: Duration::from_secs(15),
+            max_attempts: 5,
             batch_interval: Duration::from_secs(1),
         }
     }
@@ -270,6 +271,10 @@ async fn start_nodes(cfg: &CrawlConfig) -> Result<Vec<Dht>, CrawlError> {
             .config(|c| {
                 c.max_query_rate = (cfg.rate / n as u32).max(1);
                 c.max_query_burst = c.max_query_burst.min(c.max_query_rate.max(1));
+                // The nodes share one IP, and their answers count against it too: each node
+                // sends at most 1 query a second to one IP (burst 4).
+                c.per_dest_rate = c.per_dest_rate.min(1);
+                c.per_dest_burst = c.per_dest_burst.min(4);
             });
         if !boot.is_empty() {
             b = b.bootstrap(boot);
@@ -377,7 +382,6 @@ struct Hub {
     torrents: Vec<Fetched>,
     lookup_slots: Arc<Semaphore>,
     fetch_slots: Arc<Semaphore>,
-    next_dht: usize,
     peer_id: [u8; 20],
 }
 
@@ -406,7 +410,6 @@ impl Hub {
             torrents: Vec::new(),
             lookup_slots: Arc::new(Semaphore::new(cfg.lookup_concurrency.max(1))),
             fetch_slots: Arc::new(Semaphore::new(cfg.metadata_concurrency.max(1))),
-            next_dht: 0,
             peer_id,
             cfg,
             dhts,
@@ -546,9 +549,12 @@ impl Hub {
         }
     }
 
-    fn dht(&mut self) -> Dht {
-        self.next_dht += 1;
-        self.dhts[self.next_dht % self.dhts.len()].clone()
+    /// The node that runs peer lookups: always the first. Every node shares one IP, and other
+    /// implementations limit queries per source IP (libtorrent ignores an IP for five minutes
+    /// after about 50 packets in 10 seconds), so one node's per-destination budget must govern
+    /// all of the crawler's lookups.
+    fn lookup_node(&self) -> Dht {
+        self.dhts[0].clone()
     }
 
     /// Starts fetches and lookups while there are free slots; lookups only while the fetch
@@ -590,9 +596,13 @@ impl Hub {
             }
             self.attempts.insert(ih, attempt);
             CrawlStats::add(&self.stats.lookups, 1);
-            let (dht, out, want) = (self.dht(), out.clone(), self.cfg.peers_per_infohash);
+            let (dht, out, want) = (self.lookup_node(), out.clone(), self.cfg.peers_per_infohash);
+            let stats = self.stats.clone();
             tokio::spawn(async move {
                 let peers = find_peers(&dht, ih, want).await;
+                if !peers.is_empty() {
+                    CrawlStats::add(&stats.lookups_with_peers, 1);
+                }
                 drop(permit);
                 let _ = out.send(Outcome::Peers(ih, peers)).await;
             });

@@ -20,6 +20,8 @@ pub struct CrawlStats {
     pub samples_answered: AtomicU64,
     /// get_peers lookups started for metadata.
     pub lookups: AtomicU64,
+    /// Lookups that found at least one peer.
+    pub lookups_with_peers: AtomicU64,
     /// Metadata fetches that succeeded.
     pub fetched: AtomicU64,
     /// Metadata fetch attempts that failed (one per peer tried).

@@ -101,6 +101,20 @@ pub fn wait_for_tables(h: &mut Harness, min: u64, limit: Duration, who: &str) {
     }
 }
 
+/// The Python that has libtorrent's bindings: the virtualenv `.ci/setup-interop` makes, or
+/// `DHTKIT_LT_PYTHON`.
+pub fn lt_python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("DHTKIT_LT_PYTHON").filter(|p| !p.is_empty()) {
+        return std::path::PathBuf::from(p);
+    }
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.ci/venv/bin/python");
+    assert!(
+        p.exists(),
+        "libtorrent's Python bindings are missing: run `bash .ci/setup-interop` (or set DHTKIT_LT_PYTHON)"
+    );
+    p
+}
+
 /// The `dhtkit` binary under test.
 pub fn dhtkit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dhtkit"))

@@ -25,6 +25,8 @@ const MAX_MESSAGE: usize = 1 << 20;
 const PIPELINE: usize = 16;
 /// Our `ut_metadata` message id (the peer uses it when sending to us).
 const OUR_UT_METADATA: u8 = 1;
+/// What we call ourselves in the extension handshake.
+const CLIENT: &str = concat!("dhtkit ", env!("CARGO_PKG_VERSION"));
 /// The extension-protocol message id (BEP 10).
 const EXTENDED: u8 = 20;
 
@@ -142,13 +144,7 @@ async fn exchange(
     if theirs[25] & 0x10 == 0 {
         return Err(FetchError::NoMetadata);
     }
-    send_extended(
-        &mut s,
-        0,
-        b"d1:md11:ut_metadatai1ee1:v13:dhtkit-crawl 1e",
-        &[],
-    )
-    .await?;
+    send_extended(&mut s, 0, &our_ext_handshake(), &[]).await?;
     let mut buf = Vec::with_capacity(PIECE + 128);
     // Wait for the peer's extension handshake.
     let (their_id, size) = loop {
@@ -200,6 +196,15 @@ async fn exchange(
         Some(kind) => Ok(VerifiedInfo { info, kind }),
         None => Err(FetchError::HashMismatch),
     }
+}
+
+/// Our BEP 10 extension handshake: `ut_metadata` and our client name.
+fn our_ext_handshake() -> Vec<u8> {
+    format!(
+        "d1:md11:ut_metadatai{OUR_UT_METADATA}ee1:v{}:{CLIENT}e",
+        CLIENT.len()
+    )
+    .into_bytes()
 }
 
 fn handshake(info_hash: &Id, peer_id: &[u8; 20]) -> [u8; 68] {
@@ -328,6 +333,19 @@ mod tests {
         assert!(parse_data(b"d8:msg_typei1e").is_err());
         assert!(parse_data(b"99999999999999999999:x").is_err());
         assert_eq!(dict_end(b"d1:ali1ei2eee..."), Some(13));
+    }
+
+    #[test]
+    fn our_extension_handshake_is_bencode() {
+        let m = our_ext_handshake();
+        let mut d = dhtkit_proto::bencode::Decoder::new(dhtkit_proto::bencode::Limits::default());
+        let v = d.decode(&m).expect("valid bencode");
+        let dict = v.as_dict().unwrap();
+        assert_eq!(
+            dict.get_dict(b"m").and_then(|m| m.get_int(b"ut_metadata")),
+            Some(OUR_UT_METADATA as i64)
+        );
+        assert!(dict.get_bytes(b"v").unwrap().starts_with(b"dhtkit "));
     }
 
     #[test]

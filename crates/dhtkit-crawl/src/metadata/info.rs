@@ -99,6 +99,10 @@ pub fn parse(info: &[u8], max_files: usize) -> Result<TorrentInfo, InfoError> {
     if let Some(list) = d.get_list(b"files") {
         for f in list.iter() {
             let f = f.as_dict().ok_or(InfoError("file is not a dictionary"))?;
+            // BEP 47 padding files are alignment, not content.
+            if f.get_bytes(b"attr").is_some_and(|a| a.contains(&b'p')) {
+                continue;
+            }
             let length = uint(f.get(b"length")).ok_or(InfoError("file without length"))?;
             let parts = f
                 .get_list(b"path.utf-8")
@@ -219,7 +223,7 @@ mod tests {
 
     #[test]
     fn v1_multi_file_with_utf8_names() {
-        let info = b"d5:filesld6:lengthi3e4:pathl1:a5:b.txteed6:lengthi5e4:pathl1:ceee4:name4:test10:name.utf-85:t\xc3\xa9st12:piece lengthi16384e6:pieces0:7:privatei1ee";
+        let info = b"d5:filesld6:lengthi3e4:pathl1:a5:b.txteed4:attr1:p6:lengthi9e4:pathl4:.pad1:9eed6:lengthi5e4:pathl1:ceee4:name4:test10:name.utf-85:t\xc3\xa9st12:piece lengthi16384e6:pieces0:7:privatei1ee";
         let t = parse(info, 10).unwrap();
         assert_eq!(t.name, "tést");
         assert_eq!(t.total_size, 8);
