@@ -321,3 +321,68 @@ fn sigkill_never_leaves_a_corrupt_state_file() {
     );
     drop(peers);
 }
+
+#[test]
+fn crawler_commands_refuse_bad_databases_with_one_line() {
+    let dir = tmpdir("baddb");
+    let corrupt = dir.join("corrupt.sqlite");
+    std::fs::write(&corrupt, vec![0x42u8; 8192]).unwrap();
+    let blocker = dir.join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let under_a_file = blocker.join("crawl.sqlite");
+    let missing = dir.join("missing.sqlite");
+    let cases: Vec<Vec<String>> = vec![
+        vec![
+            "search".into(),
+            "x".into(),
+            "--db".into(),
+            corrupt.display().to_string(),
+        ],
+        vec![
+            "show".into(),
+            "00".repeat(20),
+            "--db".into(),
+            missing.display().to_string(),
+        ],
+        vec![
+            "export".into(),
+            "--db".into(),
+            corrupt.display().to_string(),
+        ],
+        vec![
+            "export".into(),
+            "--since".into(),
+            "yesterday".into(),
+            "--db".into(),
+            corrupt.display().to_string(),
+        ],
+        vec![
+            "show".into(),
+            "nothex".into(),
+            "--db".into(),
+            corrupt.display().to_string(),
+        ],
+        vec![
+            "crawl".into(),
+            "--bind".into(),
+            "127.41.7.1:0".into(),
+            "--db".into(),
+            corrupt.display().to_string(),
+        ],
+        vec![
+            "crawl".into(),
+            "--bind".into(),
+            "127.41.7.1:0".into(),
+            "--db".into(),
+            under_a_file.display().to_string(),
+        ],
+    ];
+    for args in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = run(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+    }
+}

@@ -28,7 +28,9 @@ async fn serve(mut s: TcpStream, infos: Arc<HashMap<[u8; 20], Vec<u8>>>) -> std:
     let mut hs = [0u8; 68];
     s.read_exact(&mut hs).await?;
     let ih: [u8; 20] = hs[28..48].try_into().unwrap();
-    let Some(info) = infos.get(&ih) else { return Ok(()) };
+    let Some(info) = infos.get(&ih) else {
+        return Ok(());
+    };
     hs[25] |= 0x10;
     s.write_all(&hs).await?;
     let ext = format!("d1:md11:ut_metadatai2ee13:metadata_sizei{}ee", info.len());
@@ -92,7 +94,13 @@ async fn main() {
     for ih in hashes {
         let permit = slots.clone().acquire_owned().await.unwrap();
         tasks.push(tokio::spawn(async move {
-            let r = fetch(at, Id(ih), *b"-DK0001-000000000001", &FetchConfig::default()).await;
+            let r = fetch(
+                at,
+                Id(ih),
+                *b"-DK0001-000000000001",
+                &FetchConfig::default(),
+            )
+            .await;
             drop(permit);
             r.is_ok()
         }));

@@ -58,7 +58,10 @@ fn dir_size(d: &std::path::Path) -> u64 {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let sightings: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let sightings: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let torrents: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let dir = std::env::temp_dir().join(format!("dhtkit-ingest-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -147,7 +150,10 @@ fn main() {
         torrents as f64 / secs,
         size_b as f64 / torrents as f64
     );
-    println!("search \"aurora kestrel\" over {torrents} torrents: {} hits, {search_ms:.1} ms", hits.len());
+    println!(
+        "search \"aurora kestrel\" over {torrents} torrents: {} hits, {search_ms:.1} ms",
+        hits.len()
+    );
 
     // A full seen-set at the default capacity.
     let before = dhtkit_crawl::stats::rss_bytes();

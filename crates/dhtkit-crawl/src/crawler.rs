@@ -45,7 +45,8 @@ pub struct CrawlConfig {
     pub nodes: usize,
     /// Routing table size of each node.
     pub max_nodes: usize,
-    /// Outbound DHT packets per second, for all nodes together.
+    /// Outbound DHT queries per second, for all nodes and the BEP 51 walk together (answers
+    /// to other nodes' queries are not counted).
     pub rate: u32,
     /// Fetch metadata (off: record infohashes only).
     pub metadata: bool,
@@ -192,8 +193,9 @@ impl Crawler {
             let wc = WalkConfig {
                 max_nodes: 100_000,
                 concurrency: 32,
-                rate: (cfg.rate / 2).max(1),
+                rate: walk_rate(&cfg),
                 shorten_to: cfg.sample_interval,
+                allow_local: dhtkit::addr::is_local(cfg.bind.ip()),
             };
             tasks.push(tokio::spawn(walker::run(
                 dhts.clone(),
@@ -249,6 +251,15 @@ impl Crawler {
     }
 }
 
+/// The part of `--rate` the BEP 51 walk may use (a quarter); the nodes share the rest.
+fn walk_rate(cfg: &CrawlConfig) -> u32 {
+    if cfg.sample {
+        (cfg.rate / 4).max(1)
+    } else {
+        0
+    }
+}
+
 /// Starts `cfg.nodes` nodes on consecutive ports with ids spread over the keyspace.
 async fn start_nodes(cfg: &CrawlConfig) -> Result<Vec<Dht>, CrawlError> {
     let n = cfg.nodes.max(1);
@@ -269,7 +280,7 @@ async fn start_nodes(cfg: &CrawlConfig) -> Result<Vec<Dht>, CrawlError> {
             .node_id(id)
             .max_nodes(cfg.max_nodes)
             .config(|c| {
-                c.max_query_rate = (cfg.rate / n as u32).max(1);
+                c.max_query_rate = (cfg.rate.saturating_sub(walk_rate(cfg)) / n as u32).max(1);
                 c.max_query_burst = c.max_query_burst.min(c.max_query_rate.max(1));
                 // The nodes share one IP, and their answers count against it too: each node
                 // sends at most 1 query a second to one IP (burst 4).

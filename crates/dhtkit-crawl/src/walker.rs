@@ -33,6 +33,8 @@ pub(crate) struct WalkConfig {
     /// Ask nodes again after at most this long, even when they ask for longer (`None`:
     /// honour their `interval`).
     pub shorten_to: Option<Duration>,
+    /// Local and reserved addresses may be asked (the crawler is bound to one).
+    pub allow_local: bool,
 }
 
 pub(crate) async fn run(
@@ -51,6 +53,11 @@ pub(crate) async fn run(
     let gap = Duration::from_secs(1) / cfg.rate.max(1);
     let mut next_send = Instant::now();
     let schedule = |due: &mut BinaryHeap<_>, known: &mut HashMap<_, _>, a: SocketAddr, at| {
+        // Addresses come from strangers: never a private, reserved or bogon one unless we are
+        // on such a network ourselves.
+        if !dhtkit::addr::may_send(&a, cfg.allow_local) {
+            return;
+        }
         if known.len() < cfg.max_nodes || known.contains_key(&a) {
             known.insert(a, at);
             due.push(Reverse((at, a)));
