@@ -211,9 +211,10 @@ fn send(s: &mut TcpStream, id: u8, body: &[u8]) -> std::io::Result<()> {
     s.write_all(&m)
 }
 
+/// SIGINT, through the shell's own `kill` (no procps needed).
 fn interrupt(c: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-INT", &c.id().to_string()])
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", c.id())])
         .status();
 }
 
