@@ -9,7 +9,6 @@ use clap::Args;
 use dhtkit_crawl::store::{Source, StoreRead};
 use dhtkit_crawl::{CrawlConfig, CrawlStats, Crawler, SqliteStore};
 use serde_json::json;
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::time::{parse_rfc3339, rfc3339};
 use crate::{parse_addr, parse_id, parse_secs, BadInput};
@@ -128,11 +127,7 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
         first.id(),
         path.display()
     );
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        eprintln!("error: cannot install signal handlers");
+    let Some(mut stop) = crate::StopSignals::install() else {
         return Ok(ExitCode::from(1));
     };
     let deadline = async {
@@ -152,8 +147,7 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
     tick.tick().await;
     loop {
         tokio::select! {
-            _ = int.recv() => break,
-            _ = term.recv() => break,
+            _ = stop.recv() => break,
             _ = &mut deadline => break,
             _ = tick.tick() => {
                 let line = status.line(&crawler).await;

@@ -165,6 +165,37 @@ struct Common {
     json: bool,
 }
 
+/// SIGINT and SIGTERM, the two ways to ask a long-running command to stop.
+pub(crate) struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers; `None` (after saying so on stderr) if that fails.
+    pub(crate) fn install() -> Option<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(int), Ok(term)) => Some(StopSignals { int, term }),
+            _ => {
+                eprintln!("error: cannot install signal handlers");
+                None
+            }
+        }
+    }
+
+    /// Resolves on the next SIGINT or SIGTERM.
+    pub(crate) async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
 /// A one-line user error; exit code 2.
 #[derive(Debug)]
 pub(crate) struct BadInput(String);

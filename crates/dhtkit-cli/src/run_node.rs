@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use dhtkit::{DhtBuilder, EventJson, Id};
 use serde_json::json;
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::BadInput;
 
@@ -30,18 +29,13 @@ pub(crate) async fn run(
             return Ok(ExitCode::from(1));
         }
     }
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        eprintln!("error: cannot install signal handlers");
+    let Some(mut stop) = crate::StopSignals::install() else {
         return Ok(ExitCode::from(1));
     };
     let mut reported_loss = 0;
     loop {
         tokio::select! {
-            _ = int.recv() => break,
-            _ = term.recv() => break,
+            _ = stop.recv() => break,
             ev = events.recv(), if print_events => {
                 let Some(ev) = ev else { break };
                 let mut out = stdout.lock();

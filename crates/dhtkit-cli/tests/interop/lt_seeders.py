@@ -6,7 +6,9 @@ Each session listens (DHT and BitTorrent) on 127.<net>.<i>.1:<port>, its own /24
 libtorrent's per-IP DHT rate limit left at its default.
 
 Commands:
-  {"cmd": "status"}                          -> {"tables": [nodes per session]}
+  {"cmd": "status"}  -> {"tables": [nodes per session], "blocked_count": n, "blocked": [...],
+                          "incoming": {kind: count}}  (IPs libtorrent banned for flooding, and the
+                          DHT packets that came from outside the swarm, by kind)
   {"cmd": "add_nodes", "addrs": [...]}       every session adds these as DHT nodes -> {"ok": true}
   {"cmd": "seed", "per_session": n, "dir": path}
       creates n small torrents per session under dir (every third one a v1+v2 hybrid, the rest
@@ -19,15 +21,14 @@ Every wait is bounded; the script exits when stdin closes.
 """
 
 import argparse
-import json
 import os
-import queue
 import sys
-import threading
 import time
 import warnings
 
 import libtorrent as lt
+
+from jsonl_harness import serve
 
 warnings.simplefilter("ignore", DeprecationWarning)
 
@@ -65,7 +66,9 @@ class Seeders:
         self.addrs = []
         self.handles = []
         self.blocked = []
+        # DHT packets that came from outside the swarm (the crawler), by kind.
         self.incoming = {}
+        self.prefix = f"127.{net}."
         for i in range(1, count + 1):
             ip = f"127.{net}.{i}.1"
             self.addrs.append(f"{ip}:{port}")
@@ -76,7 +79,7 @@ class Seeders:
             for a in s.pop_alerts():
                 if isinstance(a, lt.dht_pkt_alert):
                     text = a.message()
-                    if not text.startswith("==>") and "127.91." in text:
+                    if not text.startswith("==>") and self.prefix not in text:
                         try:
                             msg = lt.bdecode(a.pkt_buf)
                             kind = msg.get(b"y", b"?").decode() + ":" + msg.get(b"q", b"").decode()
@@ -163,45 +166,22 @@ def main():
     ap.add_argument("--port", type=int, default=17881)
     args = ap.parse_args()
     sw = Seeders(args.count, args.net, args.port)
-    cmds = queue.Queue()
-
-    def reader():
-        for line in sys.stdin:
-            cmds.put(line)
-        cmds.put(None)
-
-    threading.Thread(target=reader, daemon=True).start()
-
-    def answer(obj):
-        print(json.dumps(obj), flush=True)
-
-    answer({"ready": True, "addrs": sw.addrs, "version": lt.__version__})
-    while True:
-        try:
-            line = cmds.get(timeout=0.1)
-        except queue.Empty:
-            sw.pump()
-            continue
-        if line is None:
-            break
-        c = json.loads(line)
+    def handle(c):
         cmd = c.get("cmd")
         if cmd == "status":
-            answer(sw.status())
-        elif cmd == "add_nodes":
-            answer(sw.add_nodes(c["addrs"]))
-        elif cmd == "seed":
-            answer(sw.seed(c["per_session"], c["dir"]))
-        elif cmd == "announce":
-            answer(sw.announce())
-        elif cmd == "wait":
+            return sw.status()
+        if cmd == "add_nodes":
+            return sw.add_nodes(c["addrs"])
+        if cmd == "seed":
+            return sw.seed(c["per_session"], c["dir"])
+        if cmd == "announce":
+            return sw.announce()
+        if cmd == "wait":
             sw.wait(min(float(c["seconds"]), 120))
-            answer({"ok": True})
-        elif cmd == "quit":
-            answer({"ok": True})
-            break
-        else:
-            answer({"error": f"unknown command {cmd}"})
+            return {"ok": True}
+        return {"error": f"unknown command {cmd}"}
+
+    serve({"ready": True, "addrs": sw.addrs, "version": lt.__version__}, sw.pump, handle)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,13 @@ Every wait is bounded; the script exits when stdin closes.
 """
 
 import argparse
-import json
-import queue
+import os
 import sys
-import threading
 import time
 
 import libtorrent as lt
+
+from jsonl_harness import serve
 
 
 def log(msg):
@@ -163,66 +163,43 @@ def main():
     swarm = Swarm(args.count, args.net, args.port, args.bootstrap)
     log(f"lt_swarm: {args.count} libtorrent {lt.__version__} sessions on 127.{args.net}.x.1")
 
-    lines = queue.Queue()
-
-    def reader():
-        for line in sys.stdin:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=reader, daemon=True).start()
-
-    def answer(obj):
-        print(json.dumps(obj), flush=True)
-
-    answer({"ready": True, "addrs": swarm.addrs, "version": lt.__version__})
-    while True:
-        try:
-            line = lines.get(timeout=0.1)
-        except queue.Empty:
-            swarm.pump()
-            continue
-        if line is None:
-            break
-        cmd = json.loads(line)
+    def handle(cmd):
         c = cmd["cmd"]
-        if c == "quit":
-            answer({"ok": True})
-            break
         if c == "status":
-            answer(swarm.status())
-        elif c == "add_nodes":
+            return swarm.status()
+        if c == "add_nodes":
             for i, sess in enumerate(swarm.sessions):
                 for a in cmd["addrs"]:
                     if a != swarm.addrs[i]:
                         ip, port = a.rsplit(":", 1)
                         sess.add_dht_node((ip, int(port)))
-            answer({"ok": True})
-        elif c == "announce":
+            return {"ok": True}
+        if c == "announce":
             h = lt.sha1_hash(bytes.fromhex(cmd["ih"]))
             swarm.sessions[cmd["idx"]].dht_announce(h, cmd["port"], 0)
-            answer({"ok": True})
-        elif c == "get_peers":
+            return {"ok": True}
+        if c == "get_peers":
             i, ih, want = cmd["idx"], cmd["ih"], cmd.get("want")
             h = lt.sha1_hash(bytes.fromhex(ih))
             swarm.sessions[i].dht_get_peers(h)
             found = swarm.wait(cmd.get("timeout", 10), lambda: want in swarm.peers[i].get(ih, set()))
-            answer({"peers": sorted(swarm.peers[i].get(ih, set())), "found": bool(found)})
-        elif c == "traffic":
-            import os
+            return {"peers": sorted(swarm.peers[i].get(ih, set())), "found": bool(found)}
+        if c == "traffic":
             for sess in swarm.sessions:
                 for _ in range(cmd["count"]):
                     sess.dht_get_peers(lt.sha1_hash(os.urandom(20)))
                     sess.dht_announce(lt.sha1_hash(os.urandom(20)), 6881, 0)
-            answer({"ok": True})
-        elif c == "wait":
+            return {"ok": True}
+        if c == "wait":
             swarm.wait(min(float(cmd["seconds"]), 120.0))
-            answer({"ok": True})
-        elif c == "packets":
+            return {"ok": True}
+        if c == "packets":
             swarm.pump()
-            answer(swarm.packets(cmd["prefix"], cmd.get("settle", 3.0)))
-        else:
-            answer({"error": f"unknown command {c}"})
+            return swarm.packets(cmd["prefix"], cmd.get("settle", 3.0))
+        return {"error": f"unknown command {c}"}
+
+    ready = {"ready": True, "addrs": swarm.addrs, "version": lt.__version__}
+    serve(ready, swarm.pump, handle)
 
 
 if __name__ == "__main__":
