@@ -99,6 +99,26 @@ fn emit(line: impl std::fmt::Display) -> bool {
     writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
 }
 
+/// Why a lookup came back empty: nobody answered (a network or bootstrap problem), or nodes
+/// answered and none `had` what was asked.
+async fn why_nothing(dht: &Dht, had: &str) -> String {
+    let Ok(s) = dht.stats().await else {
+        return "nothing found".into();
+    };
+    if s.node.responses_in == 0 {
+        format!(
+            "nothing found: no DHT node answered ({} queries sent). Check --bootstrap HOST:PORT \
+             (the default routers need internet access) and that UDP can leave this host",
+            s.node.queries_out
+        )
+    } else {
+        format!(
+            "nothing found: {} DHT nodes answered, and none {had}",
+            s.node.responses_in
+        )
+    }
+}
+
 pub(crate) async fn ping(
     b: DhtBuilder,
     addr: SocketAddr,
@@ -142,9 +162,11 @@ pub(crate) async fn find_node(
         }
     };
     let r = tokio::time::timeout(limit, with_progress(&dht, || 0, work)).await;
+    if matches!(&r, Ok(Ok(nodes)) if nodes.is_empty()) {
+        eprintln!("{}", why_nothing(&dht, "returned a node").await);
+    }
     let code = outcome(r, |nodes| {
         if nodes.is_empty() {
-            eprintln!("no nodes found");
             return ExitCode::from(1);
         }
         for (id, addr) in nodes {
@@ -183,10 +205,10 @@ pub(crate) async fn get_peers(b: DhtBuilder, ih: Id, c: &Common) -> Result<ExitC
                 emit(peer)
             };
             if !ok {
-                break;
+                return Ok(());
             }
         }
-        Ok::<_, dhtkit::Error>(())
+        lookup.finish().await.map(|_| ())
     };
     let r = tokio::time::timeout(
         limit,
@@ -197,6 +219,12 @@ pub(crate) async fn get_peers(b: DhtBuilder, ih: Id, c: &Common) -> Result<ExitC
         eprintln!("error: {e}");
     }
     let n = found.load(Ordering::Relaxed);
+    if n == 0 {
+        eprintln!(
+            "{}",
+            why_nothing(&dht, &format!("knows a peer for {ih}")).await
+        );
+    }
     dht.shutdown().await;
     Ok(if n > 0 {
         ExitCode::SUCCESS

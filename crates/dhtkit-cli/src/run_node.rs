@@ -1,9 +1,10 @@
 //! `dhtkit node`: run until SIGINT or SIGTERM.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use dhtkit::{DhtBuilder, EventJson, Id};
+use dhtkit::{Dht, DhtBuilder, EventJson, Id};
 use serde_json::json;
 
 use crate::BadInput;
@@ -33,9 +34,16 @@ pub(crate) async fn run(
         return Ok(ExitCode::from(1));
     };
     let mut reported_loss = 0;
+    // A status line on a terminal (unless events print to the same terminal), and a word when
+    // the node is alone.
+    let status_line =
+        std::io::stderr().is_terminal() && !(print_events && std::io::stdout().is_terminal());
+    let mut status = Status::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = stop.recv() => break,
+            _ = tick.tick() => status.update(&dht, status_line).await,
             ev = events.recv(), if print_events => {
                 let Some(ev) = ev else { break };
                 let mut out = stdout.lock();
@@ -51,6 +59,61 @@ pub(crate) async fn run(
             }
         }
     }
+    if status_line {
+        eprint!("\r\x1b[2K");
+    }
     dht.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The node's status line, and whether it has told the user it is alone.
+#[derive(Default)]
+struct Status {
+    started: Option<Instant>,
+    last: Option<(Instant, u64, u64)>,
+    said_alone: bool,
+}
+
+/// How long a node may have an empty routing table before it says so.
+const ALONE_AFTER: Duration = Duration::from_secs(20);
+
+impl Status {
+    async fn update(&mut self, dht: &Dht, line: bool) {
+        let Ok(s) = dht.stats().await else { return };
+        let now = Instant::now();
+        let started = *self.started.get_or_insert(now);
+        if s.nodes == 0 && !self.said_alone && now.duration_since(started) >= ALONE_AFTER {
+            self.said_alone = true;
+            if line {
+                eprint!("\r\x1b[2K");
+            }
+            eprintln!(
+                "dhtkit node: no DHT node has answered, so this node is alone. Give it a \
+                 reachable node with --bootstrap HOST:PORT (the default routers need internet \
+                 access, and UDP must be able to leave this host)."
+            );
+        } else if s.nodes > 0 && self.said_alone {
+            self.said_alone = false;
+            eprintln!(
+                "dhtkit node: joined; {} nodes in the routing table",
+                s.nodes
+            );
+        }
+        let (qin, qout) = (s.node.queries_in, s.node.queries_out);
+        let rates = self.last.map(|(t, i, o)| {
+            let dt = now.duration_since(t).as_secs_f64().max(1e-3);
+            (
+                (qin - i.min(qin)) as f64 / dt,
+                (qout - o.min(qout)) as f64 / dt,
+            )
+        });
+        self.last = Some((now, qin, qout));
+        if line {
+            let (rin, rout) = rates.unwrap_or((0.0, 0.0));
+            eprint!(
+                "\r\x1b[2K{} nodes | queries in {rin:.0}/s, out {rout:.0}/s | {} peers stored for {} infohashes | {} advertised",
+                s.nodes, s.peers_stored, s.infohashes_stored, s.advertised
+            );
+        }
+    }
 }

@@ -428,7 +428,7 @@ fn crawler_indexes_a_libtorrent_swarm_and_resumes_after_sigkill() {
     let t2 = Instant::now();
     let mut crawl = start_crawl(2, &db2, &state, "127.0.0.1:9", &["--no-sample"]);
     let mut resumed = 0;
-    while t2.elapsed() < Duration::from_secs(90) {
+    while t2.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_secs(3));
         resumed = score(&export(&db2), &torrents).1;
         if resumed * 10 >= need * 8 {

@@ -187,7 +187,11 @@ impl Crawler {
                 stats.clone(),
                 stop_rx.clone(),
             )));
-            tasks.push(tokio::spawn(keep_table_full(d.clone(), stop_rx.clone())));
+            tasks.push(tokio::spawn(keep_table_full(
+                d.clone(),
+                walk_tx.clone(),
+                stop_rx.clone(),
+            )));
         }
         if cfg.sample {
             let wc = WalkConfig {
@@ -359,9 +363,21 @@ async fn listen(
     }
 }
 
-/// Keeps the routing table full: every ten minutes, refresh every bucket.
-async fn keep_table_full(dht: Dht, mut stop: watch::Receiver<bool>) {
+/// Keeps the routing table full (every ten minutes, refresh every bucket) and hands the walk
+/// every node in it: at start (nodes restored from a state file joined before anyone could
+/// hear of them) and after each refresh.
+async fn keep_table_full(
+    dht: Dht,
+    walk: mpsc::Sender<SocketAddr>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
+        if let Ok(nodes) = dht.routing_table().await {
+            for n in nodes {
+                // No walk (--no-sample), or its queue is full: it hears of them later.
+                let _ = walk.try_send(n.addr);
+            }
+        }
         tokio::select! {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(Duration::from_secs(600)) => {}

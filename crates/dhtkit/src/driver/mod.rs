@@ -346,8 +346,8 @@ async fn resolve(name: String, v6: bool, tx: mpsc::Sender<Command>) {
     } else {
         match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(name.as_str())).await {
             Ok(Ok(addrs)) => out.extend(addrs),
-            Ok(Err(e)) => tracing::info!("bootstrap node {name} did not resolve: {e}"),
-            Err(_) => tracing::info!("bootstrap node {name}: resolving timed out"),
+            Ok(Err(e)) => tracing::warn!("bootstrap node {name} did not resolve: {e}"),
+            Err(_) => tracing::warn!("bootstrap node {name}: resolving timed out"),
         }
     }
     out.retain(|a| a.is_ipv6() == v6);
