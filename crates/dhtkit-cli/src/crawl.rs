@@ -1,13 +1,13 @@
 //! `dhtkit crawl`, `search`, `show` and `export`: the crawler and its index from the shell.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use dhtkit_crawl::store::{Source, StoreRead};
-use dhtkit_crawl::{CrawlConfig, CrawlStats, Crawler, SqliteStore};
+use dhtkit_crawl::store::{self, Source, StoreRead};
+use dhtkit_crawl::{CrawlConfig, CrawlStats, Crawler};
 use serde_json::json;
 
 use crate::time::{parse_rfc3339, rfc3339};
@@ -21,9 +21,10 @@ pub(crate) struct CrawlArgs {
     /// Bootstrap node HOST:PORT; repeat or separate with commas. Replaces the default routers.
     #[arg(long, value_delimiter = ',')]
     bootstrap: Vec<String>,
-    /// The database (default: crawl.sqlite in the per-user data directory).
+    /// The database: a SQLite file (default: crawl.sqlite in the per-user data directory) or
+    /// a postgres://USER@HOST/DB URL (several crawlers may share one).
     #[arg(long)]
-    db: Option<PathBuf>,
+    db: Option<String>,
     /// Also write one JSON line per fetched torrent to PATH (`-`: stdout).
     #[arg(long)]
     jsonl: Option<String>,
@@ -66,12 +67,27 @@ pub(crate) struct CrawlArgs {
     duration: Option<f64>,
 }
 
-fn db_path(db: Option<&Path>) -> PathBuf {
-    db.map_or_else(dhtkit_crawl::default_db_path, Path::to_path_buf)
+/// `--db`: as given, or the default SQLite file.
+fn db_spec(db: Option<&str>) -> String {
+    db.map_or_else(
+        || dhtkit_crawl::default_db_path().display().to_string(),
+        str::to_string,
+    )
 }
 
-fn open_read(db: Option<&Path>) -> Result<SqliteStore, BadInput> {
-    SqliteStore::open_read_only(&db_path(db)).map_err(|e| BadInput(e.to_string()))
+fn open_read(db: Option<&str>) -> Result<Box<dyn StoreRead>, BadInput> {
+    store::open_reader(&db_spec(db)).map_err(|e| BadInput(e.to_string()))
+}
+
+/// How this crawler signs the rows it writes to a shared store: host name and bound address.
+fn crawler_name(bind: &std::net::SocketAddr) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "crawler".into());
+    format!("{host}@{bind}")
 }
 
 pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
@@ -99,8 +115,13 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
         .duration
         .map(|s| parse_secs("--duration", s))
         .transpose()?;
-    let path = db_path(a.db.as_deref());
-    let store = SqliteStore::open(&path).map_err(|e| BadInput(e.to_string()))?;
+    let spec = db_spec(a.db.as_deref());
+    let (at, name) = (spec.clone(), crawler_name(&cfg.bind));
+    // Opening may block (PostgreSQL's client runs a runtime of its own).
+    let store = tokio::task::spawn_blocking(move || store::open_writer(&at, &name))
+        .await
+        .map_err(|e| BadInput(e.to_string()))?
+        .map_err(|e| BadInput(e.to_string()))?;
     let jsonl: Option<Box<dyn Write + Send>> = match a.jsonl.as_deref() {
         None => None,
         Some("-") => Some(Box::new(std::io::stdout())),
@@ -112,7 +133,12 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
                 .map_err(|e| BadInput(format!("--jsonl {p}: {e}")))?,
         )),
     };
-    let crawler = match Crawler::start(cfg, Box::new(store), jsonl).await {
+    let shown = if store::is_postgres_url(&spec) {
+        "PostgreSQL".to_string()
+    } else {
+        spec.clone()
+    };
+    let crawler = match Crawler::start(cfg, store, jsonl).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -125,7 +151,7 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
         crawler.nodes().len(),
         first.local_addr(),
         first.id(),
-        path.display()
+        shown
     );
     let Some(mut stop) = crate::StopSignals::install() else {
         return Ok(ExitCode::from(1));
@@ -236,7 +262,7 @@ fn magnet(ih: &dhtkit::Id, name: &str) -> String {
 
 pub(crate) fn search(
     text: &str,
-    db: Option<&Path>,
+    db: Option<&str>,
     limit: usize,
     json: bool,
 ) -> Result<ExitCode, BadInput> {
@@ -274,7 +300,7 @@ pub(crate) fn search(
     })
 }
 
-pub(crate) fn show(ih: &str, db: Option<&Path>, json: bool) -> Result<ExitCode, BadInput> {
+pub(crate) fn show(ih: &str, db: Option<&str>, json: bool) -> Result<ExitCode, BadInput> {
     let ih = parse_id("infohash", ih)?;
     let store = open_read(db)?;
     let Some(r) = store.torrent(&ih).map_err(|e| BadInput(e.to_string()))? else {
@@ -333,7 +359,7 @@ pub(crate) fn show(ih: &str, db: Option<&Path>, json: bool) -> Result<ExitCode, 
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn export(db: Option<&Path>, since: Option<&str>) -> Result<ExitCode, BadInput> {
+pub(crate) fn export(db: Option<&str>, since: Option<&str>) -> Result<ExitCode, BadInput> {
     let since = since
         .map(|s| parse_rfc3339(s).ok_or_else(|| BadInput(format!("--since {s:?} is not RFC 3339"))))
         .transpose()?;

@@ -80,9 +80,10 @@ enum Command {
     Search {
         /// Words to look for (a torrent must have all of them).
         text: String,
-        /// The database (default: crawl.sqlite in the per-user data directory).
+        /// The database: a SQLite file (default: crawl.sqlite in the per-user data
+        /// directory) or a postgres:// URL.
         #[arg(long)]
-        db: Option<PathBuf>,
+        db: Option<String>,
         /// Most results.
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -94,18 +95,18 @@ enum Command {
     Show {
         /// Infohash, 40 hex digits.
         info_hash: String,
-        /// The database.
+        /// The database: a SQLite file or a postgres:// URL.
         #[arg(long)]
-        db: Option<PathBuf>,
+        db: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Every infohash in the database as JSON lines on stdout.
     Export {
-        /// The database.
+        /// The database: a SQLite file or a postgres:// URL.
         #[arg(long)]
-        db: Option<PathBuf>,
+        db: Option<String>,
         /// Only infohashes first seen at or after this RFC 3339 time.
         #[arg(long)]
         since: Option<String>,
@@ -269,6 +270,32 @@ fn init_logging(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    // Reading the index needs no runtime (and PostgreSQL's blocking client must not run
+    // inside one).
+    let read = match &cli.command {
+        Command::Search {
+            text,
+            db,
+            limit,
+            json,
+        } => Some(crawl::search(text, db.as_deref(), *limit, *json)),
+        Command::Show {
+            info_hash,
+            db,
+            json,
+        } => Some(crawl::show(info_hash, db.as_deref(), *json)),
+        Command::Export { db, since } => Some(crawl::export(db.as_deref(), since.as_deref())),
+        _ => None,
+    };
+    if let Some(r) = read {
+        return match r {
+            Ok(code) => code,
+            Err(BadInput(msg)) => {
+                eprintln!("error: {msg}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -343,17 +370,8 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
             oneshot::announce(b, ih, port, &common).await
         }
         Command::Crawl(a) => crawl::crawl(a).await,
-        Command::Search {
-            text,
-            db,
-            limit,
-            json,
-        } => crawl::search(&text, db.as_deref(), limit, json),
-        Command::Show {
-            info_hash,
-            db,
-            json,
-        } => crawl::show(&info_hash, db.as_deref(), json),
-        Command::Export { db, since } => crawl::export(db.as_deref(), since.as_deref()),
+        Command::Search { .. } | Command::Show { .. } | Command::Export { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
     }
 }

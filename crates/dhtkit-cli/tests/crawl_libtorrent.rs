@@ -8,6 +8,9 @@
 //! 2. A crawl without metadata is SIGKILLed; the database is consistent and has no duplicate
 //!    rows; a restart whose only way into the DHT is the state file resumes the metadata queue
 //!    from the rows that lack metadata and fills in their names.
+//! 3. When `DHTKIT_TEST_PG` names a PostgreSQL server (`./test` starts one), two crawlers on
+//!    two addresses share one database: together they name the seeded torrents, with zero
+//!    duplicate rows, each crawler's rows attributed to it.
 //!
 //! Needs the virtualenv that `.ci/setup-interop` creates (or `DHTKIT_LT_PYTHON`).
 
@@ -72,6 +75,17 @@ struct Crawl {
 }
 
 fn start_crawl(host: u8, db: &Path, state: &Path, bootstrap: &str, extra: &[&str]) -> Crawl {
+    start_crawl_on(host, db.as_os_str(), state, bootstrap, extra)
+}
+
+/// `dhtkit crawl` on 127.91.HOST.1 with `--db DB` (a file or a URL).
+fn start_crawl_on(
+    host: u8,
+    db: &std::ffi::OsStr,
+    state: &Path,
+    bootstrap: &str,
+    extra: &[&str],
+) -> Crawl {
     let mut child = dhtkit()
         .args([
             "crawl",
@@ -116,7 +130,7 @@ fn start_crawl(host: u8, db: &Path, state: &Path, bootstrap: &str, extra: &[&str
 }
 
 /// `dhtkit export`: infohash → name (None until fetched). Panics on a duplicate row.
-fn export(db: &Path) -> HashMap<String, Option<String>> {
+fn export(db: impl AsRef<std::ffi::OsStr>) -> HashMap<String, Option<String>> {
     let out = dhtkit().args(["export", "--db"]).arg(db).output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -452,6 +466,96 @@ fn crawler_indexes_a_libtorrent_swarm_and_resumes_after_sigkill() {
     for ih in rows.keys() {
         assert!(after.contains_key(ih), "{ih} survived the restart");
     }
+
+    // 3. Two crawlers, one PostgreSQL.
+    if let Some(admin) = std::env::var("DHTKIT_TEST_PG")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        two_crawlers_share_postgres(&admin, &mut lt, &torrents, &lt_boot, &dir);
+    } else {
+        eprintln!("DHTKIT_TEST_PG is not set: the two-crawler PostgreSQL part did not run (./test sets it)");
+    }
     lt.call(json!({"cmd": "quit"}), Duration::from_secs(30));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn two_crawlers_share_postgres(
+    admin: &str,
+    lt: &mut Harness,
+    torrents: &[Value],
+    lt_boot: &str,
+    dir: &Path,
+) {
+    let name = format!("dhtkit_crawl_{}", std::process::id());
+    let mut c = postgres::Client::connect(admin, postgres::NoTls)
+        .expect("DHTKIT_TEST_PG is set, so its server must be reachable");
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .unwrap();
+    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+    let url = format!("{base}/{name}");
+    let t0 = Instant::now();
+    let mut crawls: Vec<Crawl> = [3u8, 4]
+        .iter()
+        .map(|&host| {
+            let state = dir.join(format!("pg-state-{host}.json"));
+            start_crawl_on(host, url.as_ref(), &state, lt_boot, &[])
+        })
+        .collect();
+    let mut everyone: Vec<String> = crawl_addrs(3, PORT);
+    everyone.extend(crawl_addrs(4, PORT));
+    lt.call(
+        json!({"cmd": "add_nodes", "addrs": everyone}),
+        Duration::from_secs(30),
+    );
+    let need = torrents.len();
+    let mut named = 0;
+    while t0.elapsed() < Duration::from_secs(100) {
+        lt.call(json!({"cmd": "announce"}), Duration::from_secs(30));
+        lt.call(
+            json!({"cmd": "wait", "seconds": 4}),
+            Duration::from_secs(30),
+        );
+        named = score(&export(&url), torrents).1;
+        if named == need {
+            break;
+        }
+    }
+    for cr in &mut crawls {
+        interrupt(&mut cr.child.0);
+    }
+    for cr in &mut crawls {
+        assert_eq!(wait_exit(&mut cr.child.0, Duration::from_secs(20)), Some(0));
+    }
+    let rows = export(&url); // panics on a duplicate
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let dup: i64 = c
+        .query_one(
+            "SELECT count(*) FROM (SELECT info_hash FROM torrents GROUP BY info_hash HAVING count(*) > 1) d",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let crawlers: i64 = c
+        .query_one(
+            "SELECT count(DISTINCT w) FROM (SELECT first_crawler AS w FROM torrents UNION SELECT crawler FROM torrents WHERE crawler IS NOT NULL) x",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    eprintln!(
+        "postgres: two crawlers named {named}/{need} in {:.0} s, {} rows, {dup} duplicates, rows from {crawlers} crawlers",
+        t0.elapsed().as_secs_f64(),
+        rows.len()
+    );
+    assert_eq!(dup, 0);
+    assert_eq!(
+        named, need,
+        "the two crawlers together named every seeded torrent"
+    );
+    assert_eq!(crawlers, 2, "each crawler's rows are attributed to it");
+    drop(c);
+    let mut admin_c = postgres::Client::connect(admin, postgres::NoTls).unwrap();
+    let _ = admin_c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
 }

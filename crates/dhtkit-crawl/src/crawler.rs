@@ -169,11 +169,19 @@ impl Crawler {
         jsonl: Option<Box<dyn Write + Send>>,
     ) -> Result<Crawler, CrawlError> {
         let stats = Arc::new(CrawlStats::default());
-        let resume = if cfg.metadata {
-            store.missing_metadata(cfg.lookup_queue)?
-        } else {
-            Vec::new()
-        };
+        // Stores block (PostgreSQL's client runs its own runtime): ask on the blocking pool.
+        let (metadata, limit) = (cfg.metadata, cfg.lookup_queue);
+        let (store, resume) = tokio::task::spawn_blocking(move || {
+            let resume = if metadata {
+                store.missing_metadata(limit)
+            } else {
+                Ok(Vec::new())
+            };
+            (store, resume)
+        })
+        .await
+        .map_err(|e| StoreError::Db(e.to_string()))?;
+        let resume = resume?;
         let dhts = start_nodes(&cfg).await?;
         let (stop, stop_rx) = watch::channel(false);
         let (found_tx, found_rx) = mpsc::channel::<Found>(65_536);

@@ -11,7 +11,7 @@
 //! | [`crawler`] | the nodes and the pipeline: discovery → hub (dedup, queues) → lookups → fetches → store |
 //! | `walker` | the BEP 51 walk, node by node, honouring each node's `interval` |
 //! | [`metadata`] | fetching and reading info dictionaries |
-//! | [`store`] | the [`store::Store`] / [`store::StoreRead`] traits and the SQLite backend |
+//! | [`store`] | the [`store::Store`] / [`store::StoreRead`] traits; SQLite (default) and PostgreSQL (several crawlers, one index) backends |
 //! | [`seen`] | the bounded seen-set |
 //! | [`stats`] | what each stage counts |
 //!
@@ -32,7 +32,7 @@ mod writer;
 
 pub use crawler::{CrawlConfig, CrawlError, Crawler};
 pub use stats::CrawlStats;
-pub use store::{SqliteStore, Store, StoreError, StoreRead};
+pub use store::{PostgresStore, SqliteStore, Store, StoreError, StoreRead};
 pub use writer::torrent_json;
 
 /// A random id from the operating system's generator.

@@ -5,6 +5,7 @@
 //! store and commits each batch in one transaction. Another backend (PostgreSQL, when several
 //! crawlers share a store) implements the same two traits.
 
+mod postgres;
 mod sqlite;
 
 use std::net::SocketAddr;
@@ -14,7 +15,32 @@ use dhtkit_proto::Id;
 
 use crate::metadata::{FileEntry, TorrentInfo};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// True for `postgres://` and `postgresql://` URLs.
+pub fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// Opens a store for writing: PostgreSQL for a `postgres://` URL (rows attributed to
+/// `crawler`), otherwise the SQLite file at that path.
+pub fn open_writer(db: &str, crawler: &str) -> Result<Box<dyn Store>, StoreError> {
+    Ok(if is_postgres_url(db) {
+        Box::new(PostgresStore::open(db, crawler)?)
+    } else {
+        Box::new(SqliteStore::open(std::path::Path::new(db))?)
+    })
+}
+
+/// Opens a store read-only (search, show, export, the web page).
+pub fn open_reader(db: &str) -> Result<Box<dyn StoreRead>, StoreError> {
+    Ok(if is_postgres_url(db) {
+        Box::new(PostgresStore::open_read_only(db)?)
+    } else {
+        Box::new(SqliteStore::open_read_only(std::path::Path::new(db))?)
+    })
+}
 
 /// How an infohash was found (a row keeps every way it was found, as a bit set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,0 +1,450 @@
+//! The PostgreSQL store, for several crawlers sharing one index.
+//!
+//! Same model as SQLite: `torrents` (one row per infohash; `first_crawler` says which crawler
+//! saw it first, `crawler` which fetched its metadata) and `files`; full-text search through a
+//! `tsvector` column with a GIN index. Batches are multi-row upserts through `UNNEST`, sorted
+//! by infohash so that two crawlers writing overlapping batches take row locks in the same
+//! order (no deadlocks); `ON CONFLICT` keeps one row per infohash whoever writes first.
+//! Migrations are numbered and run under an advisory lock, so crawlers starting together
+//! migrate once.
+
+use std::sync::Mutex;
+
+use dhtkit_proto::Id;
+use postgres::{Client, NoTls};
+
+use super::{
+    search_terms, Batch, ExportRow, RecordMetadata, SearchHit, Store, StoreError, StoreRead,
+    StoreStats, TorrentRecord,
+};
+use crate::metadata::FileEntry;
+
+/// The schema, one step per version.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE torrents (
+        id BIGSERIAL PRIMARY KEY,
+        info_hash BYTEA NOT NULL UNIQUE,
+        first_seen BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        seen_count BIGINT NOT NULL,
+        sources INTEGER NOT NULL,
+        first_crawler TEXT,
+        name TEXT,
+        total_size BIGINT,
+        file_count BIGINT,
+        piece_length BIGINT,
+        private BOOLEAN,
+        meta_version SMALLINT,
+        fetched_at BIGINT,
+        crawler TEXT,
+        search TSVECTOR
+    );
+    CREATE INDEX torrents_first_seen ON torrents (first_seen);
+    CREATE INDEX torrents_missing ON torrents (last_seen) WHERE name IS NULL;
+    CREATE INDEX torrents_search ON torrents USING GIN (search);
+    CREATE TABLE files (
+        torrent_id BIGINT NOT NULL REFERENCES torrents (id),
+        idx INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        length BIGINT NOT NULL,
+        PRIMARY KEY (torrent_id, idx)
+    );
+"];
+
+/// An arbitrary key for the migration lock.
+const MIGRATION_LOCK: i64 = 0x6468_746b_6974;
+
+/// A PostgreSQL database of discovered torrents.
+pub struct PostgresStore {
+    client: Mutex<Client>,
+    crawler: String,
+    url: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("crawler", &self.crawler)
+            .finish()
+    }
+}
+
+fn db(e: postgres::Error) -> StoreError {
+    StoreError::Db(pg_message(&e))
+}
+
+/// The server's own words when it sent an error (the client's `Display` says only "db error").
+fn pg_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} ({})", d.message(), d.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Letters and digits only, so that PostgreSQL's parser splits names like
+/// `Show.S01E02.1080p` into words rather than reading them as one file name.
+fn words(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect()
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`) and brings the schema
+    /// up to date. `crawler` names this crawler in the rows it writes.
+    pub fn open(url: &str, crawler: &str) -> Result<PostgresStore, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            path: redact(url).into(),
+            reason,
+        };
+        let mut client = Client::connect(url, NoTls).map_err(|e| open_err(pg_message(&e)))?;
+        migrate(&mut client).map_err(|e| match e {
+            StoreError::Db(reason) => open_err(reason),
+            other => other,
+        })?;
+        Ok(PostgresStore {
+            client: Mutex::new(client),
+            crawler: crawler.to_string(),
+            url: redact(url),
+        })
+    }
+
+    /// Connects for reading only (search, show, export, the web page): every transaction of
+    /// this connection is read-only.
+    pub fn open_read_only(url: &str) -> Result<PostgresStore, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            path: redact(url).into(),
+            reason,
+        };
+        let mut client = Client::connect(url, NoTls).map_err(|e| open_err(pg_message(&e)))?;
+        client
+            .batch_execute("SET default_transaction_read_only = on")
+            .map_err(|e| open_err(pg_message(&e)))?;
+        let version = schema_version(&mut client).map_err(|e| open_err(pg_message(&e)))?;
+        if version < MIGRATIONS.len() as i64 {
+            return Err(open_err("not a dhtkit database (or an older one)".into()));
+        }
+        Ok(PostgresStore {
+            client: Mutex::new(client),
+            crawler: String::new(),
+            url: redact(url),
+        })
+    }
+
+    fn client(&self) -> std::sync::MutexGuard<'_, Client> {
+        self.client.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The schema version, 0 for a database dhtkit never touched (reads only).
+fn schema_version(c: &mut Client) -> Result<i64, postgres::Error> {
+    let exists: bool = c
+        .query_one("SELECT to_regclass('dhtkit_schema') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let row = c.query_one("SELECT coalesce(max(version), 0) FROM dhtkit_schema", &[])?;
+    Ok(row.get(0))
+}
+
+fn migrate(c: &mut Client) -> Result<(), StoreError> {
+    let mut tx = c.transaction().map_err(db)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(db)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS dhtkit_schema (version BIGINT NOT NULL)")
+        .map_err(db)?;
+    let version: i64 = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM dhtkit_schema", &[])
+        .map_err(db)?
+        .get(0);
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew {
+            path: "PostgreSQL database".into(),
+            found: version,
+            known,
+        });
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.batch_execute(step).map_err(db)?;
+        tx.execute(
+            "INSERT INTO dhtkit_schema (version) VALUES ($1)",
+            &[&(i as i64 + 1)],
+        )
+        .map_err(db)?;
+    }
+    tx.commit().map_err(db)
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Store for PostgresStore {
+    fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let crawler = self.crawler.clone();
+        let mut c = self.client();
+        let mut tx = c.transaction().map_err(db)?;
+        let mut sightings: Vec<_> = batch.sightings.iter().collect();
+        sightings.sort_by_key(|s| s.info_hash);
+        if !sightings.is_empty() {
+            let ih: Vec<&[u8]> = sightings.iter().map(|s| &s.info_hash.0[..]).collect();
+            let first: Vec<i64> = sightings.iter().map(|s| s.first).collect();
+            let last: Vec<i64> = sightings.iter().map(|s| s.last).collect();
+            let count: Vec<i64> = sightings.iter().map(|s| s.count).collect();
+            let sources: Vec<i32> = sightings.iter().map(|s| s.sources as i32).collect();
+            tx.execute(
+                "INSERT INTO torrents (info_hash, first_seen, last_seen, seen_count, sources, first_crawler)
+                 SELECT ih, f, l, c, s, $6 FROM UNNEST($1::bytea[], $2::int8[], $3::int8[], $4::int8[], $5::int4[])
+                    AS t (ih, f, l, c, s)
+                 ON CONFLICT (info_hash) DO UPDATE SET
+                    first_seen = LEAST(torrents.first_seen, EXCLUDED.first_seen),
+                    last_seen = GREATEST(torrents.last_seen, EXCLUDED.last_seen),
+                    seen_count = torrents.seen_count + EXCLUDED.seen_count,
+                    sources = torrents.sources | EXCLUDED.sources",
+                &[&ih, &first, &last, &count, &sources, &crawler],
+            )
+            .map_err(db)?;
+        }
+        let mut torrents: Vec<_> = batch.torrents.iter().collect();
+        torrents.sort_by_key(|t| t.info_hash);
+        for t in torrents {
+            let i = &t.info;
+            tx.execute(
+                "INSERT INTO torrents (info_hash, first_seen, last_seen, seen_count, sources, first_crawler)
+                 VALUES ($1, $2, $2, 0, 0, $3) ON CONFLICT (info_hash) DO NOTHING",
+                &[&&t.info_hash.0[..], &t.at, &crawler],
+            )
+            .map_err(db)?;
+            let paths: String = i.files.iter().map(|f| words(&f.path) + " ").collect();
+            let id: Option<i64> = tx
+                .query_opt(
+                    "UPDATE torrents SET name = $2, total_size = $3, file_count = $4,
+                        piece_length = $5, private = $6, meta_version = $7, fetched_at = $8,
+                        crawler = $9,
+                        search = setweight(to_tsvector('simple', $10), 'A')
+                              || setweight(to_tsvector('simple', $11), 'B')
+                     WHERE info_hash = $1 AND name IS NULL RETURNING id",
+                    &[
+                        &&t.info_hash.0[..],
+                        &i.name,
+                        &(i.total_size as i64),
+                        &(i.file_count as i64),
+                        &(i.piece_length as i64),
+                        &i.private,
+                        &(i.meta_version as i16),
+                        &t.at,
+                        &crawler,
+                        &words(&i.name),
+                        &paths,
+                    ],
+                )
+                .map_err(db)?
+                .map(|r| r.get(0));
+            // Already fetched, by us or another crawler: nothing to add.
+            let Some(id) = id else { continue };
+            if !i.files.is_empty() {
+                let idx: Vec<i32> = (0..i.files.len() as i32).collect();
+                let path: Vec<&str> = i.files.iter().map(|f| f.path.as_str()).collect();
+                let len: Vec<i64> = i.files.iter().map(|f| f.length as i64).collect();
+                tx.execute(
+                    "INSERT INTO files (torrent_id, idx, path, length)
+                     SELECT $1, i, p, l FROM UNNEST($2::int4[], $3::text[], $4::int8[]) AS f (i, p, l)",
+                    &[&id, &idx, &path, &len],
+                )
+                .map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn missing_metadata(&mut self, limit: usize) -> Result<Vec<Id>, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT info_hash FROM torrents WHERE name IS NULL ORDER BY last_seen DESC LIMIT $1",
+                &[&(limit as i64)],
+            )
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Id::from_slice(r.get::<_, &[u8]>(0)))
+            .collect())
+    }
+
+    fn stats(&mut self) -> Result<StoreStats, StoreError> {
+        let r = self
+            .client()
+            .query_one("SELECT count(*), count(name) FROM torrents", &[])
+            .map_err(db)?;
+        Ok(StoreStats {
+            infohashes: u(r.get(0)),
+            with_metadata: u(r.get(1)),
+        })
+    }
+}
+
+impl StoreRead for PostgresStore {
+    fn search(
+        &self,
+        text: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        let terms = search_terms(text);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Words only (letters and digits), each a plain term: nothing is read as syntax.
+        let query = terms.join(" ");
+        let rows = self
+            .client()
+            .query(
+                "SELECT info_hash, name, total_size, file_count, first_seen
+                 FROM torrents, plainto_tsquery('simple', $1) q
+                 WHERE search @@ q
+                 ORDER BY ts_rank(search, q) DESC, id
+                 LIMIT $2 OFFSET $3",
+                &[&query, &(limit as i64), &(offset as i64)],
+            )
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some(SearchHit {
+                    info_hash: Id::from_slice(r.get::<_, &[u8]>(0))?,
+                    name: r.get(1),
+                    size: u(r.get(2)),
+                    files: u(r.get(3)),
+                    first_seen: r.get(4),
+                })
+            })
+            .collect())
+    }
+
+    fn torrent(&self, info_hash: &Id) -> Result<Option<TorrentRecord>, StoreError> {
+        let mut c = self.client();
+        let Some(r) = c
+            .query_opt(
+                "SELECT id, first_seen, last_seen, seen_count, sources, name, total_size,
+                        file_count, piece_length, private, meta_version, fetched_at
+                 FROM torrents WHERE info_hash = $1",
+                &[&&info_hash.0[..]],
+            )
+            .map_err(db)?
+        else {
+            return Ok(None);
+        };
+        let id: i64 = r.get(0);
+        let metadata = match r.get::<_, Option<String>>(5) {
+            Some(name) => {
+                let files = c
+                    .query(
+                        "SELECT path, length FROM files WHERE torrent_id = $1 ORDER BY idx",
+                        &[&id],
+                    )
+                    .map_err(db)?
+                    .iter()
+                    .map(|f| FileEntry {
+                        path: f.get(0),
+                        length: u(f.get(1)),
+                    })
+                    .collect();
+                Some(RecordMetadata {
+                    name,
+                    size: u(r.get::<_, Option<i64>>(6).unwrap_or(0)),
+                    file_count: u(r.get::<_, Option<i64>>(7).unwrap_or(0)),
+                    piece_length: u(r.get::<_, Option<i64>>(8).unwrap_or(0)),
+                    private: r.get::<_, Option<bool>>(9).unwrap_or(false),
+                    meta_version: r.get::<_, Option<i16>>(10).unwrap_or(1) as u8,
+                    fetched_at: r.get::<_, Option<i64>>(11).unwrap_or(0),
+                    files,
+                })
+            }
+            None => None,
+        };
+        Ok(Some(TorrentRecord {
+            info_hash: *info_hash,
+            first_seen: r.get(1),
+            last_seen: r.get(2),
+            seen_count: r.get(3),
+            sources: r.get::<_, i32>(4) as i64,
+            metadata,
+        }))
+    }
+
+    fn export(
+        &self,
+        since: Option<i64>,
+        each: &mut dyn FnMut(ExportRow) -> std::io::Result<()>,
+    ) -> Result<(), StoreError> {
+        let mut c = self.client();
+        let mut tx = c.transaction().map_err(db)?;
+        let portal = tx
+            .bind(
+                "SELECT info_hash, name, total_size, file_count, first_seen FROM torrents
+                 WHERE first_seen >= $1 ORDER BY first_seen, id",
+                &[&since.unwrap_or(i64::MIN)],
+            )
+            .map_err(db)?;
+        loop {
+            let rows = tx.query_portal(&portal, 10_000).map_err(db)?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            for r in &rows {
+                let Some(info_hash) = Id::from_slice(r.get::<_, &[u8]>(0)) else {
+                    continue;
+                };
+                let row = ExportRow {
+                    info_hash,
+                    name: r.get(1),
+                    size: r.get::<_, Option<i64>>(2).map(u),
+                    files: r.get::<_, Option<i64>>(3).map(u),
+                    discovered_at: r.get(4),
+                };
+                if let Err(e) = each(row) {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        return Ok(());
+                    }
+                    return Err(StoreError::Db(format!("writing: {e}")));
+                }
+            }
+        }
+    }
+}
+
+impl PostgresStore {
+    /// The server, as given (password left out).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_password_in_messages() {
+        assert_eq!(redact("postgres://u:secret@h:5/db"), "postgres://u@h:5/db");
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+        assert_eq!(words("Show.S01E02.1080p-X"), "Show S01E02 1080p X");
+    }
+}

@@ -1,0 +1,259 @@
+//! The PostgreSQL store against a real server. Runs when `DHTKIT_TEST_PG` names one (an admin
+//! URL such as `postgres://postgres@127.0.0.1:54329/postgres`; `./test` starts a throwaway
+//! cluster and sets it) and fails when it is set and the server cannot be reached. Each test
+//! works in a database of its own, dropped at the end.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dhtkit_crawl::metadata::{parse, FileEntry, TorrentInfo};
+use dhtkit_crawl::store::{Batch, Fetched, Sighting, Store, StoreRead, StoreStats};
+use dhtkit_crawl::PostgresStore;
+use dhtkit_proto::Id;
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh database on the test server, dropped when this is dropped.
+struct TestDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    fn new() -> Option<TestDb> {
+        let Some(admin) = std::env::var("DHTKIT_TEST_PG")
+            .ok()
+            .filter(|v| !v.is_empty())
+        else {
+            eprintln!("DHTKIT_TEST_PG is not set: no PostgreSQL server to test against (./test sets one up)");
+            return None;
+        };
+        let name = format!(
+            "dhtkit_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls)
+            .expect("DHTKIT_TEST_PG is set, so its server must be reachable");
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        Some(TestDb { admin, name, url })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+fn info(name: &str, files: &[&str]) -> TorrentInfo {
+    let mut t = parse(
+        format!(
+            "d6:lengthi1e4:name{}:{}12:piece lengthi16384ee",
+            name.len(),
+            name
+        )
+        .as_bytes(),
+        10,
+    )
+    .unwrap();
+    t.files = files
+        .iter()
+        .map(|p| FileEntry {
+            path: p.to_string(),
+            length: 10,
+        })
+        .collect();
+    t.file_count = files.len() as u64;
+    t
+}
+
+fn sighting(ih: Id, at: i64, sources: i64) -> Sighting {
+    Sighting {
+        info_hash: ih,
+        sources,
+        first: at,
+        last: at,
+        count: 1,
+    }
+}
+
+fn fetched(ih: Id, name: &str, files: &[&str], at: i64) -> Fetched {
+    Fetched {
+        info_hash: ih,
+        info: info(name, files),
+        at,
+        peer: "127.0.0.1:1".parse().unwrap(),
+    }
+}
+
+#[test]
+fn postgres_store_keeps_sightings_metadata_and_search() {
+    let Some(db) = TestDb::new() else { return };
+    let mut s = PostgresStore::open(&db.url, "crawler-a").unwrap();
+    let (a, b) = (Id([1; 20]), Id([2; 20]));
+    s.write(&Batch {
+        sightings: vec![sighting(a, 100, 1), sighting(b, 200, 1)],
+        torrents: vec![],
+    })
+    .unwrap();
+    s.write(&Batch {
+        sightings: vec![sighting(a, 300, 2)],
+        torrents: vec![fetched(
+            a,
+            "Ubuntu.Desktop.24.04",
+            &["ubuntu/desktop.iso", "README"],
+            310,
+        )],
+    })
+    .unwrap();
+    let r = s.torrent(&a).unwrap().unwrap();
+    assert_eq!(
+        (r.first_seen, r.last_seen, r.seen_count, r.sources),
+        (100, 300, 2, 3)
+    );
+    let m = r.metadata.unwrap();
+    assert_eq!(
+        (m.name.as_str(), m.files.len()),
+        ("Ubuntu.Desktop.24.04", 2)
+    );
+    assert_eq!(s.missing_metadata(10).unwrap(), vec![b]);
+    assert_eq!(
+        s.stats().unwrap(),
+        StoreStats {
+            infohashes: 2,
+            with_metadata: 1
+        }
+    );
+    assert_eq!(
+        s.search("desktop", 10, 0).unwrap().len(),
+        1,
+        "words inside dotted names"
+    );
+    assert_eq!(
+        s.search("readme", 10, 0).unwrap().len(),
+        1,
+        "file paths are indexed"
+    );
+    assert!(s
+        .search("'; DROP TABLE torrents; --", 10, 0)
+        .unwrap()
+        .is_empty());
+    assert!(s.search("\"unbalanced ( & |", 10, 0).unwrap().is_empty());
+    let mut rows = Vec::new();
+    s.export(Some(150), &mut |r| {
+        rows.push(r);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(rows.len(), 1);
+    // A second fetch of the same torrent changes nothing.
+    s.write(&Batch {
+        sightings: vec![],
+        torrents: vec![fetched(a, "Other", &["x"], 400)],
+    })
+    .unwrap();
+    assert!(s.search("other", 10, 0).unwrap().is_empty());
+    // Read-only connections read, and refuse to write.
+    let mut ro = PostgresStore::open_read_only(&db.url).unwrap();
+    assert_eq!(ro.search("ubuntu", 10, 0).unwrap().len(), 1);
+    assert!(ro
+        .write(&Batch {
+            sightings: vec![sighting(Id([9; 20]), 1, 1)],
+            torrents: vec![]
+        })
+        .is_err());
+    // Opening again runs no migration twice.
+    drop(s);
+    let s2 = PostgresStore::open(&db.url, "crawler-b").unwrap();
+    assert_eq!(s2.search("ubuntu", 10, 0).unwrap().len(), 1);
+}
+
+#[test]
+fn two_crawlers_write_overlapping_batches_without_duplicates() {
+    let Some(db) = TestDb::new() else { return };
+    // Both open (and migrate) at once.
+    let urls = [db.url.clone(), db.url.clone()];
+    let stores: Vec<PostgresStore> = std::thread::scope(|sc| {
+        let hs: Vec<_> = urls
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                sc.spawn(move || PostgresStore::open(u, &format!("crawler-{i}")).unwrap())
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ids: Vec<Id> = (0..2000u32)
+        .map(|i| {
+            let mut b = [0u8; 20];
+            b[..4].copy_from_slice(&i.to_be_bytes());
+            Id(b)
+        })
+        .collect();
+    std::thread::scope(|sc| {
+        for (k, mut s) in stores.into_iter().enumerate() {
+            let ids = &ids;
+            sc.spawn(move || {
+                for round in 0..20 {
+                    // Overlapping halves, in opposite orders.
+                    let mut batch = Batch::default();
+                    for j in 0..200 {
+                        let i = if k == 0 {
+                            round * 50 + j
+                        } else {
+                            1999 - (round * 50 + j)
+                        };
+                        batch
+                            .sightings
+                            .push(sighting(ids[i], 1000 + round as i64, 1));
+                    }
+                    batch.torrents.push(fetched(
+                        ids[round * 7],
+                        &format!("torrent {round}"),
+                        &["f"],
+                        5,
+                    ));
+                    s.write(&batch).unwrap();
+                }
+            });
+        }
+    });
+    let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let dup: i64 = c
+        .query_one(
+            "SELECT count(*) FROM (SELECT info_hash FROM torrents GROUP BY info_hash HAVING count(*) > 1) d",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(dup, 0, "no duplicate rows");
+    let seen: i64 = c
+        .query_one(
+            "SELECT coalesce(sum(seen_count), 0)::int8 FROM torrents",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, 2 * 20 * 200, "every sighting counted once");
+    let attributed: i64 = c
+        .query_one("SELECT count(DISTINCT first_crawler) FROM torrents", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        attributed, 2,
+        "rows are attributed to the crawler that saw them first"
+    );
+    let named: i64 = c
+        .query_one("SELECT count(*) FROM torrents WHERE name IS NOT NULL", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(named, 20, "each torrent named once");
+}
