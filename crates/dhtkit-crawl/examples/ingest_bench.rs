@@ -167,7 +167,10 @@ fn run(
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let sightings: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let sightings: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let torrents: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let pg = args.next();
     let dir = std::env::temp_dir().join(format!("dhtkit-ingest-{}", std::process::id()));
@@ -184,11 +187,15 @@ fn main() {
     )];
     let _ = std::fs::remove_dir_all(&dir);
     if let Some(admin) = pg {
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_string();
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(b, _)| b)
+            .to_string();
         let db = |which: &str| format!("dhtkit_bench_{}_{which}", std::process::id());
         let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
         for w in ["a", "b"] {
-            c.batch_execute(&format!("CREATE DATABASE {}", db(w))).unwrap();
+            c.batch_execute(&format!("CREATE DATABASE {}", db(w)))
+                .unwrap();
         }
         let url = |w: &str| format!("{base}/{}", db(w));
         let size = |w: &str| -> u64 {
@@ -214,7 +221,12 @@ fn main() {
     for (name, f) in &results {
         println!(
             "| {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} ms ({} hits) |",
-            f.rows_per_s, f.bytes_per_row, f.torrents_per_s, f.bytes_per_torrent, f.search_ms, f.hits
+            f.rows_per_s,
+            f.bytes_per_row,
+            f.torrents_per_s,
+            f.bytes_per_torrent,
+            f.search_ms,
+            f.hits
         );
     }
 

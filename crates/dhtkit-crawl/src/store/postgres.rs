@@ -193,6 +193,95 @@ fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// Fills in the metadata of `torrents` (sorted, one per infohash) in three statements: make
+/// sure each has a row, set the metadata where none was set yet, add the files of the rows
+/// that were set.
+fn write_metadata(
+    tx: &mut postgres::Transaction<'_>,
+    torrents: &[&super::Fetched],
+    crawler: &str,
+) -> Result<(), StoreError> {
+    let ih: Vec<&[u8]> = torrents.iter().map(|t| &t.info_hash.0[..]).collect();
+    let at: Vec<i64> = torrents.iter().map(|t| t.at).collect();
+    tx.execute(
+        "INSERT INTO torrents (info_hash, first_seen, last_seen, seen_count, sources, first_crawler)
+         SELECT ih, a, a, 0, 0, $3 FROM UNNEST($1::bytea[], $2::int8[]) AS t (ih, a)
+         ON CONFLICT (info_hash) DO NOTHING",
+        &[&ih, &at, &crawler],
+    )
+    .map_err(db)?;
+    let name: Vec<&str> = torrents.iter().map(|t| t.info.name.as_str()).collect();
+    let size: Vec<i64> = torrents.iter().map(|t| t.info.total_size as i64).collect();
+    let files: Vec<i64> = torrents.iter().map(|t| t.info.file_count as i64).collect();
+    let plen: Vec<i64> = torrents
+        .iter()
+        .map(|t| t.info.piece_length as i64)
+        .collect();
+    let private: Vec<bool> = torrents.iter().map(|t| t.info.private).collect();
+    let version: Vec<i16> = torrents
+        .iter()
+        .map(|t| t.info.meta_version as i16)
+        .collect();
+    let name_words: Vec<String> = torrents.iter().map(|t| words(&t.info.name)).collect();
+    let path_words: Vec<String> = torrents
+        .iter()
+        .map(|t| t.info.files.iter().map(|f| words(&f.path) + " ").collect())
+        .collect();
+    let set = tx
+        .query(
+            "UPDATE torrents t SET name = u.name, total_size = u.size, file_count = u.files,
+                piece_length = u.plen, private = u.private, meta_version = u.version,
+                fetched_at = u.at, crawler = $11,
+                search = setweight(to_tsvector('simple', u.nw), 'A')
+                      || setweight(to_tsvector('simple', u.pw), 'B')
+             FROM UNNEST($1::bytea[], $2::text[], $3::int8[], $4::int8[], $5::int8[],
+                         $6::bool[], $7::int2[], $8::int8[], $9::text[], $10::text[])
+                AS u (ih, name, size, files, plen, private, version, at, nw, pw)
+             WHERE t.info_hash = u.ih AND t.name IS NULL
+             RETURNING t.info_hash, t.id",
+            &[
+                &ih,
+                &name,
+                &size,
+                &files,
+                &plen,
+                &private,
+                &version,
+                &at,
+                &name_words,
+                &path_words,
+                &crawler,
+            ],
+        )
+        .map_err(db)?;
+    // Rows already named (by us earlier, or by another crawler) were left alone.
+    let ids: std::collections::HashMap<&[u8], i64> = set
+        .iter()
+        .map(|r| (r.get::<_, &[u8]>(0), r.get(1)))
+        .collect();
+    let (mut fid, mut fidx, mut fpath, mut flen) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for t in torrents {
+        let Some(&id) = ids.get(&t.info_hash.0[..]) else {
+            continue;
+        };
+        for (n, f) in t.info.files.iter().enumerate() {
+            fid.push(id);
+            fidx.push(n as i32);
+            fpath.push(f.path.as_str());
+            flen.push(f.length as i64);
+        }
+    }
+    if !fid.is_empty() {
+        tx.execute(
+            "INSERT INTO files (torrent_id, idx, path, length)
+             SELECT * FROM UNNEST($1::int8[], $2::int4[], $3::text[], $4::int8[])",
+            &[&fid, &fidx, &fpath, &flen],
+        )
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
 impl Store for PostgresStore {
     fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
@@ -224,52 +313,9 @@ impl Store for PostgresStore {
         }
         let mut torrents: Vec<_> = batch.torrents.iter().collect();
         torrents.sort_by_key(|t| t.info_hash);
-        for t in torrents {
-            let i = &t.info;
-            tx.execute(
-                "INSERT INTO torrents (info_hash, first_seen, last_seen, seen_count, sources, first_crawler)
-                 VALUES ($1, $2, $2, 0, 0, $3) ON CONFLICT (info_hash) DO NOTHING",
-                &[&&t.info_hash.0[..], &t.at, &crawler],
-            )
-            .map_err(db)?;
-            let paths: String = i.files.iter().map(|f| words(&f.path) + " ").collect();
-            let id: Option<i64> = tx
-                .query_opt(
-                    "UPDATE torrents SET name = $2, total_size = $3, file_count = $4,
-                        piece_length = $5, private = $6, meta_version = $7, fetched_at = $8,
-                        crawler = $9,
-                        search = setweight(to_tsvector('simple', $10), 'A')
-                              || setweight(to_tsvector('simple', $11), 'B')
-                     WHERE info_hash = $1 AND name IS NULL RETURNING id",
-                    &[
-                        &&t.info_hash.0[..],
-                        &i.name,
-                        &(i.total_size as i64),
-                        &(i.file_count as i64),
-                        &(i.piece_length as i64),
-                        &i.private,
-                        &(i.meta_version as i16),
-                        &t.at,
-                        &crawler,
-                        &words(&i.name),
-                        &paths,
-                    ],
-                )
-                .map_err(db)?
-                .map(|r| r.get(0));
-            // Already fetched, by us or another crawler: nothing to add.
-            let Some(id) = id else { continue };
-            if !i.files.is_empty() {
-                let idx: Vec<i32> = (0..i.files.len() as i32).collect();
-                let path: Vec<&str> = i.files.iter().map(|f| f.path.as_str()).collect();
-                let len: Vec<i64> = i.files.iter().map(|f| f.length as i64).collect();
-                tx.execute(
-                    "INSERT INTO files (torrent_id, idx, path, length)
-                     SELECT $1, i, p, l FROM UNNEST($2::int4[], $3::text[], $4::int8[]) AS f (i, p, l)",
-                    &[&id, &idx, &path, &len],
-                )
-                .map_err(db)?;
-            }
+        torrents.dedup_by_key(|t| t.info_hash);
+        if !torrents.is_empty() {
+            write_metadata(&mut tx, &torrents, &crawler)?;
         }
         tx.commit().map_err(db)
     }
