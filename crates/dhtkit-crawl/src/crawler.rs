@@ -335,17 +335,13 @@ async fn listen(
         };
         let f = match e {
             DhtEvent::QueryReceived {
-                from,
                 query: query @ Request::GetPeers { .. },
                 ..
-            } => query
-                .info_hash()
-                .map(|ih| Found {
-                    info_hash: ih,
-                    source: Source::GetPeers,
-                    peer: None,
-                })
-                .filter(|_| from.port() != 0),
+            } => query.info_hash().map(|ih| Found {
+                info_hash: ih,
+                source: Source::GetPeers,
+                peer: None,
+            }),
             DhtEvent::QueryReceived {
                 from,
                 query: query @ Request::AnnouncePeer { .. },
