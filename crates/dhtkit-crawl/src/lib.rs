@@ -8,7 +8,8 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`crawler`] | the nodes and the pipeline: discovery → hub (dedup, queues) → lookups → fetches → store |
+//! | [`crawler`] | the nodes, passive discovery, and the pipeline's wiring |
+//! | `hub` | the pipeline's one owner of queues: dedup, lookups, fetches, retries, batches |
 //! | `walker` | the BEP 51 walk, node by node, honouring each node's `interval` |
 //! | [`metadata`] | fetching and reading info dictionaries |
 //! | [`store`] | the [`store::Store`] / [`store::StoreRead`] traits; SQLite (default) and PostgreSQL (several crawlers, one index) backends |
@@ -23,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod crawler;
+mod hub;
 pub mod metadata;
 pub mod seen;
 pub mod stats;
