@@ -310,3 +310,110 @@ impl Search {
         self.announce_due(ctx);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::event::LookupKind;
+
+    struct Parts {
+        cfg: Config,
+        rpc: Rpc,
+        events: EventQueue,
+        rng: SmallRng,
+    }
+
+    impl Parts {
+        fn new() -> Parts {
+            let cfg = Config {
+                allow_local_addrs: true,
+                ..Config::default()
+            };
+            let mut rng = SmallRng::seed_from_u64(3);
+            let rpc = Rpc::new(&cfg, Id([0; 20]), &mut rng, Instant::ZERO);
+            Parts {
+                events: EventQueue::new(100),
+                cfg,
+                rpc,
+                rng,
+            }
+        }
+
+        fn ctx(&mut self, now: Instant) -> Ctx<'_> {
+            Ctx {
+                now,
+                cfg: &self.cfg,
+                rpc: &mut self.rpc,
+                events: &mut self.events,
+                rng: &mut self.rng,
+            }
+        }
+    }
+
+    fn addr(i: u8) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, i], 6881))
+    }
+
+    #[test]
+    fn a_querier_is_pinged_and_enters_the_table_when_it_answers() {
+        let mut p = Parts::new();
+        let mut s = Search::new(false, Id([0; 20]), &p.cfg, Instant::ZERO);
+        let now = Instant::ZERO;
+        s.node_queried(&mut p.ctx(now), Id([7; 20]), addr(7));
+        assert_eq!(p.rpc.pending(), 1, "a verification ping");
+        assert!(
+            s.table().get(&Id([7; 20])).is_none(),
+            "not before it answers"
+        );
+        let (to, bytes) = p.rpc.poll_transmit().unwrap();
+        assert_eq!(to, addr(7));
+        let tid = crate::bencode::OwnedValue::decode(bytes).unwrap();
+        let crate::bencode::OwnedValue::Dict(d) = tid else {
+            panic!()
+        };
+        let crate::bencode::OwnedValue::Bytes(t) = d[&b"t"[..]].clone() else {
+            panic!()
+        };
+        let pending = p.rpc.take_reply(addr(7), &t).unwrap();
+        let r = crate::krpc::Response {
+            id: Id([7; 20]),
+            ..Default::default()
+        };
+        s.on_response(&mut p.ctx(now), addr(7), &pending, &r);
+        assert!(s.table().get(&Id([7; 20])).is_some());
+        assert_eq!(
+            p.events.pop(),
+            Some(Event::NodeAdded {
+                id: Id([7; 20]),
+                addr: addr(7)
+            })
+        );
+    }
+
+    #[test]
+    fn lookups_wait_while_bootstrap_sources_are_pending() {
+        let mut p = Parts::new();
+        let mut s = Search::new(false, Id([0; 20]), &p.cfg, Instant::ZERO);
+        s.expect_bootstrap();
+        let lid = s
+            .start_lookup(
+                &mut p.ctx(Instant::ZERO),
+                LookupKind::FindNode,
+                Id([1; 20]),
+                &[],
+            )
+            .unwrap();
+        assert_eq!((s.held_lookups(), p.rpc.pending()), (1, 0));
+        assert!(!s.is_bootstrapped());
+        s.bootstrap_sources_done(&mut p.ctx(Instant::ZERO));
+        assert!(s.is_bootstrapped());
+        assert_eq!(s.held_lookups(), 0);
+        let mut finished = false;
+        while let Some(e) = p.events.pop() {
+            finished |= matches!(e, Event::LookupFinished(ref r) if r.id == lid);
+        }
+        assert!(finished, "released, and with nobody to ask, finished");
+    }
+}
