@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use dhtkit_crawl::metadata::{parse, FileEntry, TorrentInfo};
+use dhtkit_crawl::metadata::{FileEntry, TorrentInfo};
 use dhtkit_crawl::store::{Batch, Fetched, Sighting, Store, StoreRead, StoreStats};
 use dhtkit_crawl::PostgresStore;
 use dhtkit_proto::Id;
@@ -54,25 +54,14 @@ impl Drop for TestDb {
 }
 
 fn info(name: &str, files: &[&str]) -> TorrentInfo {
-    let mut t = parse(
-        format!(
-            "d6:lengthi1e4:name{}:{}12:piece lengthi16384ee",
-            name.len(),
-            name
-        )
-        .as_bytes(),
-        10,
-    )
-    .unwrap();
-    t.files = files
+    let files = files
         .iter()
         .map(|p| FileEntry {
             path: p.to_string(),
             length: 10,
         })
         .collect();
-    t.file_count = files.len() as u64;
-    t
+    TorrentInfo::new(name, 16384, files)
 }
 
 fn sighting(ih: Id, at: i64, sources: i64) -> Sighting {

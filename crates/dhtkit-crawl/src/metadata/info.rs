@@ -60,6 +60,22 @@ pub struct TorrentInfo {
     pub meta_version: u8,
 }
 
+impl TorrentInfo {
+    /// A v1, public torrent of `files` (total size and file count from them), for callers that
+    /// build records themselves: imports, tests, benchmarks.
+    pub fn new(name: impl Into<String>, piece_length: u64, files: Vec<FileEntry>) -> TorrentInfo {
+        TorrentInfo {
+            name: name.into(),
+            total_size: files.iter().map(|f| f.length).sum(),
+            file_count: files.len() as u64,
+            files,
+            piece_length,
+            private: false,
+            meta_version: 1,
+        }
+    }
+}
+
 /// Why an info dictionary could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bad info dictionary: {0}")]

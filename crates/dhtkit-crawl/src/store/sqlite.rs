@@ -466,25 +466,14 @@ mod tests {
     }
 
     fn info(name: &str, files: &[&str]) -> TorrentInfo {
-        let mut t = crate::metadata::parse(
-            format!(
-                "d6:lengthi1e4:name{}:{}12:piece lengthi16384ee",
-                name.len(),
-                name
-            )
-            .as_bytes(),
-            10,
-        )
-        .unwrap();
-        t.files = files
+        let files = files
             .iter()
             .map(|p| FileEntry {
                 path: p.to_string(),
                 length: 10,
             })
             .collect();
-        t.file_count = files.len() as u64;
-        t
+        TorrentInfo::new(name, 16384, files)
     }
 
     fn sighting(b: u8, at: i64) -> Sighting {
