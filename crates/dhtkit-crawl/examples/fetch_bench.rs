@@ -5,6 +5,9 @@
 //! `cargo run --release -p dhtkit-crawl --example fetch_bench -- [TORRENTS] [CONCURRENCY]`
 //! (defaults 5,000 and 200).
 
+#[path = "../tests/support/wire.rs"]
+mod wire;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,13 +18,7 @@ use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-
-async fn send_ext(s: &mut TcpStream, id: u8, body: &[u8]) -> std::io::Result<()> {
-    let mut m = ((body.len() + 2) as u32).to_be_bytes().to_vec();
-    m.extend_from_slice(&[20, id]);
-    m.extend_from_slice(body);
-    s.write_all(&m).await
-}
+use wire::{piece_data, requested_piece, send_ext};
 
 /// One connection of an honest seeder of every torrent in `infos`.
 async fn serve(mut s: TcpStream, infos: Arc<HashMap<[u8; 20], Vec<u8>>>) -> std::io::Result<()> {
@@ -43,22 +40,7 @@ async fn serve(mut s: TcpStream, infos: Arc<HashMap<[u8; 20], Vec<u8>>>) -> std:
         if m.first() != Some(&20) || m.get(1) != Some(&2) {
             continue;
         }
-        let text = String::from_utf8_lossy(&m[2..]).into_owned();
-        let piece: usize = text
-            .split("5:piecei")
-            .nth(1)
-            .and_then(|r| r.split('e').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        let start = piece * 16384;
-        let end = (start + 16384).min(info.len());
-        let mut body = format!(
-            "d8:msg_typei1e5:piecei{piece}e10:total_sizei{}ee",
-            info.len()
-        )
-        .into_bytes();
-        body.extend_from_slice(&info[start..end]);
-        send_ext(&mut s, 1, &body).await?;
+        send_ext(&mut s, 1, &piece_data(info, requested_piece(&m[2..]))).await?;
     }
 }
 

@@ -2,6 +2,9 @@
 //! every way a peer can lie or stall. None of the lies produces metadata, and none outlives the
 //! fetch deadline.
 
+#[path = "support/wire.rs"]
+mod wire;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -11,6 +14,7 @@ use sha1::{Digest, Sha1};
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use wire::{piece_data, requested_piece, send_ext};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Peer {
@@ -44,13 +48,6 @@ async fn read_msg(s: &mut TcpStream) -> Option<Vec<u8>> {
     Some(m)
 }
 
-async fn send_ext(s: &mut TcpStream, id: u8, body: &[u8]) {
-    let mut m = ((body.len() + 2) as u32).to_be_bytes().to_vec();
-    m.extend_from_slice(&[20, id]);
-    m.extend_from_slice(body);
-    let _ = s.write_all(&m).await;
-}
-
 /// Serves one connection the way `kind` does, with `info` as its metadata.
 async fn serve(mut s: TcpStream, kind: Peer, info: Vec<u8>) {
     let mut hs = [0u8; 68];
@@ -73,7 +70,7 @@ async fn serve(mut s: TcpStream, kind: Peer, info: Vec<u8>) {
         info.len()
     };
     let ext = format!("d1:md11:ut_metadatai7ee13:metadata_sizei{size}ee");
-    send_ext(&mut s, 0, ext.as_bytes()).await;
+    let _ = send_ext(&mut s, 0, ext.as_bytes()).await;
     let served = if kind == Peer::WrongDict {
         let mut other = info.clone();
         let n = other.len();
@@ -86,17 +83,11 @@ async fn serve(mut s: TcpStream, kind: Peer, info: Vec<u8>) {
         if m.first() != Some(&20) || m.get(1) != Some(&7) {
             continue;
         }
-        let text = String::from_utf8_lossy(&m[2..]).into_owned();
-        let piece: usize = text
-            .split("5:piecei")
-            .nth(1)
-            .and_then(|r| r.split('e').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
+        let piece = requested_piece(&m[2..]);
         match kind {
             Peer::Reject => {
                 let r = format!("d8:msg_typei2e5:piecei{piece}ee");
-                send_ext(&mut s, 1, r.as_bytes()).await;
+                let _ = send_ext(&mut s, 1, r.as_bytes()).await;
             }
             Peer::Drip => {
                 for b in b"d8:msg_typei1e" {
@@ -105,14 +96,7 @@ async fn serve(mut s: TcpStream, kind: Peer, info: Vec<u8>) {
                 }
             }
             _ => {
-                let start = piece * 16384;
-                let end = (start + 16384).min(served.len());
-                let mut body = format!(
-                    "d8:msg_typei1e5:piecei{piece}e10:total_sizei{}ee",
-                    served.len()
-                )
-                .into_bytes();
-                body.extend_from_slice(&served[start..end]);
+                let body = piece_data(&served, piece);
                 if kind == Peer::DisconnectMidPiece && piece == 1 {
                     let mut m = ((body.len() + 2) as u32).to_be_bytes().to_vec();
                     m.extend_from_slice(&[20, 1]);
@@ -120,7 +104,7 @@ async fn serve(mut s: TcpStream, kind: Peer, info: Vec<u8>) {
                     let _ = s.write_all(&m).await;
                     return;
                 }
-                send_ext(&mut s, 1, &body).await;
+                let _ = send_ext(&mut s, 1, &body).await;
             }
         }
     }

@@ -456,109 +456,11 @@ impl StoreRead for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::TorrentInfo;
-    use crate::store::{Fetched, Sighting};
 
     fn temp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("dhtkit-sqlite-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d.join("crawl.sqlite")
-    }
-
-    fn info(name: &str, files: &[&str]) -> TorrentInfo {
-        let files = files
-            .iter()
-            .map(|p| FileEntry {
-                path: p.to_string(),
-                length: 10,
-            })
-            .collect();
-        TorrentInfo::new(name, 16384, files)
-    }
-
-    fn sighting(b: u8, at: i64) -> Sighting {
-        Sighting {
-            info_hash: Id([b; 20]),
-            sources: 1,
-            first: at,
-            last: at,
-            count: 1,
-        }
-    }
-
-    #[test]
-    fn sightings_upsert_and_metadata_fills_in() {
-        let p = temp("upsert");
-        let mut s = SqliteStore::open(&p).unwrap();
-        let b = Batch {
-            sightings: vec![sighting(1, 100), sighting(2, 200)],
-            torrents: vec![],
-        };
-        s.write(&b).unwrap();
-        let mut again = sighting(1, 300);
-        again.sources = 2;
-        s.write(&Batch {
-            sightings: vec![again],
-            torrents: vec![Fetched {
-                info_hash: Id([1; 20]),
-                info: info("Ubuntu Desktop", &["ubuntu/desktop.iso", "README"]),
-                at: 310,
-                peer: "127.0.0.1:1".parse().unwrap(),
-            }],
-        })
-        .unwrap();
-        let r = s.torrent(&Id([1; 20])).unwrap().unwrap();
-        assert_eq!(
-            (r.first_seen, r.last_seen, r.seen_count, r.sources),
-            (100, 300, 2, 3)
-        );
-        let m = r.metadata.unwrap();
-        assert_eq!(m.name, "Ubuntu Desktop");
-        assert_eq!(m.files.len(), 2);
-        assert_eq!(s.missing_metadata(10).unwrap(), vec![Id([2; 20])]);
-        assert_eq!(
-            s.stats().unwrap(),
-            StoreStats {
-                infohashes: 2,
-                with_metadata: 1
-            }
-        );
-        let hits = s.search("desktop", 10, 0).unwrap();
-        assert_eq!(hits.len(), 1);
-        assert_eq!(
-            s.search("readme", 10, 0).unwrap().len(),
-            1,
-            "file paths are indexed"
-        );
-        assert!(s
-            .search("'; DROP TABLE torrents; --", 10, 0)
-            .unwrap()
-            .is_empty());
-        assert!(s.search("\"unbalanced", 10, 0).unwrap().is_empty());
-        let mut rows = Vec::new();
-        s.export(Some(150), &mut |r| {
-            rows.push(r);
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(rows.len(), 1, "only the one first seen since 150");
-        assert_eq!(rows[0].name, None);
-        // A second fetch of the same torrent changes nothing.
-        s.write(&Batch {
-            sightings: vec![],
-            torrents: vec![Fetched {
-                info_hash: Id([1; 20]),
-                info: info("Other", &["x"]),
-                at: 400,
-                peer: "127.0.0.1:1".parse().unwrap(),
-            }],
-        })
-        .unwrap();
-        assert_eq!(s.search("desktop", 10, 0).unwrap().len(), 1);
-        assert!(s.search("other", 10, 0).unwrap().is_empty());
-        drop(s);
-        let ro = SqliteStore::open_read_only(&p).unwrap();
-        assert_eq!(ro.search("ubuntu", 10, 0).unwrap().len(), 1);
     }
 
     #[test]

@@ -1,13 +1,14 @@
-//! The PostgreSQL store against a real server. Runs when `DHTKIT_TEST_PG` names one (an admin
-//! URL such as `postgres://postgres@127.0.0.1:54329/postgres`; `./test` starts a throwaway
-//! cluster and sets it) and fails when it is set and the server cannot be reached. Each test
+//! Both stores through one scenario: SQLite always; PostgreSQL against a real server when
+//! `DHTKIT_TEST_PG` names one (an admin URL such as
+//! `postgres://postgres@127.0.0.1:54329/postgres`; `./test` starts a throwaway cluster and
+//! sets it), failing when it is set and the server cannot be reached. Each PostgreSQL test
 //! works in a database of its own, dropped at the end.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dhtkit_crawl::metadata::{FileEntry, TorrentInfo};
 use dhtkit_crawl::store::{Batch, Fetched, Sighting, Store, StoreRead, StoreStats};
-use dhtkit_crawl::PostgresStore;
+use dhtkit_crawl::{PostgresStore, SqliteStore};
 use dhtkit_proto::Id;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -83,10 +84,9 @@ fn fetched(ih: Id, name: &str, files: &[&str], at: i64) -> Fetched {
     }
 }
 
-#[test]
-fn postgres_store_keeps_sightings_metadata_and_search() {
-    let Some(db) = TestDb::new() else { return };
-    let mut s = PostgresStore::open(&db.url, "crawler-a").unwrap();
+/// The same story for every backend: sightings merge, metadata fills a row in once, search
+/// finds words in names and paths and reads nothing as syntax, export filters by time.
+fn scenario(s: &mut (impl Store + StoreRead)) {
     let (a, b) = (Id([1; 20]), Id([2; 20]));
     s.write(&Batch {
         sightings: vec![sighting(a, 100, 1), sighting(b, 200, 1)],
@@ -142,14 +142,36 @@ fn postgres_store_keeps_sightings_metadata_and_search() {
         Ok(())
     })
     .unwrap();
-    assert_eq!(rows.len(), 1);
+    assert_eq!(rows.len(), 1, "only the one first seen since 150");
+    assert_eq!(rows[0].name, None);
     // A second fetch of the same torrent changes nothing.
     s.write(&Batch {
         sightings: vec![],
         torrents: vec![fetched(a, "Other", &["x"], 400)],
     })
     .unwrap();
+    assert_eq!(s.search("desktop", 10, 0).unwrap().len(), 1);
     assert!(s.search("other", 10, 0).unwrap().is_empty());
+}
+
+#[test]
+fn sqlite_store_keeps_sightings_metadata_and_search() {
+    let dir = std::env::temp_dir().join(format!("dhtkit-stores-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("crawl.sqlite");
+    let mut s = SqliteStore::open(&path).unwrap();
+    scenario(&mut s);
+    drop(s);
+    let ro = SqliteStore::open_read_only(&path).unwrap();
+    assert_eq!(ro.search("ubuntu", 10, 0).unwrap().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn postgres_store_keeps_sightings_metadata_and_search() {
+    let Some(db) = TestDb::new() else { return };
+    let mut s = PostgresStore::open(&db.url, "crawler-a").unwrap();
+    scenario(&mut s);
     // Read-only connections read, and refuse to write.
     let mut ro = PostgresStore::open_read_only(&db.url).unwrap();
     assert_eq!(ro.search("ubuntu", 10, 0).unwrap().len(), 1);
