@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use dhtkit_crawl::store::{self, Source, StoreRead};
+use dhtkit_crawl::store::{self, SearchHit, Source, StoreRead, TorrentRecord};
 use dhtkit_crawl::{CrawlConfig, CrawlStats, Crawler};
 use serde_json::json;
 
@@ -65,17 +65,20 @@ pub(crate) struct CrawlArgs {
     /// Stop by itself after SECS (flushing everything, as on SIGINT).
     #[arg(long)]
     duration: Option<f64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (for example 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
 }
 
 /// `--db`: as given, or the default SQLite file.
-fn db_spec(db: Option<&str>) -> String {
+pub(crate) fn db_spec(db: Option<&str>) -> String {
     db.map_or_else(
         || dhtkit_crawl::default_db_path().display().to_string(),
         str::to_string,
     )
 }
 
-fn open_read(db: Option<&str>) -> Result<Box<dyn StoreRead>, BadInput> {
+fn open_read(db: Option<&str>) -> Result<Box<dyn StoreRead + Send>, BadInput> {
     store::open_reader(&db_spec(db)).map_err(|e| BadInput(e.to_string()))
 }
 
@@ -153,6 +156,19 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
         first.id(),
         shown
     );
+    if let Some(addr) = a.metrics.as_deref() {
+        let source = crate::metrics::Source {
+            nodes: crawler.nodes().to_vec(),
+            crawl: Some(crawler.stats().clone()),
+        };
+        match crate::metrics::serve(addr, source).await {
+            Ok(at) => eprintln!("metrics on http://{at}/metrics"),
+            Err(e) => {
+                crawler.shutdown().await;
+                return Err(e);
+            }
+        }
+    }
     let Some(mut stop) = crate::StopSignals::install() else {
         return Ok(ExitCode::from(1));
     };
@@ -248,7 +264,7 @@ impl Status {
     }
 }
 
-fn magnet(ih: &dhtkit::Id, name: &str) -> String {
+pub(crate) fn magnet(ih: &dhtkit::Id, name: &str) -> String {
     let mut dn = String::new();
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -273,12 +289,7 @@ pub(crate) fn search(
     let mut out = std::io::stdout().lock();
     for h in &hits {
         let line = if json {
-            json!({
-                "infohash": h.info_hash.to_hex(), "name": h.name, "size": h.size,
-                "files": h.files, "first_seen": rfc3339(h.first_seen),
-                "magnet": magnet(&h.info_hash, &h.name),
-            })
-            .to_string()
+            hit_json(h).to_string()
         } else {
             format!(
                 "{}  {:>10}  {:>5} files  {}\n    {}",
@@ -300,6 +311,36 @@ pub(crate) fn search(
     })
 }
 
+/// A search hit as JSON (`dhtkit search --json`, the web API).
+pub(crate) fn hit_json(h: &SearchHit) -> serde_json::Value {
+    json!({
+        "infohash": h.info_hash.to_hex(), "name": h.name, "size": h.size,
+        "files": h.files, "first_seen": rfc3339(h.first_seen),
+        "magnet": magnet(&h.info_hash, &h.name),
+    })
+}
+
+/// Everything known about one infohash as JSON (`dhtkit show --json`, the web API).
+pub(crate) fn record_json(r: &TorrentRecord) -> serde_json::Value {
+    let m = r.metadata.as_ref();
+    json!({
+        "infohash": r.info_hash.to_hex(),
+        "name": m.map(|m| &m.name),
+        "size": m.map(|m| m.size),
+        "files": m.map(|m| m.file_count),
+        "piece_length": m.map(|m| m.piece_length),
+        "private": m.map(|m| m.private),
+        "meta_version": m.map(|m| m.meta_version),
+        "fetched_at": m.map(|m| rfc3339(m.fetched_at)),
+        "first_seen": rfc3339(r.first_seen),
+        "last_seen": rfc3339(r.last_seen),
+        "times_seen": r.seen_count,
+        "found_by": Source::names(r.sources),
+        "magnet": magnet(&r.info_hash, m.map_or("", |m| &m.name)),
+        "file_list": m.map(|m| m.files.iter().map(|f| json!({"path": f.path, "length": f.length})).collect::<Vec<_>>()),
+    })
+}
+
 pub(crate) fn show(ih: &str, db: Option<&str>, json: bool) -> Result<ExitCode, BadInput> {
     let ih = parse_id("infohash", ih)?;
     let store = open_read(db)?;
@@ -309,22 +350,7 @@ pub(crate) fn show(ih: &str, db: Option<&str>, json: bool) -> Result<ExitCode, B
     };
     let m = r.metadata.as_ref();
     if json {
-        let v = json!({
-            "infohash": ih.to_hex(),
-            "name": m.map(|m| &m.name),
-            "size": m.map(|m| m.size),
-            "files": m.map(|m| m.file_count),
-            "piece_length": m.map(|m| m.piece_length),
-            "private": m.map(|m| m.private),
-            "meta_version": m.map(|m| m.meta_version),
-            "fetched_at": m.map(|m| rfc3339(m.fetched_at)),
-            "first_seen": rfc3339(r.first_seen),
-            "last_seen": rfc3339(r.last_seen),
-            "times_seen": r.seen_count,
-            "found_by": Source::names(r.sources),
-            "magnet": magnet(&ih, m.map_or("", |m| &m.name)),
-            "file_list": m.map(|m| m.files.iter().map(|f| json!({"path": f.path, "length": f.length})).collect::<Vec<_>>()),
-        });
+        let v = record_json(&r);
         println!("{v}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -381,7 +407,7 @@ pub(crate) fn export(db: Option<&str>, since: Option<&str>) -> Result<ExitCode, 
     Ok(ExitCode::SUCCESS)
 }
 
-fn human_size(n: u64) -> String {
+pub(crate) fn human_size(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;
     let mut u = 0;

@@ -4,10 +4,13 @@
 //! 2 bad input (malformed hex or address, unreadable or corrupt state file, bad flags).
 #![forbid(unsafe_code)]
 
+mod config;
 mod crawl;
+mod metrics;
 mod oneshot;
 mod run_node;
 mod time;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +27,10 @@ struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// A TOML file that sets any long option (keys as the option names, at the top level for
+    /// every command or in a [COMMAND] table); the command line wins. See `dhtkit config`.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -102,6 +109,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the crawler's database as web pages (search, torrent, statistics) and a JSON
+    /// API (/api/search, /api/torrent/INFOHASH, /api/stats, /healthz). Read-only.
+    Web(web::WebArgs),
+    /// Print the effective configuration (defaults, then --config FILE, then the command
+    /// line) of COMMAND, or of every command, as TOML.
+    Config {
+        /// A command, then any of its options: `dhtkit --config F config node --bind X`.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND"
+        )]
+        command: Vec<String>,
+    },
     /// Every infohash in the database as JSON lines on stdout.
     Export {
         /// The database: a SQLite file or a postgres:// URL.
@@ -149,6 +170,9 @@ struct NodeArgs {
     /// BEP 43 read-only mode.
     #[arg(long)]
     read_only: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (for example 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -268,7 +292,13 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match config::apply(std::env::args_os().collect()) {
+        Ok(argv) => Cli::parse_from(argv),
+        Err(BadInput(msg)) => {
+            eprintln!("error: {msg}");
+            return ExitCode::from(2);
+        }
+    };
     init_logging(cli.verbose);
     // Reading the index needs no runtime (and PostgreSQL's blocking client must not run
     // inside one).
@@ -285,6 +315,9 @@ fn main() -> ExitCode {
             json,
         } => Some(crawl::show(info_hash, db.as_deref(), *json)),
         Command::Export { db, since } => Some(crawl::export(db.as_deref(), since.as_deref())),
+        Command::Config { command } => {
+            Some(config::print(cli.config.as_deref(), command).map(|()| ExitCode::SUCCESS))
+        }
         _ => None,
     };
     if let Some(r) = read {
@@ -336,7 +369,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
             if let Some(n) = a.max_nodes {
                 b = b.max_nodes(n);
             }
-            run_node::run(b, advertise, a.events).await
+            run_node::run(b, advertise, a.events, a.metrics.as_deref()).await
         }
         Command::Ping { addr, common } => {
             let addr = parse_addr(&addr)?;
@@ -370,7 +403,11 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
             oneshot::announce(b, ih, port, &common).await
         }
         Command::Crawl(a) => crawl::crawl(a).await,
-        Command::Search { .. } | Command::Show { .. } | Command::Export { .. } => {
+        Command::Web(a) => web::web(a).await,
+        Command::Search { .. }
+        | Command::Show { .. }
+        | Command::Export { .. }
+        | Command::Config { .. } => {
             unreachable!("handled before the runtime starts")
         }
     }

@@ -13,6 +13,7 @@ pub(crate) async fn run(
     b: DhtBuilder,
     advertise: Vec<(Id, u16)>,
     print_events: bool,
+    metrics: Option<&str>,
 ) -> Result<ExitCode, BadInput> {
     let dht = match b.build().await {
         Ok(d) => d,
@@ -23,6 +24,14 @@ pub(crate) async fn run(
     };
     let mut events = dht.events();
     eprintln!("dhtkit node {} listening on {}", dht.id(), dht.local_addr());
+    if let Some(addr) = metrics {
+        let source = crate::metrics::Source {
+            nodes: vec![dht.clone()],
+            crawl: None,
+        };
+        let at = crate::metrics::serve(addr, source).await?;
+        eprintln!("metrics on http://{at}/metrics");
+    }
     let stdout = std::io::stdout();
     for (ih, port) in advertise {
         if dht.advertise(ih, Some(port)).await.is_err() {

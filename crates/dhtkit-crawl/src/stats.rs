@@ -44,10 +44,30 @@ pub struct CrawlStats {
     pub batch_micros: AtomicU64,
     /// Batches that failed to commit.
     pub store_errors: AtomicU64,
+    /// Batches that took at most each of [`CrawlStats::BATCH_BOUNDS_MICROS`] (cumulative).
+    pub batch_at_most: [AtomicU64; 7],
+    /// Infohashes in the database, as last counted by the writer (every 30 s at most).
+    pub db_infohashes: AtomicU64,
+    /// Of which with metadata.
+    pub db_with_metadata: AtomicU64,
     failures: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl CrawlStats {
+    /// Bucket bounds of the batch commit time histogram, in microseconds.
+    pub const BATCH_BOUNDS_MICROS: [u64; 7] =
+        [1_000, 5_000, 25_000, 100_000, 250_000, 1_000_000, 5_000_000];
+
+    pub(crate) fn batch_took(&self, micros: u64) {
+        Self::add(&self.batches, 1);
+        Self::add(&self.batch_micros, micros);
+        for (n, bound) in self.batch_at_most.iter().zip(Self::BATCH_BOUNDS_MICROS) {
+            if micros <= bound {
+                Self::add(n, 1);
+            }
+        }
+    }
+
     pub(crate) fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
     }

@@ -12,6 +12,8 @@ use crate::store::{Batch, Fetched, Store};
 
 /// Batches waiting for the writer, at most (senders wait beyond that: backpressure).
 const QUEUE: usize = 16;
+/// How often the writer counts the rows in the store.
+const COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The JSON line for a fetched torrent.
 pub fn torrent_json(t: &Fetched, discovered_at: Option<i64>) -> serde_json::Value {
@@ -42,18 +44,26 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name("dhtkit-store".into())
         .spawn(move || {
+            let mut counted: Option<Instant> = None;
             while let Some(batch) = rx.blocking_recv() {
                 let t0 = Instant::now();
                 match store.write(&batch) {
                     Ok(()) => {
                         let rows = batch.sightings.len() + batch.torrents.len();
                         CrawlStats::add(&stats.rows_written, rows as u64);
-                        CrawlStats::add(&stats.batches, 1);
-                        CrawlStats::add(&stats.batch_micros, t0.elapsed().as_micros() as u64);
+                        stats.batch_took(t0.elapsed().as_micros() as u64);
                     }
                     Err(e) => {
                         CrawlStats::add(&stats.store_errors, 1);
                         tracing::error!("writing a batch failed: {e}");
+                    }
+                }
+                // The row counts (for metrics), now and then: counting is not free.
+                if counted.is_none_or(|t| t.elapsed() >= COUNT_EVERY) {
+                    counted = Some(Instant::now());
+                    if let Ok(n) = store.stats() {
+                        CrawlStats::set(&stats.db_infohashes, n.infohashes);
+                        CrawlStats::set(&stats.db_with_metadata, n.with_metadata);
                     }
                 }
                 if let Some(out) = &mut jsonl {

@@ -78,6 +78,6 @@ pub use event::{
 };
 pub use id::{Distance, Id, InfoHash, ParseIdError};
 pub use krpc::{MethodKind, Request};
-pub use node::{Advert, Node, NodeState, Stats, Transmit};
+pub use node::{Advert, LookupTimes, Node, NodeState, Stats, Transmit};
 pub use time::Instant;
 pub use util::{from_hex, to_hex};

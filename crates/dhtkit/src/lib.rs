@@ -37,8 +37,8 @@ pub use dhtkit_proto::bencode::OwnedValue;
 /// The events a node reports: the protocol core's own type, handed on unchanged.
 pub use dhtkit_proto::Event as DhtEvent;
 pub use dhtkit_proto::{
-    addr, Advert, Answer, Event, Id, InfoHash, LookupKind, LookupResult, MethodKind, Reply,
-    Request, RequestOutcome, Stats as NodeStats,
+    addr, Advert, Answer, Event, Id, InfoHash, LookupKind, LookupResult, LookupTimes, MethodKind,
+    Reply, Request, RequestOutcome, Stats as NodeStats,
 };
 pub use error::Error;
 pub use events::{EventJson, EventStream};

@@ -34,7 +34,7 @@ pub fn open_writer(db: &str, crawler: &str) -> Result<Box<dyn Store>, StoreError
 }
 
 /// Opens a store read-only (search, show, export, the web page).
-pub fn open_reader(db: &str) -> Result<Box<dyn StoreRead>, StoreError> {
+pub fn open_reader(db: &str) -> Result<Box<dyn StoreRead + Send>, StoreError> {
     Ok(if is_postgres_url(db) {
         Box::new(PostgresStore::open_read_only(db)?)
     } else {
@@ -248,6 +248,14 @@ pub trait StoreRead {
 
     /// Everything known about `info_hash`.
     fn torrent(&self, info_hash: &Id) -> Result<Option<TorrentRecord>, StoreError>;
+
+    /// How many infohashes, and how many with metadata.
+    fn totals(&self) -> Result<StoreStats, StoreError>;
+
+    /// Infohashes first seen at or after `since`, counted per `bucket` seconds: `(start of
+    /// the bucket, count)`, oldest first, buckets with none left out. Buckets start at
+    /// multiples of `bucket` (UTC days for 86,400).
+    fn discovered_per(&self, bucket: i64, since: i64) -> Result<Vec<(i64, u64)>, StoreError>;
 
     /// Every infohash first seen at or after `since` (Unix seconds), oldest first.
     fn export(

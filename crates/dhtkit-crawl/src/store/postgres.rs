@@ -335,6 +335,12 @@ impl Store for PostgresStore {
     }
 
     fn stats(&mut self) -> Result<StoreStats, StoreError> {
+        self.totals()
+    }
+}
+
+impl StoreRead for PostgresStore {
+    fn totals(&self) -> Result<StoreStats, StoreError> {
         let r = self
             .client()
             .query_one("SELECT count(*), count(name) FROM torrents", &[])
@@ -344,9 +350,20 @@ impl Store for PostgresStore {
             with_metadata: u(r.get(1)),
         })
     }
-}
 
-impl StoreRead for PostgresStore {
+    fn discovered_per(&self, bucket: i64, since: i64) -> Result<Vec<(i64, u64)>, StoreError> {
+        let bucket = bucket.max(1);
+        let rows = self
+            .client()
+            .query(
+                "SELECT first_seen / $1 * $1 AS b, count(*) FROM torrents
+                 WHERE first_seen >= $2 GROUP BY b ORDER BY b",
+                &[&bucket, &since],
+            )
+            .map_err(db)?;
+        Ok(rows.iter().map(|r| (r.get(0), u(r.get(1)))).collect())
+    }
+
     fn search(
         &self,
         text: &str,

@@ -291,18 +291,42 @@ impl Store for SqliteStore {
     }
 
     fn stats(&mut self) -> Result<StoreStats, StoreError> {
-        self.conn
-            .query_row("SELECT count(*), count(name) FROM torrents", [], |r| {
-                Ok(StoreStats {
-                    infohashes: u(r.get(0)?),
-                    with_metadata: u(r.get(1)?),
-                })
-            })
-            .map_err(db)
+        self.totals()
     }
 }
 
 impl StoreRead for SqliteStore {
+    fn totals(&self) -> Result<StoreStats, StoreError> {
+        self.conn
+            .prepare_cached("SELECT count(*), count(name) FROM torrents")
+            .and_then(|mut q| {
+                q.query_row([], |r| {
+                    Ok(StoreStats {
+                        infohashes: u(r.get(0)?),
+                        with_metadata: u(r.get(1)?),
+                    })
+                })
+            })
+            .map_err(db)
+    }
+
+    fn discovered_per(&self, bucket: i64, since: i64) -> Result<Vec<(i64, u64)>, StoreError> {
+        let bucket = bucket.max(1);
+        let mut q = self
+            .conn
+            .prepare_cached(
+                "SELECT first_seen / ?1 * ?1 AS b, count(*) FROM torrents
+                 WHERE first_seen >= ?2 GROUP BY b ORDER BY b",
+            )
+            .map_err(db)?;
+        let rows = q
+            .query_map(params![bucket, since], |r| {
+                Ok((r.get::<_, i64>(0)?, u(r.get(1)?)))
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
     fn search(
         &self,
         text: &str,

@@ -96,6 +96,28 @@ impl MethodKind {
         MethodKind::SampleInfohashes,
     ];
 
+    /// Every kind, [`MethodKind::Other`] last: the order of [`MethodKind::index`].
+    pub const ALL: [MethodKind; 6] = [
+        MethodKind::Ping,
+        MethodKind::FindNode,
+        MethodKind::GetPeers,
+        MethodKind::AnnouncePeer,
+        MethodKind::SampleInfohashes,
+        MethodKind::Other,
+    ];
+
+    /// This kind's place in [`MethodKind::ALL`] (for per-method counters).
+    pub fn index(self) -> usize {
+        match self {
+            MethodKind::Ping => 0,
+            MethodKind::FindNode => 1,
+            MethodKind::GetPeers => 2,
+            MethodKind::AnnouncePeer => 3,
+            MethodKind::SampleInfohashes => 4,
+            MethodKind::Other => 5,
+        }
+    }
+
     /// The wire name (`"other"` for unknown methods).
     pub fn name(self) -> &'static str {
         match self {

@@ -66,6 +66,12 @@ pub struct Stats {
     pub datagrams_out: u64,
     /// Valid queries received.
     pub queries_in: u64,
+    /// Valid queries received, by method (indexed by [`crate::MethodKind::index`]).
+    pub queries_in_by_method: [u64; 6],
+    /// Queries answered with a response.
+    pub replies_out: u64,
+    /// Queries answered with a KRPC error.
+    pub errors_out: u64,
     /// Responses received that matched a transaction.
     pub responses_in: u64,
     /// Errors received that matched a transaction.
@@ -78,6 +84,10 @@ pub struct Stats {
     pub rate_limited: u64,
     /// Queries we sent (retransmissions included).
     pub queries_out: u64,
+    /// Queries we sent, by method (indexed by [`crate::MethodKind::index`]).
+    pub queries_out_by_method: [u64; 6],
+    /// Lookups finished, and how long they took.
+    pub lookups: LookupTimes,
     /// Queries that timed out for good.
     pub timeouts: u64,
     /// Events dropped because the event queue was full.
@@ -88,6 +98,34 @@ pub struct Stats {
     pub pending_full: u64,
     /// Background queries not sent because of the per-destination or node-wide rate limit.
     pub dest_limited: u64,
+}
+
+/// A histogram of lookup durations (for metrics): fixed bounds, cumulative counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LookupTimes {
+    /// Lookups finished.
+    pub count: u64,
+    /// Their durations added up, in milliseconds.
+    pub sum_ms: u64,
+    /// For each bound in [`LookupTimes::BOUNDS_MS`], the lookups that took at most that long.
+    pub at_most: [u64; 9],
+}
+
+impl LookupTimes {
+    /// Bucket bounds in milliseconds.
+    pub const BOUNDS_MS: [u64; 9] = [250, 500, 1000, 2000, 4000, 8000, 16000, 32000, 64000];
+
+    pub(crate) fn record(&mut self, took: std::time::Duration) {
+        let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        self.count += 1;
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+        for (n, bound) in self.at_most.iter_mut().zip(Self::BOUNDS_MS) {
+            if ms <= bound {
+                *n += 1;
+            }
+        }
+    }
 }
 
 /// What a node needs to start again where it left off.
@@ -330,6 +368,7 @@ impl Node {
 
     fn on_query(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>, q: &Query<'_>) {
         self.rpc.stats.queries_in += 1;
+        self.rpc.stats.queries_in_by_method[q.method.kind().index()] += 1;
         let answer = if self.cfg.read_only {
             // BEP 43: read-only nodes answer nothing.
             Answer::NotAnswered
@@ -344,6 +383,11 @@ impl Node {
             self.responder
                 .answer(now, from, msg, q, tables, &mut self.rpc)
         };
+        match answer {
+            Answer::Response => self.rpc.stats.replies_out += 1,
+            Answer::Error { .. } => self.rpc.stats.errors_out += 1,
+            Answer::NotAnswered => {}
+        }
         // After the reply, so that answering is never delayed by our own checks.
         if !self.cfg.read_only && !msg.read_only {
             let mut p = self.parts(now);

@@ -195,8 +195,10 @@ impl Rpc {
                 want: Want::default(),
             }),
         };
+        let kind = method.kind();
         let sent = self.enqueue(addr, &m);
         self.stats.queries_out += sent as u64;
+        self.stats.queries_out_by_method[kind.index()] += sent as u64;
         sent
     }
 

@@ -542,6 +542,10 @@ impl Search {
             let b = self.table.bucket_index(&l.target);
             self.table.touch_bucket(b, now);
         }
+        ctx.rpc
+            .stats
+            .lookups
+            .record(now.saturating_since(l.started));
         ctx.events.push(Event::LookupFinished(LookupResult {
             id: lid,
             kind: l.kind,
