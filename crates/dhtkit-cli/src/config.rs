@@ -51,10 +51,13 @@ fn load(path: &Path) -> Result<toml::Table, BadInput> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| BadInput(format!("--config {}: {e}", path.display())))?;
     text.parse::<toml::Table>().map_err(|e| {
+        let line = e.span().map_or(0, |s| {
+            text[..s.start.min(text.len())].lines().count().max(1)
+        });
+        let why = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
         BadInput(format!(
-            "--config {}: not valid TOML: {}",
-            path.display(),
-            e.message()
+            "--config {}: not valid TOML at line {line}: {why}",
+            path.display()
         ))
     })
 }
@@ -117,8 +120,13 @@ fn words(arg: &clap::Arg, key: &str, v: &Value, file: &str) -> Result<Vec<String
 /// The command line with the config file's values added for every option it does not give.
 /// Without `--config`, the command line unchanged.
 pub(crate) fn apply(argv: Vec<OsString>) -> Result<Vec<OsString>, BadInput> {
+    apply_noting(argv).map(|(argv, _)| argv)
+}
+
+/// [`apply`], also returning the long names of the options the file supplied.
+fn apply_noting(argv: Vec<OsString>) -> Result<(Vec<OsString>, Vec<String>), BadInput> {
     let Some(path) = config_path(&argv) else {
-        return Ok(argv);
+        return Ok((argv, Vec::new()));
     };
     let path = Path::new(&path);
     let table = load(path)?;
@@ -127,20 +135,21 @@ pub(crate) fn apply(argv: Vec<OsString>) -> Result<Vec<OsString>, BadInput> {
     // First pass: which command, and which options the command line gives itself.
     let Ok(first) = root.clone().ignore_errors(true).try_get_matches_from(&argv) else {
         // --help, --version: nothing to add.
-        return Ok(argv);
+        return Ok((argv, Vec::new()));
     };
     let Some((name, given)) = first.subcommand() else {
-        return Ok(argv);
+        return Ok((argv, Vec::new()));
     };
     check_keys(&root, &table, &file)?;
     if name == "config" {
         // `dhtkit config COMMAND ARGS`: the values go to the command named.
-        return Ok(argv);
+        return Ok((argv, Vec::new()));
     }
     let cmd = root
         .find_subcommand(name)
         .expect("clap matched this subcommand");
     let mut extra = Vec::new();
+    let mut supplied = Vec::new();
     let command_table = table.get(name).and_then(Value::as_table);
     let mut keys: Vec<(&String, &Value)> = Vec::new();
     // The command's table first: it wins over the top level.
@@ -167,12 +176,13 @@ pub(crate) fn apply(argv: Vec<OsString>) -> Result<Vec<OsString>, BadInput> {
             continue; // the command line wins
         }
         extra.extend(words(arg, key, v, &file)?);
+        supplied.extend(arg.get_long().map(str::to_string));
     }
     let mut out = argv;
     // Before a `--`, if there is one, so that they stay options.
     let at = out.iter().position(|a| a == "--").unwrap_or(out.len());
     out.splice(at..at, extra.into_iter().map(OsString::from));
-    Ok(out)
+    Ok((out, supplied))
 }
 
 /// Every key names an option of some command; every table names a command.
@@ -226,7 +236,7 @@ fn toml_value(s: &str) -> Value {
 }
 
 /// One command's effective options as a TOML table, with where each value came from.
-fn describe(cmd: &Command, m: &ArgMatches, out: &mut String) {
+fn describe(cmd: &Command, m: &ArgMatches, from_file: &[String], out: &mut String) {
     use std::fmt::Write;
     let _ = writeln!(out, "[{}]", cmd.get_name());
     for arg in cmd.get_arguments() {
@@ -236,7 +246,8 @@ fn describe(cmd: &Command, m: &ArgMatches, out: &mut String) {
         }
         let id = arg.get_id().as_str();
         let source = match m.value_source(id) {
-            Some(ValueSource::CommandLine) => "command line or config file",
+            Some(ValueSource::CommandLine) if from_file.iter().any(|f| f == long) => "config file",
+            Some(ValueSource::CommandLine) => "command line",
             Some(ValueSource::DefaultValue) => "default",
             Some(ValueSource::EnvVariable) => "environment",
             _ => "unset",
@@ -295,7 +306,7 @@ pub(crate) fn print(config: Option<&Path>, command: &[String]) -> Result<(), Bad
         if command.first() == Some(&name) {
             argv.extend(command[1..].iter().map(OsString::from));
         }
-        let argv = apply(argv)?;
+        let (argv, from_file) = apply_noting(argv)?;
         let m = root
             .clone()
             .ignore_errors(true)
@@ -304,7 +315,7 @@ pub(crate) fn print(config: Option<&Path>, command: &[String]) -> Result<(), Bad
         let (_, sub) = m.subcommand().expect("a subcommand was given");
         let cmd = root.find_subcommand(&name).expect("checked above");
         out.push('\n');
-        describe(cmd, sub, &mut out);
+        describe(cmd, sub, &from_file, &mut out);
     }
     print!("{out}");
     Ok(())

@@ -60,7 +60,7 @@ fn family<L: prometheus_client::encoding::EncodeLabelSet>(
     Ok(())
 }
 
-/// A histogram from cumulative counts at fixed bounds (in seconds).
+/// A histogram from cumulative counts at fixed bounds (in seconds), `+Inf` added.
 fn histogram<L: prometheus_client::encoding::EncodeLabelSet>(
     enc: &mut DescriptorEncoder,
     name: &str,
@@ -68,8 +68,17 @@ fn histogram<L: prometheus_client::encoding::EncodeLabelSet>(
     values: impl IntoIterator<Item = (L, f64, u64, Vec<(f64, u64)>)>,
 ) -> std::fmt::Result {
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
-    for (labels, sum, count, mut buckets) in values {
-        buckets.push((f64::INFINITY, count));
+    for (labels, sum, count, cumulative) in values {
+        // The encoder wants each bucket's own count (it adds them up) and `f64::MAX` for +Inf.
+        let mut buckets = Vec::with_capacity(cumulative.len() + 1);
+        let mut below = 0;
+        for (bound, n) in cumulative
+            .into_iter()
+            .chain(std::iter::once((f64::MAX, count)))
+        {
+            buckets.push((bound, n.saturating_sub(below)));
+            below = below.max(n);
+        }
         m.encode_family(&labels)?
             .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
     }

@@ -376,6 +376,20 @@ fn crawler_commands_refuse_bad_databases_with_one_line() {
             "--db".into(),
             under_a_file.display().to_string(),
         ],
+        vec![
+            "web".into(),
+            "--bind".into(),
+            "127.41.7.1:0".into(),
+            "--db".into(),
+            missing.display().to_string(),
+        ],
+        vec![
+            "web".into(),
+            "--bind".into(),
+            "127.41.7.1:0".into(),
+            "--db".into(),
+            corrupt.display().to_string(),
+        ],
     ];
     for args in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -385,4 +399,118 @@ fn crawler_commands_refuse_bad_databases_with_one_line() {
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
         assert!(err.starts_with("error: "), "{args:?}: {err}");
     }
+}
+
+/// `--config FILE`: values fill in what the command line leaves out, the command line wins,
+/// `dhtkit config` shows the result, and a bad file is a one-line error (exit 2).
+#[test]
+fn a_config_file_sets_options_and_the_command_line_wins() {
+    use dhtkit_crawl::metadata::{FileEntry, TorrentInfo};
+    use dhtkit_crawl::store::{Batch, Fetched, Sighting, Store};
+    let dir = tmpdir("config");
+    let db = dir.join("crawl.sqlite");
+    {
+        let mut s = dhtkit_crawl::SqliteStore::open(&db).unwrap();
+        let ih = dhtkit::Id([0x5a; 20]);
+        let mut b = Batch::default();
+        b.sightings.push(Sighting {
+            info_hash: ih,
+            sources: 1,
+            first: 1,
+            last: 1,
+            count: 1,
+        });
+        b.torrents.push(Fetched {
+            info_hash: ih,
+            info: TorrentInfo::new(
+                "configured torrent",
+                1 << 16,
+                vec![FileEntry {
+                    path: "f".into(),
+                    length: 1,
+                }],
+            ),
+            at: 1,
+            peer: "127.0.0.1:1".parse().unwrap(),
+        });
+        s.write(&b).unwrap();
+    }
+    let cfg = dir.join("dhtkit.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "# shared by every command with a --db\ndb = {:?}\n\n[node]\nbind = \"127.41.8.1:7000\"\nmax-nodes = 50\nbootstrap = [\"127.41.8.2:1\", \"127.41.8.3:1\"]\n\n[search]\nlimit = 5\n",
+            db.display().to_string()
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+
+    // The file's db is used: the search finds what is in it.
+    let (code, out, err) = run(&["--config", c, "search", "configured", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("configured torrent"), "{out}");
+    // The command line wins over the file.
+    let (code, _, err) = run(&[
+        "--config",
+        c,
+        "search",
+        "configured",
+        "--db",
+        dir.join("none.sqlite").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "the command line's (missing) db: {err}");
+
+    // `dhtkit config node`: the effective options, with the command line's bind.
+    let (code, out, err) = run(&["--config", c, "config", "node", "--bind", "127.41.8.9:1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[node]"), "{out}");
+    assert!(out.contains("bind = \"127.41.8.9:1\""), "{out}");
+    assert!(out.contains("max-nodes = 50"), "{out}");
+    assert!(
+        out.contains("bootstrap = [\"127.41.8.2:1\", \"127.41.8.3:1\"]"),
+        "{out}"
+    );
+    assert!(out.contains("save-interval = 300  # default"), "{out}");
+    assert!(
+        out.contains("bind = \"127.41.8.9:1\"  # command line"),
+        "{out}"
+    );
+    assert!(out.contains("max-nodes = 50  # config file"), "{out}");
+    assert!(out.contains("read-only = false"), "{out}");
+    // What it prints is a config file that reads back.
+    let printed = dir.join("printed.toml");
+    std::fs::write(&printed, &out).unwrap();
+    let (code, again, err) = run(&["--config", printed.to_str().unwrap(), "config", "node"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(again.contains("bind = \"127.41.8.9:1\""), "{again}");
+    // Without a command: every command's table.
+    let (_, all, _) = run(&["--config", c, "config"]);
+    for t in ["[node]", "[crawl]", "[web]", "[search]", "[get-peers]"] {
+        assert!(all.contains(t), "{t} in {all}");
+    }
+    assert!(all.contains("limit = 5"), "{all}");
+
+    // Bad files: one line, exit 2, naming the file and the problem.
+    for (text, want) in [
+        ("[node]\nbindd = 1\n", "bindd"),
+        ("[nodes]\nbind = \"x\"\n", "[nodes]"),
+        ("[node]\nread-only = \"yes\"\n", "true or false"),
+        ("[node\n", "TOML"),
+        ("[node]\nbind = \"not an address\"\n", "not an ADDR:PORT"),
+    ] {
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, text).unwrap();
+        let (code, _, err) = run(&["--config", bad.to_str().unwrap(), "node"]);
+        assert_eq!(code, 2, "{text:?}: {err}");
+        assert!(err.contains(want), "{text:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    let (code, _, err) = run(&[
+        "--config",
+        dir.join("missing.toml").to_str().unwrap(),
+        "node",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.toml"), "{err}");
 }
