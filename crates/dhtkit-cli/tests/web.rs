@@ -347,6 +347,26 @@ fn the_api_and_pages_over_postgres() {
     {
         let web = Web::start(&url);
         check_http(&web);
+        // The server drops every connection (as a restart does): the next requests still
+        // answer, on connections opened afresh.
+        let killed: i64 = c
+            .query_one(
+                &format!(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                ),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(
+            killed >= 1,
+            "the web server's connections were there to drop"
+        );
+        for _ in 0..8 {
+            let (s, v) = web.json("/api/stats");
+            assert_eq!((s, &v["infohashes"]), (200, &json!(48)), "{v}");
+        }
     }
     let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
 }

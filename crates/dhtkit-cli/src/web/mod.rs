@@ -60,22 +60,37 @@ pub(crate) struct WebArgs {
 struct Readers {
     all: Vec<Mutex<Box<dyn StoreRead + Send>>>,
     next: AtomicUsize,
+    /// What they were opened from, to open one again after it failed (a PostgreSQL restart).
+    spec: String,
 }
 
 impl Readers {
-    /// Runs `f` on a free reader (or, when all are busy, waits for one).
-    fn with<T>(&self, f: impl FnOnce(&dyn StoreRead) -> T) -> T {
+    /// Runs `f` on a free reader (or, when all are busy, waits for one). When it fails, the
+    /// reader is opened afresh and `f` tried once more: a database server that restarted
+    /// costs one slow request, not a dead web page.
+    fn with<T>(
+        &self,
+        f: impl Fn(&dyn StoreRead) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let n = self.all.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..n {
-            if let Ok(g) = self.all[(start + i) % n].try_lock() {
-                return f(&**g);
-            }
+        let mut guard = (0..n)
+            .find_map(|i| self.all[(start + i) % n].try_lock().ok())
+            .unwrap_or_else(|| {
+                self.all[start % n]
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+            });
+        match f(&**guard) {
+            Ok(v) => Ok(v),
+            Err(first) => match store::open_reader(&self.spec) {
+                Ok(fresh) => {
+                    *guard = fresh;
+                    f(&**guard)
+                }
+                Err(_) => Err(first),
+            },
         }
-        let g = self.all[start % n]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&**g)
     }
 }
 
@@ -123,7 +138,7 @@ impl WebError {
 /// Runs a read on the blocking pool.
 async fn read<T: Send + 'static>(
     st: &AppState,
-    f: impl FnOnce(&dyn StoreRead) -> Result<T, StoreError> + Send + 'static,
+    f: impl Fn(&dyn StoreRead) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, WebError> {
     let readers = st.readers.clone();
     match tokio::task::spawn_blocking(move || readers.with(f)).await {
@@ -397,6 +412,7 @@ pub(crate) async fn web(a: WebArgs) -> Result<ExitCode, BadInput> {
         readers: Arc::new(Readers {
             all: opened.into_iter().map(Mutex::new).collect(),
             next: AtomicUsize::new(0),
+            spec: db.clone(),
         }),
         db_label: label(&db).into(),
     };
