@@ -28,7 +28,7 @@ struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     /// A TOML file that sets any long option (keys as the option names, at the top level for
-    /// every command or in a [COMMAND] table); the command line wins. See `dhtkit config`.
+    /// every command or in a `[COMMAND]` table); the command line wins. See `dhtkit config`.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(subcommand)]
