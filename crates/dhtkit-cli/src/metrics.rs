@@ -193,6 +193,8 @@ impl Collector for Snapshot {
                 ("invalid", st.invalid_in),
                 ("unsolicited", st.unsolicited_in),
                 ("per_ip_rate", st.rate_limited),
+                ("banned", st.banned_dropped),
+                ("reply_budget", st.reply_limited),
                 ("send_rate", st.dest_limited),
                 ("pending_full", st.pending_full),
                 ("send_queue_full", st.transmits_dropped),

@@ -48,10 +48,30 @@ pub struct Config {
     pub max_outgoing: usize,
     /// Most events waiting to be polled; more are dropped and counted.
     pub max_events: usize,
-    /// Queries accepted per second from one IP (token bucket refill rate); 0 disables.
+    /// Queries accepted per second from one IP (an IPv6 /64 counts as one); 0 turns the
+    /// per-IP limit, and bans, off. Protects the node's CPU and upload from one flooding
+    /// host. The default, 5 per second with a burst of 50, is libtorrent's (it blocks an IP
+    /// after 50 packets in 10 seconds); a dhtkit node itself sends at most 2 per second to
+    /// one IP.
     pub per_ip_rate: u32,
     /// Burst size of the per-IP token bucket.
     pub per_ip_burst: u32,
+    /// An IP refused by its per-IP limit without a break of 2 seconds for this long is banned.
+    /// Zero never bans.
+    pub per_ip_ban_after: Duration,
+    /// How long a ban lasts (libtorrent: 5 minutes). A banned IP's datagrams are dropped
+    /// before they are parsed.
+    pub per_ip_ban_for: Duration,
+    /// Most IPs the per-IP limiter tracks at once (about 40 bytes each). IPs beyond that,
+    /// when every tracked IP is busy, share one small budget.
+    pub max_tracked_ips: usize,
+    /// Replies (responses and errors) the whole node sends per second; 0 = no limit. Protects
+    /// the node's upload and CPU from floods spread over many IPs. Clients with a clean record
+    /// are served first: an IP refused by its per-IP limit in the last 10 seconds is answered
+    /// only while more than half of the burst is left.
+    pub reply_rate: u32,
+    /// Burst size of the node-wide reply budget.
+    pub reply_burst: u32,
     /// Queries per second we send to one IP (token bucket refill rate); 0 disables. Kept low
     /// so that we stay under other implementations' flood protection (libtorrent ignores an IP
     /// for five minutes after about 50 packets in 10 seconds). Lookups wait for budget rather
@@ -64,8 +84,8 @@ pub struct Config {
     pub max_query_rate: u32,
     /// Burst size of the node-wide query budget.
     pub max_query_burst: u32,
-    /// Slots in each per-IP limiter, 8 bytes each (IPs hash into them with a secret key; IPs
-    /// sharing a slot share its budget; memory is fixed).
+    /// Slots in the per-destination limiter, 8 bytes each (IPs hash into them with a secret
+    /// key; IPs sharing a slot share its budget; memory is fixed).
     pub rate_limiter_slots: usize,
     /// Most peers returned in one `values` list.
     pub max_values: usize,
@@ -113,8 +133,13 @@ impl Default for Config {
             max_pending: 2048,
             max_outgoing: 4096,
             max_events: 4096,
-            per_ip_rate: 20,
-            per_ip_burst: 40,
+            per_ip_rate: 5,
+            per_ip_burst: 50,
+            per_ip_ban_after: Duration::from_secs(10),
+            per_ip_ban_for: Duration::from_secs(5 * 60),
+            max_tracked_ips: 16_384,
+            reply_rate: 2_000,
+            reply_burst: 500,
             per_dest_rate: 2,
             per_dest_burst: 10,
             max_query_rate: 1000,

@@ -20,7 +20,19 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use crate::addr::{classify, AddrClass};
 use crate::{Id, Instant};
+
+/// The /24 (IPv4) or /64 (IPv6) of a global address; `None` for every other address.
+fn subnet(ip: std::net::IpAddr) -> Option<u64> {
+    if classify(ip) != AddrClass::Global {
+        return None;
+    }
+    Some(match ip {
+        std::net::IpAddr::V4(v) => 0xffff_ffff_0000_0000 | (u32::from(v) >> 8) as u64,
+        std::net::IpAddr::V6(v) => (u128::from(v) >> 64) as u64,
+    })
+}
 
 /// Routing-table settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +44,10 @@ pub struct TableConfig {
     pub max_nodes: usize,
     /// Allow at most one node per IP address.
     pub restrict_ips: bool,
+    /// Most nodes in one bucket from one /24 (IPv4) or /64 (IPv6), as libtorrent (1). Only
+    /// global addresses count: local and private networks (test networks, LANs) are exempt.
+    /// 0 = no cap.
+    pub max_per_subnet: usize,
     /// A node that has neither answered nor queried us for this long is questionable.
     pub questionable_after: Duration,
     /// Consecutive failures after which a node is bad.
@@ -44,6 +60,7 @@ impl Default for TableConfig {
             k: 8,
             max_nodes: 1280,
             restrict_ips: true,
+            max_per_subnet: 1,
             questionable_after: Duration::from_secs(15 * 60),
             max_failures: 2,
         }
@@ -223,6 +240,20 @@ impl RoutingTable {
         b.nodes.iter().find(|n| n.id == *id)
     }
 
+    /// True if bucket `i` already holds its share of `addr`'s subnet (global addresses only).
+    fn crowded(&self, i: usize, addr: &SocketAddr) -> bool {
+        let cap = self.cfg.max_per_subnet;
+        let Some(net) = subnet(addr.ip()).filter(|_| cap > 0) else {
+            return false;
+        };
+        self.buckets[i]
+            .nodes
+            .iter()
+            .filter(|n| subnet(n.addr.ip()) == Some(net))
+            .count()
+            >= cap
+    }
+
     fn find_mut(&mut self, id: &Id) -> Option<&mut NodeEntry> {
         let i = self.bucket_index(id);
         self.buckets[i].nodes.iter_mut().find(|n| n.id == *id)
@@ -239,7 +270,7 @@ impl RoutingTable {
         }
         let i = self.bucket_index(id);
         let b = &self.buckets[i];
-        if b.nodes.iter().any(|n| n.id == *id) {
+        if b.nodes.iter().any(|n| n.id == *id) || self.crowded(i, addr) {
             return false;
         }
         b.nodes.len() < self.cfg.k || (i == self.buckets.len() - 1 && self.buckets.len() < 160)
@@ -278,6 +309,10 @@ impl RoutingTable {
             let i = self.bucket_index(&id);
             let last = i == self.buckets.len() - 1;
             let k = self.cfg.k;
+            if self.crowded(i, &addr) {
+                // Its subnet has its share of this bucket.
+                return out;
+            }
             if self.len < self.cfg.max_nodes && self.buckets[i].nodes.len() < k {
                 self.insert_live(i, entry, now);
                 out.added = true;
@@ -400,11 +435,26 @@ impl RoutingTable {
         out.removed = Some(old);
         // Promote the best replacement: verified first, most recent first.
         let ips = &self.ips;
+        let cap = cfg.max_per_subnet;
+        let nodes = &b.nodes;
+        let crowded = |a: &SocketAddr| {
+            subnet(a.ip()).is_some_and(|net| {
+                cap > 0
+                    && nodes
+                        .iter()
+                        .filter(|n| subnet(n.addr.ip()) == Some(net))
+                        .count()
+                        >= cap
+            })
+        };
         let pick = b
             .replacements
             .iter()
             .enumerate()
-            .filter(|(_, r)| !(cfg.restrict_ips && ips.contains(&r.addr.ip())))
+            .filter(|(_, r)| {
+                let taken = cfg.restrict_ips && ips.contains(&r.addr.ip());
+                !taken && !crowded(&r.addr)
+            })
             .max_by_key(|(_, r)| (r.last_response.is_some(), r.last_response, r.added))
             .map(|(j, _)| j);
         if let Some(j) = pick {
@@ -442,6 +492,9 @@ impl RoutingTable {
         loop {
             let i = self.bucket_index(&id);
             if self.len >= self.cfg.max_nodes {
+                return false;
+            }
+            if self.crowded(i, &addr) {
                 return false;
             }
             if self.buckets[i].nodes.len() < self.cfg.k {
@@ -552,6 +605,21 @@ impl RoutingTable {
         for (i, b) in self.buckets.iter().enumerate() {
             if b.nodes.len() > self.cfg.k {
                 return Err(format!("bucket {i} holds {} > k nodes", b.nodes.len()));
+            }
+            if self.cfg.max_per_subnet > 0 {
+                let mut nets = std::collections::BTreeMap::new();
+                for n in &b.nodes {
+                    if let Some(net) = subnet(n.addr.ip()) {
+                        let c = nets.entry(net).or_insert(0usize);
+                        *c += 1;
+                        if *c > self.cfg.max_per_subnet {
+                            return Err(format!(
+                                "bucket {i} holds {c} nodes of {}'s subnet",
+                                n.addr
+                            ));
+                        }
+                    }
+                }
             }
             if b.replacements.len() > self.cfg.k {
                 return Err(format!(

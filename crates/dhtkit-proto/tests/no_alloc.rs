@@ -33,8 +33,12 @@ fn answering_queries_does_not_allocate() {
     let mut cfg = Config::default();
     cfg.seed = 3;
     cfg.allow_local_addrs = true;
-    // Every query comes from one IP at one instant: measure answering, not dropping.
-    cfg.per_ip_rate = 0;
+    // Every query comes from one IP at one instant: limits on (the per-IP map and the reply
+    // budget are on the measured path) but wide enough that every query is answered.
+    cfg.per_ip_rate = 100_000;
+    cfg.per_ip_burst = 4_000;
+    cfg.reply_rate = 100_000;
+    cfg.reply_burst = 100_000;
     let mut node = Node::new(cfg, now);
     // A routing table and a peer store with something in them.
     let state: Vec<_> = (1..=40u8)

@@ -29,6 +29,7 @@ pub struct DhtBuilder {
     state_file: Option<PathBuf>,
     save_interval: Duration,
     event_capacity: usize,
+    recv_buffer: usize,
     config: Config,
 }
 
@@ -41,6 +42,7 @@ impl Default for DhtBuilder {
             state_file: None,
             save_interval: Duration::from_secs(5 * 60),
             event_capacity: 4096,
+            recv_buffer: 4 << 20,
             config: Config::default(),
         }
     }
@@ -127,6 +129,40 @@ impl DhtBuilder {
         self
     }
 
+    /// Queries accepted per second from one IP (an IPv6 /64 counts as one), with a burst of
+    /// ten seconds' worth; 0 turns the per-IP limit and bans off. Default 5 (burst 50), as
+    /// libtorrent. Protects the node from one flooding host.
+    pub fn per_ip_rate(mut self, per_second: u32) -> Self {
+        self.config.per_ip_rate = per_second;
+        self.config.per_ip_burst = per_second.saturating_mul(10).max(1);
+        self
+    }
+
+    /// Bans: an IP over its per-IP rate for `after` (without a 2-second break) is ignored for
+    /// `duration`, its datagrams dropped unread. A zero `after` never bans. Default 10 s and
+    /// 5 minutes.
+    pub fn ban(mut self, after: std::time::Duration, duration: std::time::Duration) -> Self {
+        self.config.per_ip_ban_after = after;
+        self.config.per_ip_ban_for = duration;
+        self
+    }
+
+    /// Replies the whole node sends per second (burst: a quarter second's worth); 0 = no
+    /// limit. Default 2,000. Protects the node's upload and CPU from floods spread over many
+    /// IPs; clients with a clean record are served first.
+    pub fn reply_rate(mut self, per_second: u32) -> Self {
+        self.config.reply_rate = per_second;
+        self.config.reply_burst = (per_second / 4).max(1);
+        self
+    }
+
+    /// The socket's receive buffer in bytes, for bursts (default 4 MiB; the kernel caps it at
+    /// `net.core.rmem_max`; 0 leaves the system default).
+    pub fn recv_buffer(mut self, bytes: usize) -> Self {
+        self.recv_buffer = bytes;
+        self
+    }
+
     /// Queries sent per second to one IP, and the burst allowed (0 disables).
     pub fn outbound_rate(mut self, per_second: u32, burst: u32) -> Self {
         self.config.per_dest_rate = per_second;
@@ -171,6 +207,15 @@ impl DhtBuilder {
         }
         let socket = UdpSocket::bind(self.bind).await?;
         let local = socket.local_addr()?;
+        if self.recv_buffer > 0 {
+            // Room for bursts (the kernel caps it at net.core.rmem_max); a failure only costs
+            // headroom.
+            let sock = socket2::SockRef::from(&socket);
+            if let Err(e) = sock.set_recv_buffer_size(self.recv_buffer) {
+                tracing::debug!("SO_RCVBUF {}: {e}", self.recv_buffer);
+            }
+            tracing::debug!("receive buffer: {:?} bytes", sock.recv_buffer_size());
+        }
         let mut config = self.config;
         let mut seed = [0u8; 8];
         getrandom::fill(&mut seed).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;

@@ -82,6 +82,14 @@ pub struct Stats {
     pub unsolicited_in: u64,
     /// Queries dropped by the per-IP rate limit.
     pub rate_limited: u64,
+    /// Datagrams dropped unread because their IP is banned.
+    pub banned_dropped: u64,
+    /// IPs banned for exceeding their per-IP rate.
+    pub bans: u64,
+    /// Queries not answered because the node-wide reply budget was spent.
+    pub reply_limited: u64,
+    /// IPs the per-IP limiter tracks now (a gauge).
+    pub tracked_ips: u64,
     /// Queries we sent (retransmissions included).
     pub queries_out: u64,
     /// Queries we sent, by method (indexed by [`crate::MethodKind::index`]).
@@ -296,6 +304,8 @@ impl Node {
     pub fn stats(&self) -> Stats {
         Stats {
             events_dropped: self.events.dropped,
+            bans: self.rpc.inbound_bans(),
+            tracked_ips: self.rpc.tracked_ips() as u64,
             ..self.rpc.stats.clone()
         }
     }
@@ -316,9 +326,15 @@ impl Node {
 
     /// Handles one received datagram.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let banned = self.rpc.is_banned(now, from.ip());
         let stats = &mut self.rpc.stats;
         stats.datagrams_in += 1;
         stats.bytes_in += data.len() as u64;
+        if banned {
+            // Before anything is read: a banned flood costs one lookup per datagram.
+            stats.banned_dropped += 1;
+            return;
+        }
         if data.len() > self.cfg.max_datagram || from.port() == 0 {
             self.invalid(from, "datagram too large or from port 0");
             return;

@@ -6,6 +6,12 @@ fn addr(i: u32) -> SocketAddr {
     SocketAddr::from(([127, b[1], b[2], b[3]], 6881))
 }
 
+/// A global address: 0..300 spans two /24s, so the per-subnet cap is hit often.
+fn global(i: u32) -> SocketAddr {
+    let b = i.to_be_bytes();
+    SocketAddr::from(([8, b[1], b[2], b[3]], 6881))
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Seen(u8, u32),
@@ -45,8 +51,10 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..400),
         restrict in any::<bool>(),
         max_nodes in 1usize..200,
+        public in any::<bool>(),
     ) {
         let cfg = TableConfig { max_nodes, restrict_ips: restrict, ..TableConfig::default() };
+        let addr = |i: u32| if public { global(i) } else { addr(i) };
         let mut now = Instant::ZERO;
         let mut t = RoutingTable::new(Id([0; 20]), cfg, now);
         for op in ops {
@@ -138,4 +146,50 @@ fn one_node_per_ip() {
             .added
     );
     assert_eq!(t.len(), 1);
+}
+
+/// One node per /24 (or /64) in a bucket for global addresses, as libtorrent; local networks
+/// (test networks, LANs) are exempt.
+#[test]
+fn a_subnet_gets_one_place_per_bucket() {
+    let now = Instant::ZERO;
+    let own = Id([0; 20]);
+    // Ids all in the far half (bucket 0 until it splits).
+    let far = |n: u8| {
+        let mut b = [0u8; 20];
+        b[0] = 0x80 | n;
+        b[19] = n;
+        Id(b)
+    };
+    let mut t = RoutingTable::new(own, TableConfig::default(), now);
+    for n in 0..8u8 {
+        t.node_seen(
+            now,
+            far(n),
+            SocketAddr::from(([8, 8, 8, n + 1], 6881)),
+            None,
+        );
+    }
+    assert_eq!(t.len(), 1, "eight hosts of 8.8.8.0/24: one place");
+    for n in 8..15u8 {
+        t.node_seen(now, far(n), SocketAddr::from(([8, 9, n, 1], 6881)), None);
+    }
+    assert_eq!(t.len(), 8, "seven more /24s: all kept");
+    let v6 = |n: u16| SocketAddr::from(([0x2001, 0x4860, 1, 1, n, 0, 0, 1], 6881));
+    let mut t6 = RoutingTable::new(own, TableConfig::default(), now);
+    for n in 0..8u8 {
+        t6.node_seen(now, far(n), v6(n as u16), None);
+    }
+    assert_eq!(t6.len(), 1, "one /64: one place");
+    let mut local = RoutingTable::new(own, TableConfig::default(), now);
+    for n in 0..8u8 {
+        local.node_seen(
+            now,
+            far(n),
+            SocketAddr::from(([10, 0, 0, n + 1], 6881)),
+            None,
+        );
+    }
+    assert_eq!(local.len(), 8, "a private network is exempt");
+    t.check_invariants().unwrap();
 }

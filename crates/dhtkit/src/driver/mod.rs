@@ -3,7 +3,8 @@
 //! It waits on four things at once: a datagram, a command from a [`crate::Dht`] handle, the
 //! core's next deadline (or the next state save), and a state save finishing. After each
 //! wake-up it sends what the core queued and hands on what the core reported. Work per wake-up
-//! is one datagram or one command, so no input can starve the others. Protocol policy
+//! is one command, or the datagrams waiting in the socket up to [`RECV_BATCH`], so no input can
+//! starve the others, and a busy socket costs one wake-up per batch, not per datagram. Protocol policy
 //! (bootstrap, held lookups, re-announces) lives in the core; the driver only carries it out.
 
 use std::collections::HashMap;
@@ -31,6 +32,8 @@ use crate::{AnnounceResult, Dht, Error, Inner};
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Command channel depth.
 const COMMAND_QUEUE: usize = 256;
+/// Most datagrams handled per wake-up (the first awaited, the rest taken while they wait).
+const RECV_BATCH: usize = 64;
 
 pub(crate) struct DriverConfig {
     pub bootstrap: Vec<String>,
@@ -172,6 +175,13 @@ impl Driver {
                     Ok((n, from)) => {
                         let now = self.now();
                         self.node.handle_datagram(now, from, &buf[..n]);
+                        // Whatever else is waiting, without another trip through the loop.
+                        for _ in 1..RECV_BATCH {
+                            match self.socket.try_recv_from(&mut buf) {
+                                Ok((n, from)) => self.node.handle_datagram(now, from, &buf[..n]),
+                                Err(_) => break,
+                            }
+                        }
                     }
                     Err(e) => {
                         // ICMP port-unreachable surfaces here on Linux; the node carries on.
@@ -276,7 +286,14 @@ impl Driver {
 
     async fn flush(&mut self) {
         while let Some(t) = self.node.poll_transmit() {
-            if let Err(e) = self.socket.send_to(t.payload, t.dest).await {
+            // Straight to the socket; wait for room only when its buffer is full.
+            let r = match self.socket.try_send_to(t.payload, t.dest) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.socket.send_to(t.payload, t.dest).await
+                }
+                r => r,
+            };
+            if let Err(e) = r {
                 tracing::debug!("send to {} failed: {e}", t.dest);
             }
         }

@@ -19,7 +19,7 @@ use crate::krpc::{Body, ErrorBody, Message, Method, Query, Want};
 use crate::{addr, Config, Id, Instant, Stats};
 
 use outq::OutQueue;
-use ratelimit::{Bucket, RateLimiter};
+use ratelimit::{Bucket, InboundLimiter, RateLimiter, Verdict};
 use transactions::{Fired, Transactions};
 pub(crate) use transactions::{Pending, Purpose};
 
@@ -56,8 +56,11 @@ struct Header {
 pub(crate) struct Rpc {
     txs: Transactions,
     out: OutQueue,
-    /// Queries accepted per source IP.
-    inbound: RateLimiter,
+    /// Queries accepted per source IP, and bans.
+    inbound: InboundLimiter,
+    /// Replies sent by the whole node.
+    replies: Bucket,
+    reply_reserve: u64,
     /// Queries sent per destination IP.
     per_dest: RateLimiter,
     /// Queries sent by the whole node.
@@ -74,12 +77,17 @@ pub(crate) struct Rpc {
 impl Rpc {
     pub(crate) fn new(cfg: &Config, id: Id, rng: &mut SmallRng, now: Instant) -> Rpc {
         Rpc {
-            inbound: RateLimiter::new(
-                cfg.rate_limiter_slots,
+            inbound: InboundLimiter::new(
                 cfg.per_ip_rate,
                 cfg.per_ip_burst,
+                cfg.max_tracked_ips,
+                cfg.per_ip_ban_after,
+                cfg.per_ip_ban_for,
                 rng.random(),
+                now,
             ),
+            replies: Bucket::new(cfg.reply_rate, cfg.reply_burst, now),
+            reply_reserve: cfg.reply_burst.max(1) as u64 * 1000 / 2,
             per_dest: RateLimiter::new(
                 cfg.rate_limiter_slots,
                 cfg.per_dest_rate,
@@ -248,11 +256,45 @@ impl Rpc {
         self.txs.next_deadline()
     }
 
-    /// Takes a token from `ip`'s inbound budget; false (and counted) when it has none.
+    /// Judges a query from `ip` against its per-IP limit, bans and the node-wide reply
+    /// budget; false (and counted) when it is not to be answered.
     pub(crate) fn accept_query(&mut self, now: Instant, ip: IpAddr) -> bool {
-        let ok = self.inbound.allow(now, ip);
-        self.stats.rate_limited += !ok as u64;
-        ok
+        match self.inbound.check(now, ip) {
+            Verdict::Accept { suspect } => {
+                // Suspects may not spend the last half of the reply budget.
+                let ok = if suspect {
+                    self.replies.allow_above(now, self.reply_reserve)
+                } else {
+                    self.replies.allow(now)
+                };
+                self.stats.reply_limited += !ok as u64;
+                ok
+            }
+            Verdict::Limited => {
+                self.stats.rate_limited += 1;
+                false
+            }
+            Verdict::Banned => {
+                self.stats.banned_dropped += 1;
+                false
+            }
+        }
+    }
+
+    /// True if `ip` is banned (its datagrams are dropped before they are read).
+    #[inline]
+    pub(crate) fn is_banned(&self, now: Instant, ip: IpAddr) -> bool {
+        self.inbound.is_banned(now, ip)
+    }
+
+    /// Bans so far.
+    pub(crate) fn inbound_bans(&self) -> u64 {
+        self.inbound.bans
+    }
+
+    /// IPs the inbound limiter tracks.
+    pub(crate) fn tracked_ips(&self) -> usize {
+        self.inbound.tracked()
     }
 
     /// Our node id, as every message we send carries it.
@@ -422,5 +464,35 @@ mod tests {
         assert_eq!(r.stats.pending_full, 1);
         let accepted = (0..5).filter(|_| r.accept_query(now, public.ip())).count();
         assert_eq!((accepted, r.stats.rate_limited), (2, 3));
+    }
+
+    /// The node-wide reply budget: IPs that were refused recently get only its upper half;
+    /// clean clients can use it all.
+    #[test]
+    fn the_reply_budget_serves_clean_clients_first() {
+        let cfg = Config {
+            per_ip_rate: 1000,
+            per_ip_burst: 2,
+            reply_rate: 1,
+            reply_burst: 10,
+            ..Config::default()
+        };
+        let mut r = rpc(&cfg);
+        let now = Instant::ZERO + Duration::from_secs(1);
+        let (bad, good) = ("8.8.8.8".parse().unwrap(), "9.9.9.9".parse().unwrap());
+        // `bad` overruns its own limit once: two answered (budget 10 -> 8), one refused.
+        let answered = (0..3).filter(|_| r.accept_query(now, bad)).count();
+        assert_eq!((answered, r.stats.rate_limited), (2, 1));
+        // Within its own rate again, but a suspect: it may take the budget down to half.
+        let answered = (1..=10)
+            .filter(|i| r.accept_query(now + Duration::from_millis(2 * i), bad))
+            .count();
+        assert_eq!((answered, r.stats.reply_limited), (3, 7));
+        // A clean client gets the reserved half.
+        let t = now + Duration::from_millis(21);
+        let answered = (0..10)
+            .filter(|i| r.accept_query(t + Duration::from_millis(2 * i), good))
+            .count();
+        assert_eq!((answered, r.stats.reply_limited), (5, 12));
     }
 }

@@ -1,9 +1,292 @@
-//! A fixed-memory per-IP rate limiter: IPs hash (with a secret key) into a table of token
-//! buckets. Colliding IPs share a bucket, which errs on the side of limiting; memory never grows.
+//! Rate limits. Inbound, per source IP: [`InboundLimiter`] keeps exact state for each active
+//! IP (a bounded map) and bans IPs that keep exceeding their rate. Outbound, per destination:
+//! [`RateLimiter`], a fixed-memory table of token buckets that IPs hash into (colliding IPs
+//! share a budget, which only makes us more polite). Node-wide: [`Bucket`].
 
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 
 use crate::Instant;
+
+/// 64×64→128-bit multiply, folded: the mixing step of the keyed hash below.
+#[inline]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = (a as u128).wrapping_mul(b as u128);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// A keyed hash for IP keys: two folded multiplies with secret 64-bit keys, so that an
+/// attacker who does not know the keys cannot aim many addresses at one bucket, and
+/// neighbouring addresses land far apart.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyedHash {
+    k0: u64,
+    k1: u64,
+}
+
+impl KeyedHash {
+    pub(crate) fn new(key: u64) -> KeyedHash {
+        // Two keys from one, each odd (a multiplier must not lose its low bits).
+        let k0 = fold_mul(key ^ 0x9e37_79b9_7f4a_7c15, 0xbf58_476d_1ce4_e5b9) | 1;
+        let k1 = fold_mul(key ^ 0x94d0_49bb_1331_11eb, 0x2545_f491_4f6c_dd1d) | 1;
+        KeyedHash { k0, k1 }
+    }
+
+    #[inline]
+    pub(crate) fn hash(&self, x: u64) -> u64 {
+        fold_mul(fold_mul(x ^ self.k0, self.k1) ^ self.k1, self.k0)
+    }
+}
+
+/// The [`Hasher`] of [`KeyedHash`], for maps keyed by one `u64`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyedHasher {
+    keys: KeyedHash,
+    h: u64,
+}
+
+impl Hasher for KeyedHasher {
+    fn finish(&self) -> u64 {
+        self.keys.hash(self.h)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        self.h = fold_mul(self.h ^ x, self.keys.k1);
+    }
+}
+
+impl BuildHasher for KeyedHash {
+    type Hasher = KeyedHasher;
+
+    fn build_hasher(&self) -> KeyedHasher {
+        KeyedHasher { keys: *self, h: 0 }
+    }
+}
+
+/// The key of an IP: an IPv4 address, or the /64 prefix of an IPv6 one (one host, for
+/// abuse purposes).
+pub(crate) fn ip_key(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v) => 0xffff_ffff_0000_0000 | u32::from(v) as u64,
+        IpAddr::V6(v) => (u128::from(v) >> 64) as u64,
+    }
+}
+
+/// True when wrapping millisecond time `a` is later than `b`.
+#[inline]
+fn later(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+/// How [`InboundLimiter::check`] judged a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Within its rate. `suspect` when the IP exceeded its rate recently, or could not be
+    /// tracked: such queries are answered only while the node-wide reply budget has room.
+    Accept { suspect: bool },
+    /// Over its rate: dropped.
+    Limited,
+    /// Banned: dropped.
+    Banned,
+}
+
+/// What the limiter remembers of one IP (20 bytes).
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// Tokens, in thousandths.
+    milli: u32,
+    /// Last refill (milliseconds since the epoch, wrapping).
+    last_ms: u32,
+    /// When the current run of refusals began; 0 when the IP is within its rate.
+    over_since: u32,
+    /// The last refusal.
+    last_over: u32,
+    /// Banned until then; 0 when not banned.
+    banned_until: u32,
+}
+
+/// A run of refusals ends after this long without one.
+const QUIET_MS: u32 = 2_000;
+/// An IP refused within this long is a suspect.
+const SUSPECT_MS: u32 = 10_000;
+/// The table is swept for idle entries at most this often when it is full.
+const SWEEP_EVERY_MS: u32 = 1_000;
+
+/// Per-IP limits on the queries a node answers, with bans.
+///
+/// Each active IP (an IPv6 /64 counts as one) has its own token bucket in a map of at most
+/// `max_ips` entries. An entry whose bucket has refilled and that is neither over its rate
+/// nor banned carries no information, so it is what gets evicted when the map is full: an
+/// attacker can fill the map only with IPs that keep spending, and cannot push out an IP
+/// whose state matters. IPs that find the map full of such spenders share one overflow
+/// bucket (and are suspects). An IP refused without a break of [`QUIET_MS`] for `ban_after`
+/// is banned for `ban_for`; a banned IP's datagrams are dropped before they are parsed.
+#[derive(Debug)]
+pub(crate) struct InboundLimiter {
+    map: HashMap<u64, Entry, KeyedHash>,
+    max_ips: usize,
+    /// Tokens per millisecond, in thousandths (= tokens per second); 0 turns the limiter off.
+    rate: u64,
+    burst: u64,
+    ban_after_ms: u32,
+    ban_for_ms: u32,
+    overflow: Bucket,
+    last_sweep: Option<u32>,
+    /// Bans so far.
+    pub(crate) bans: u64,
+}
+
+impl InboundLimiter {
+    pub(crate) fn new(
+        rate: u32,
+        burst: u32,
+        max_ips: usize,
+        ban_after: std::time::Duration,
+        ban_for: std::time::Duration,
+        key: u64,
+        now: Instant,
+    ) -> InboundLimiter {
+        let ms = |d: std::time::Duration| d.as_millis().min(u32::MAX as u128 / 4) as u32;
+        InboundLimiter {
+            map: HashMap::with_hasher(KeyedHash::new(key)),
+            max_ips: max_ips.max(1),
+            rate: rate as u64,
+            burst: (burst.max(1) as u64 * 1000).min(u32::MAX as u64),
+            ban_after_ms: ms(ban_after),
+            ban_for_ms: ms(ban_for).max(1),
+            // Untracked IPs share the budget of a few tracked ones.
+            overflow: Bucket::new(rate.saturating_mul(4), burst.saturating_mul(4), now),
+            last_sweep: None,
+            bans: 0,
+        }
+    }
+
+    /// IPs tracked now.
+    pub(crate) fn tracked(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True if `ip` is banned: its datagrams are dropped unread.
+    #[inline]
+    pub(crate) fn is_banned(&self, now: Instant, ip: IpAddr) -> bool {
+        if self.rate == 0 || self.map.is_empty() {
+            return false;
+        }
+        self.map
+            .get(&ip_key(ip))
+            .is_some_and(|e| e.banned_until != 0 && later(e.banned_until, now.as_millis() as u32))
+    }
+
+    fn refilled(&self, e: &Entry, now_ms: u32) -> u64 {
+        let elapsed = now_ms.wrapping_sub(e.last_ms) as u64;
+        (e.milli as u64 + elapsed.saturating_mul(self.rate)).min(self.burst)
+    }
+
+    /// Judges one query from `ip`, taking a token when it is accepted.
+    pub(crate) fn check(&mut self, now: Instant, ip: IpAddr) -> Verdict {
+        if self.rate == 0 {
+            return Verdict::Accept { suspect: false };
+        }
+        let now_ms = (now.as_millis() as u32).max(1);
+        let key = ip_key(ip);
+        if !self.map.contains_key(&key) {
+            if self.map.len() >= self.max_ips {
+                self.sweep(now_ms);
+            }
+            if self.map.len() >= self.max_ips {
+                return if self.overflow.allow(now) {
+                    Verdict::Accept { suspect: true }
+                } else {
+                    Verdict::Limited
+                };
+            }
+            self.map.insert(
+                key,
+                Entry {
+                    milli: (self.burst - 1000.min(self.burst)) as u32,
+                    last_ms: now_ms,
+                    over_since: 0,
+                    last_over: 0,
+                    banned_until: 0,
+                },
+            );
+            return Verdict::Accept { suspect: false };
+        }
+        let tokens = {
+            let e = &self.map[&key];
+            if e.banned_until != 0 && later(e.banned_until, now_ms) {
+                return Verdict::Banned;
+            }
+            if e.banned_until != 0 {
+                self.burst // the ban is over: a fresh start
+            } else {
+                self.refilled(e, now_ms)
+            }
+        };
+        let (ban_after, ban_for) = (self.ban_after_ms, self.ban_for_ms);
+        let e = self.map.get_mut(&key).expect("present");
+        if e.banned_until != 0 {
+            *e = Entry {
+                milli: 0,
+                last_ms: now_ms,
+                over_since: 0,
+                last_over: 0,
+                banned_until: 0,
+            };
+        }
+        e.last_ms = now_ms;
+        let quiet = e.last_over == 0 || now_ms.wrapping_sub(e.last_over) > QUIET_MS;
+        if tokens >= 1000 {
+            e.milli = (tokens - 1000) as u32;
+            if quiet {
+                e.over_since = 0;
+            }
+            let suspect = e.last_over != 0 && now_ms.wrapping_sub(e.last_over) < SUSPECT_MS;
+            return Verdict::Accept { suspect };
+        }
+        e.milli = tokens as u32;
+        if e.over_since == 0 || quiet {
+            e.over_since = now_ms;
+        }
+        e.last_over = now_ms;
+        if ban_after > 0 && now_ms.wrapping_sub(e.over_since) >= ban_after {
+            e.banned_until = now_ms.wrapping_add(ban_for).max(1);
+            self.bans += 1;
+            return Verdict::Banned;
+        }
+        Verdict::Limited
+    }
+
+    /// Forgets the entries that carry no information (bucket full, not over, not banned), at
+    /// most once a second.
+    fn sweep(&mut self, now_ms: u32) {
+        if self
+            .last_sweep
+            .is_some_and(|t| now_ms.wrapping_sub(t) < SWEEP_EVERY_MS)
+        {
+            return;
+        }
+        self.last_sweep = Some(now_ms);
+        let (rate, burst) = (self.rate, self.burst);
+        self.map.retain(|_, e| {
+            let banned = e.banned_until != 0 && later(e.banned_until, now_ms);
+            let full = (e.milli as u64
+                + (now_ms.wrapping_sub(e.last_ms) as u64).saturating_mul(rate))
+                >= burst;
+            let over = e.last_over != 0 && now_ms.wrapping_sub(e.last_over) < SUSPECT_MS;
+            banned || over || !full
+        });
+    }
+}
 
 /// One bucket in 8 bytes: tokens in thousandths, and the last refill in milliseconds since
 /// the epoch modulo 2^32 (elapsed times are taken with wrapping arithmetic, which is exact as
@@ -30,7 +313,7 @@ pub(crate) struct RateLimiter {
     /// Allocated on first use; empty forever when the limiter is disabled.
     slots: Vec<Slot>,
     size: usize,
-    key: u64,
+    key: KeyedHash,
     rate: u64,
     burst: u64,
 }
@@ -40,7 +323,7 @@ impl RateLimiter {
         RateLimiter {
             slots: Vec::new(),
             size: if rate == 0 { 0 } else { slots.max(1) },
-            key,
+            key: KeyedHash::new(key),
             rate: rate as u64,
             burst: (burst.max(1) as u64 * 1000).min(u32::MAX as u64),
         }
@@ -88,17 +371,7 @@ impl RateLimiter {
     }
 
     fn hash(&self, ip: IpAddr) -> u64 {
-        let mut h = self.key ^ 0x9e37_79b9_7f4a_7c15;
-        let mut mix = |b: &[u8]| {
-            for &x in b {
-                h = (h ^ x as u64).wrapping_mul(0x100_0000_01b3);
-            }
-        };
-        match ip {
-            IpAddr::V4(v) => mix(&v.octets()),
-            IpAddr::V6(v) => mix(&v.octets()[..8]),
-        }
-        h ^ (h >> 29)
+        self.key.hash(ip_key(ip))
     }
 }
 
@@ -138,6 +411,21 @@ impl Bucket {
         self.milli >= 1000
     }
 
+    /// Takes a token if one is available beyond `reserve` (in thousandths of a token): the
+    /// reserve is kept for callers that use [`Bucket::allow`].
+    pub(crate) fn allow_above(&mut self, now: Instant, reserve: u64) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        self.refill(now);
+        if self.milli >= 1000 + reserve {
+            self.milli -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Takes a token if one is available.
     pub(crate) fn allow(&mut self, now: Instant) -> bool {
         if !self.would_allow(now) {
@@ -165,6 +453,156 @@ mod tests {
         assert_eq!((0..50).filter(|_| b.allow(later)).count(), 5);
         let mut off = Bucket::new(0, 1, t);
         assert!((0..1000).all(|_| off.allow(t)));
+    }
+
+    fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        IpAddr::from([a, b, c, d])
+    }
+
+    fn limiter(max_ips: usize) -> InboundLimiter {
+        InboundLimiter::new(
+            5,
+            50,
+            max_ips,
+            Duration::from_secs(10),
+            Duration::from_secs(300),
+            42,
+            Instant::ZERO,
+        )
+    }
+
+    /// The case that starved innocents when IPs shared hashed buckets: a flood from 500 IPs,
+    /// 16 well-behaved IPs next to them. Every query of the sixteen is accepted, and the
+    /// flooders are refused and then banned.
+    #[test]
+    fn a_flood_from_many_ips_never_limits_the_well_behaved() {
+        let mut l = limiter(16_384);
+        let flood: Vec<IpAddr> = (0..500u32)
+            .map(|i| v4(127, 1, (i / 250) as u8, (i % 250) as u8 + 1))
+            .collect();
+        let good: Vec<IpAddr> = (0..16u8).map(|i| v4(127, 2, 0, i + 1)).collect();
+        let start = Instant::ZERO + Duration::from_secs(1);
+        let mut good_refused = 0;
+        let mut flood_accepted = 0;
+        // 12 simulated seconds in 10 ms steps: each flooder sends 4 queries per step (400/s),
+        // each good IP one query every 250 ms (4/s).
+        for step in 0..1200u64 {
+            let now = start + Duration::from_millis(10 * step);
+            for ip in &flood {
+                for _ in 0..4 {
+                    if l.is_banned(now, *ip) {
+                        continue;
+                    }
+                    flood_accepted += matches!(l.check(now, *ip), Verdict::Accept { .. }) as u64;
+                }
+            }
+            if step % 25 == 0 {
+                for ip in &good {
+                    assert!(!l.is_banned(now, *ip));
+                    match l.check(now, *ip) {
+                        Verdict::Accept { suspect } => assert!(!suspect, "a clean record"),
+                        _ => good_refused += 1,
+                    }
+                }
+            }
+        }
+        assert_eq!(good_refused, 0);
+        assert_eq!(l.bans, 500, "every flooder banned");
+        // Each flooder got its burst and about 5/s until its ban (10 s of refusals).
+        assert!(flood_accepted <= 500 * (50 + 5 * 11), "{flood_accepted}");
+        let later = start + Duration::from_secs(12);
+        assert!(flood.iter().all(|ip| l.is_banned(later, *ip)));
+        // A ban ends.
+        let after = later + Duration::from_secs(301);
+        assert!(!l.is_banned(after, flood[0]));
+        assert_eq!(l.check(after, flood[0]), Verdict::Accept { suspect: false });
+    }
+
+    #[test]
+    fn a_short_burst_is_limited_but_not_banned() {
+        let mut l = limiter(100);
+        let ip = v4(8, 8, 8, 8);
+        let t = Instant::ZERO + Duration::from_secs(5);
+        let ok = (0..80)
+            .filter(|_| matches!(l.check(t, ip), Verdict::Accept { .. }))
+            .count();
+        assert_eq!(ok, 50, "the burst");
+        // Within its rate again after a pause: accepted, a suspect for a while, never banned.
+        let t2 = t + Duration::from_secs(3);
+        assert_eq!(l.check(t2, ip), Verdict::Accept { suspect: true });
+        let t3 = t + Duration::from_secs(30);
+        assert_eq!(l.check(t3, ip), Verdict::Accept { suspect: false });
+        assert_eq!(l.bans, 0);
+    }
+
+    /// A full table evicts only entries that carry nothing; an IP over its rate keeps its
+    /// state however many new IPs arrive, and the newcomers share the overflow budget.
+    #[test]
+    fn newcomers_cannot_evict_an_ip_whose_state_matters() {
+        let mut l = limiter(4);
+        let t = Instant::ZERO + Duration::from_secs(1);
+        let busy = v4(9, 9, 9, 9);
+        while matches!(l.check(t, busy), Verdict::Accept { .. }) {}
+        for i in 0..200u8 {
+            let _ = l.check(t + Duration::from_millis(i as u64), v4(10, 0, 0, i));
+        }
+        assert!(l.tracked() <= 4);
+        // Its state survived: still refused at once, and a suspect once it has a token again
+        // (a forgotten IP would start afresh with a full burst and a clean record).
+        assert_eq!(
+            l.check(t + Duration::from_millis(100), busy),
+            Verdict::Limited
+        );
+        assert_eq!(
+            l.check(t + Duration::from_millis(400), busy),
+            Verdict::Accept { suspect: true }
+        );
+        // Overflow IPs are suspects and share a budget of four IPs' burst.
+        let mut l = limiter(1);
+        let _ = l.check(t, v4(1, 1, 1, 1));
+        let over = (0..1000u32)
+            .filter(|i| {
+                l.check(t, v4(2, 2, (i >> 8) as u8, *i as u8)) == Verdict::Accept { suspect: true }
+            })
+            .count();
+        assert_eq!(over, 200);
+        // Once the tracked IP is idle (its bucket full), it may be swept for a newcomer.
+        let idle = t + Duration::from_secs(60);
+        assert_eq!(
+            l.check(idle, v4(3, 3, 3, 3)),
+            Verdict::Accept { suspect: false }
+        );
+    }
+
+    #[test]
+    fn ipv6_hosts_are_counted_by_their_64() {
+        let mut l = limiter(100);
+        let t = Instant::ZERO + Duration::from_secs(1);
+        let mut ok = 0;
+        for i in 0..100u16 {
+            let ip = IpAddr::from([0x2001, 0xdb8, 1, 2, i, i, i, i]);
+            ok += matches!(l.check(t, ip), Verdict::Accept { .. }) as usize;
+        }
+        assert_eq!(ok, 50, "one /64, one budget");
+        assert_eq!(l.tracked(), 1);
+    }
+
+    /// Neighbouring addresses spread over the slots like random ones would.
+    #[test]
+    fn the_keyed_hash_spreads_neighbours() {
+        for key in [0u64, 1, 0xdead_beef] {
+            let h = KeyedHash::new(key);
+            let mut load = [0u32; 1024];
+            for i in 0..1024u32 {
+                let ip = v4(127, 0, (i >> 8) as u8, i as u8);
+                load[(h.hash(ip_key(ip)) % 1024) as usize] += 1;
+            }
+            let used = load.iter().filter(|&&n| n > 0).count();
+            let max = *load.iter().max().unwrap();
+            // Random placement: about 647 slots used, the fullest holding 5 or 6.
+            assert!((600..=700).contains(&used), "key {key}: {used} slots used");
+            assert!(max <= 8, "key {key}: a slot holds {max}");
+        }
     }
 
     #[test]

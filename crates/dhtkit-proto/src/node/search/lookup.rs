@@ -111,14 +111,15 @@ impl Lookup {
         id.map_or(Distance::MAX, |i| i.distance(&self.target))
     }
 
-    /// Adds a candidate unless it is known (by address or id), is us, or is farther than every
-    /// candidate in a full list.
+    /// Adds a candidate unless it is known (by IP or id), is us, or is farther than every
+    /// candidate in a full list. One candidate per IP: a host that claims many ids (a Sybil)
+    /// gets one place in a lookup, as in libtorrent.
     pub(crate) fn add(&mut self, id: Option<Id>, addr: SocketAddr) {
         if id == Some(self.own)
             || self
                 .cands
                 .iter()
-                .any(|c| c.addr == addr || (id.is_some() && c.id == id))
+                .any(|c| c.addr.ip() == addr.ip() || (id.is_some() && c.id == id))
         {
             return;
         }
