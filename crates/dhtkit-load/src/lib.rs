@@ -166,6 +166,8 @@ pub struct Report {
     pub target_cpu_s: Option<f64>,
     /// The target's resident memory before and after, if its pid was given.
     pub target_rss: Option<(u64, u64)>,
+    /// The target's CPU use (cores) in each second of the run, if its pid was given.
+    pub target_cpu_per_sec: Vec<f64>,
 }
 
 impl Report {
@@ -210,6 +212,7 @@ impl Report {
             "target_cpu_s_per_1000_replies": self.target_cpu_s
                 .filter(|_| self.replies > 0)
                 .map(|c| round(1000.0 * c / self.replies as f64, 5)),
+            "target_cpu_per_sec": self.target_cpu_per_sec.iter().map(|c| round(*c, 3)).collect::<Vec<_>>(),
             "target_rss_before": self.target_rss.map(|r| r.0),
             "target_rss_after": self.target_rss.map(|r| r.1),
         })
@@ -260,22 +263,56 @@ fn our_id(i: usize) -> [u8; 20] {
     id
 }
 
-/// Samples the target around a run.
+/// Samples the target around a run, and once a second during it.
 struct Watch {
     pid: Option<u32>,
     before: Option<ProcSample>,
+    stop: Arc<AtomicBool>,
+    sampler: Option<std::thread::JoinHandle<Vec<f64>>>,
 }
 
 impl Watch {
     fn start(pid: Option<u32>) -> Watch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = pid.map(|pid| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                let mut last = proc_sample(pid);
+                let mut t = Instant::now();
+                // At most MAX_DURATION seconds of samples.
+                while !stop.load(Ordering::Relaxed) && out.len() < MAX_DURATION.as_secs() as usize {
+                    std::thread::sleep(Duration::from_millis(50));
+                    if t.elapsed() >= Duration::from_secs(1) {
+                        let now = proc_sample(pid);
+                        if let (Some(a), Some(b)) = (last, now) {
+                            out.push(
+                                b.cpu_ns.saturating_sub(a.cpu_ns) as f64
+                                    / 1e9
+                                    / t.elapsed().as_secs_f64(),
+                            );
+                        }
+                        last = now;
+                        t = Instant::now();
+                    }
+                }
+                out
+            })
+        });
         Watch {
             pid,
             before: pid.and_then(proc_sample),
+            stop,
+            sampler,
         }
     }
 
-    fn finish(&self, r: &mut Report) {
+    fn finish(self, r: &mut Report) {
         let after = self.pid.and_then(proc_sample);
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(s) = self.sampler {
+            r.target_cpu_per_sec = s.join().unwrap_or_default();
+        }
         if let (Some(b), Some(a)) = (self.before, after) {
             r.target_cpu_s = Some(a.cpu_ns.saturating_sub(b.cpu_ns) as f64 / 1e9);
             r.target_rss = Some((b.rss, a.rss));

@@ -56,8 +56,8 @@ pub struct Config {
     pub per_ip_rate: u32,
     /// Burst size of the per-IP token bucket.
     pub per_ip_burst: u32,
-    /// An IP refused by its per-IP limit without a break of 2 seconds for this long is banned.
-    /// Zero never bans.
+    /// An IP refused by its per-IP limit without a break of 2 seconds for this long is banned
+    /// (default 3 seconds). Zero never bans.
     pub per_ip_ban_after: Duration,
     /// How long a ban lasts (libtorrent: 5 minutes). A banned IP's datagrams are dropped
     /// before they are parsed.
@@ -66,9 +66,10 @@ pub struct Config {
     /// when every tracked IP is busy, share one small budget.
     pub max_tracked_ips: usize,
     /// Replies (responses and errors) the whole node sends per second; 0 = no limit. Protects
-    /// the node's upload and CPU from floods spread over many IPs. Clients with a clean record
-    /// are served first: an IP refused by its per-IP limit in the last 10 seconds is answered
-    /// only while more than half of the burst is left.
+    /// the node's upload and CPU from floods spread over many IPs. Known clients are served
+    /// first: an IP within its rate for 2 seconds may use the whole budget, a new one only
+    /// while more than a quarter of the burst is left, and one refused by its per-IP limit in
+    /// the last 10 seconds only while more than half is left.
     pub reply_rate: u32,
     /// Burst size of the node-wide reply budget.
     pub reply_burst: u32,
@@ -135,7 +136,7 @@ impl Default for Config {
             max_events: 4096,
             per_ip_rate: 5,
             per_ip_burst: 50,
-            per_ip_ban_after: Duration::from_secs(10),
+            per_ip_ban_after: Duration::from_secs(3),
             per_ip_ban_for: Duration::from_secs(5 * 60),
             max_tracked_ips: 16_384,
             reply_rate: 2_000,

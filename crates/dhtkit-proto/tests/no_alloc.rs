@@ -55,11 +55,15 @@ fn answering_queries_does_not_allocate() {
     let from = SocketAddr::from(([127, 9, 9, 9], 6881));
     let qs = queries();
     let mut sent = 0usize;
+    let mut rounds = 0u64;
     let mut round = |node: &mut Node| {
+        // A millisecond per round: the per-IP bucket refills (100 tokens) as it would.
+        rounds += 1;
+        let t = now + std::time::Duration::from_millis(rounds);
         for q in &qs {
-            node.handle_datagram(now, from, q);
-            while let Some(t) = node.poll_transmit() {
-                sent += t.payload.len();
+            node.handle_datagram(t, from, q);
+            while node.poll_transmit().is_some() {
+                sent += 1;
             }
             while node.poll_event().is_some() {}
         }
@@ -70,12 +74,16 @@ fn answering_queries_does_not_allocate() {
     }
     // The querier's verification ping times out and settles; then measure.
     node.handle_timeout(now);
+    let answered_before = node.stats().replies_out;
     let before = dhat::HeapStats::get();
     for _ in 0..200 {
         round(&mut node);
     }
     let after = dhat::HeapStats::get();
-    // Every query was answered (ping replies alone are over 60 bytes).
-    assert!(sent > 220 * qs.len() * 60, "replies sent: {sent} bytes");
+    // Every query was answered, none dropped by a limit.
+    let s = node.stats();
+    assert_eq!(s.replies_out - answered_before, 200 * qs.len() as u64);
+    assert_eq!((s.rate_limited, s.reply_limited), (0, 0));
+    assert!(sent >= 220 * qs.len(), "datagrams sent: {sent}");
     dhat::assert_eq!(after.total_blocks - before.total_blocks, 0);
 }

@@ -310,6 +310,18 @@ impl Node {
         }
     }
 
+    /// IPs banned now (for exceeding their per-IP rate), the most recently banned first, at
+    /// most `max`. A driver may drop their datagrams before they reach it (a socket filter in
+    /// the kernel); the node drops them unread either way.
+    pub fn banned_ips(&self, now: Instant, max: usize) -> Vec<std::net::IpAddr> {
+        self.rpc.banned(now, max)
+    }
+
+    /// Bans so far: changes whenever an IP is banned (cheap to poll).
+    pub fn ban_count(&self) -> u64 {
+        self.rpc.inbound_bans()
+    }
+
     /// Lookups running (or held until the first bootstrap ends).
     pub fn lookups_running(&self) -> usize {
         self.searches().map(Search::lookups_running).sum()

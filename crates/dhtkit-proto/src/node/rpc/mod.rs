@@ -19,7 +19,7 @@ use crate::krpc::{Body, ErrorBody, Message, Method, Query, Want};
 use crate::{addr, Config, Id, Instant, Stats};
 
 use outq::OutQueue;
-use ratelimit::{Bucket, InboundLimiter, RateLimiter, Verdict};
+use ratelimit::{Bucket, InboundLimiter, RateLimiter, Standing, Verdict};
 use transactions::{Fired, Transactions};
 pub(crate) use transactions::{Pending, Purpose};
 
@@ -260,13 +260,15 @@ impl Rpc {
     /// budget; false (and counted) when it is not to be answered.
     pub(crate) fn accept_query(&mut self, now: Instant, ip: IpAddr) -> bool {
         match self.inbound.check(now, ip) {
-            Verdict::Accept { suspect } => {
-                // Suspects may not spend the last half of the reply budget.
-                let ok = if suspect {
-                    self.replies.allow_above(now, self.reply_reserve)
-                } else {
-                    self.replies.allow(now)
+            Verdict::Accept(standing) => {
+                // Known clients may spend the whole reply budget, new ones down to a quarter,
+                // suspects down to a half: a flood cannot take the last of it.
+                let reserve = match standing {
+                    Standing::Known => 0,
+                    Standing::New => self.reply_reserve / 2,
+                    Standing::Suspect => self.reply_reserve,
                 };
+                let ok = self.replies.allow_above(now, reserve);
                 self.stats.reply_limited += !ok as u64;
                 ok
             }
@@ -285,6 +287,11 @@ impl Rpc {
     #[inline]
     pub(crate) fn is_banned(&self, now: Instant, ip: IpAddr) -> bool {
         self.inbound.is_banned(now, ip)
+    }
+
+    /// IPs banned now, most recent first, at most `max`.
+    pub(crate) fn banned(&self, now: Instant, max: usize) -> Vec<IpAddr> {
+        self.inbound.banned(now, max)
     }
 
     /// Bans so far.
@@ -449,7 +456,8 @@ mod tests {
         let cfg = Config {
             max_pending: 1,
             per_ip_rate: 1,
-            per_ip_burst: 2,
+            // A new IP starts with a fifth of it: 2.
+            per_ip_burst: 10,
             ..Config::default()
         };
         let mut r = rpc(&cfg);
@@ -466,33 +474,38 @@ mod tests {
         assert_eq!((accepted, r.stats.rate_limited), (2, 3));
     }
 
-    /// The node-wide reply budget: IPs that were refused recently get only its upper half;
-    /// clean clients can use it all.
+    /// The node-wide reply budget by standing: a known client may spend all of it, a new one
+    /// down to a quarter, a suspect (refused by its own limit recently) down to a half.
     #[test]
-    fn the_reply_budget_serves_clean_clients_first() {
+    fn the_reply_budget_serves_known_clients_first() {
         let cfg = Config {
             per_ip_rate: 1000,
-            per_ip_burst: 2,
+            per_ip_burst: 10,
             reply_rate: 1,
-            reply_burst: 10,
+            reply_burst: 8,
             ..Config::default()
         };
         let mut r = rpc(&cfg);
-        let now = Instant::ZERO + Duration::from_secs(1);
-        let (bad, good) = ("8.8.8.8".parse().unwrap(), "9.9.9.9".parse().unwrap());
-        // `bad` overruns its own limit once: two answered (budget 10 -> 8), one refused.
-        let answered = (0..3).filter(|_| r.accept_query(now, bad)).count();
+        let ms = Duration::from_millis;
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let (known, bad, fresh) = (ip("7.7.7.7"), ip("8.8.8.8"), ip("9.9.9.9"));
+        let t1 = Instant::ZERO + Duration::from_secs(1);
+        assert!(r.accept_query(t1, known), "first heard of at 1 s");
+        let t = t1 + Duration::from_secs(3); // the budget is full again (8)
+                                             // `bad` overruns its own limit (a new IP has 2 of its 10): two answered, one refused.
+        let answered = (0..3).filter(|_| r.accept_query(t, bad)).count();
         assert_eq!((answered, r.stats.rate_limited), (2, 1));
-        // Within its own rate again, but a suspect: it may take the budget down to half.
-        let answered = (1..=10)
-            .filter(|i| r.accept_query(now + Duration::from_millis(2 * i), bad))
-            .count();
-        assert_eq!((answered, r.stats.reply_limited), (3, 7));
-        // A clean client gets the reserved half.
-        let t = now + Duration::from_millis(21);
-        let answered = (0..10)
-            .filter(|i| r.accept_query(t + Duration::from_millis(2 * i), good))
-            .count();
-        assert_eq!((answered, r.stats.reply_limited), (5, 12));
+        let spaced = |r: &mut Rpc, from: IpAddr, start: Instant| {
+            (0..10u64)
+                .filter(|i| r.accept_query(start + ms(2 * i), from))
+                .count()
+        };
+        // Budget 6: the suspect may take it down to 4.
+        assert_eq!(spaced(&mut r, bad, t + ms(2)), 2);
+        // A new client, down to 2.
+        assert_eq!(spaced(&mut r, fresh, t + ms(30)), 2);
+        // A known client gets the last of it.
+        assert_eq!(spaced(&mut r, known, t + ms(60)), 2);
+        assert_eq!(r.stats.reply_limited, 8 + 8 + 8);
     }
 }

@@ -81,18 +81,37 @@ pub(crate) fn ip_key(ip: IpAddr) -> u64 {
     }
 }
 
+/// The address a key stands for: the IPv4 address, or the first address of the IPv6 /64.
+fn key_ip(k: u64) -> IpAddr {
+    if k >> 32 == 0xffff_ffff {
+        IpAddr::V4(std::net::Ipv4Addr::from(k as u32))
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::from((k as u128) << 64))
+    }
+}
+
 /// True when wrapping millisecond time `a` is later than `b`.
 #[inline]
 fn later(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
 }
 
+/// How much of the node-wide reply budget a query may use, by its sender's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Standing {
+    /// Within its rate for at least [`KNOWN_AFTER_MS`]: may use the whole budget.
+    Known,
+    /// New (or its record is young): may use the budget down to a quarter.
+    New,
+    /// Over its rate recently, or untracked (the table was full): down to a half only.
+    Suspect,
+}
+
 /// How [`InboundLimiter::check`] judged a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// Within its rate. `suspect` when the IP exceeded its rate recently, or could not be
-    /// tracked: such queries are answered only while the node-wide reply budget has room.
-    Accept { suspect: bool },
+    /// Within its rate, with the sender's standing.
+    Accept(Standing),
     /// Over its rate: dropped.
     Limited,
     /// Banned: dropped.
@@ -112,8 +131,15 @@ struct Entry {
     last_over: u32,
     /// Banned until then; 0 when not banned.
     banned_until: u32,
+    /// When this record began.
+    first_ms: u32,
 }
 
+/// An IP within its rate for this long is known.
+const KNOWN_AFTER_MS: u32 = 2_000;
+/// A new IP starts with this share of its burst (it earns the rest at its rate): a flood
+/// from many fresh addresses spends little before it is refused.
+const INITIAL_BURST_DIVISOR: u64 = 5;
 /// A run of refusals ends after this long without one.
 const QUIET_MS: u32 = 2_000;
 /// An IP refused within this long is a suspect.
@@ -175,6 +201,22 @@ impl InboundLimiter {
         self.map.len()
     }
 
+    /// IPs banned now, the most recently banned first, at most `max`.
+    pub(crate) fn banned(&self, now: Instant, max: usize) -> Vec<IpAddr> {
+        if self.rate == 0 {
+            return Vec::new();
+        }
+        let now_ms = now.as_millis() as u32;
+        let mut v: Vec<(u32, u64)> = self
+            .map
+            .iter()
+            .filter(|(_, e)| e.banned_until != 0 && later(e.banned_until, now_ms))
+            .map(|(k, e)| (e.banned_until.wrapping_sub(now_ms), *k))
+            .collect();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        v.into_iter().take(max).map(|(_, k)| key_ip(k)).collect()
+    }
+
     /// True if `ip` is banned: its datagrams are dropped unread.
     #[inline]
     pub(crate) fn is_banned(&self, now: Instant, ip: IpAddr) -> bool {
@@ -194,7 +236,7 @@ impl InboundLimiter {
     /// Judges one query from `ip`, taking a token when it is accepted.
     pub(crate) fn check(&mut self, now: Instant, ip: IpAddr) -> Verdict {
         if self.rate == 0 {
-            return Verdict::Accept { suspect: false };
+            return Verdict::Accept(Standing::Known);
         }
         let now_ms = (now.as_millis() as u32).max(1);
         let key = ip_key(ip);
@@ -204,22 +246,24 @@ impl InboundLimiter {
             }
             if self.map.len() >= self.max_ips {
                 return if self.overflow.allow(now) {
-                    Verdict::Accept { suspect: true }
+                    Verdict::Accept(Standing::Suspect)
                 } else {
                     Verdict::Limited
                 };
             }
+            let initial = (self.burst / INITIAL_BURST_DIVISOR).max(1000);
             self.map.insert(
                 key,
                 Entry {
-                    milli: (self.burst - 1000.min(self.burst)) as u32,
+                    milli: (initial - 1000) as u32,
                     last_ms: now_ms,
                     over_since: 0,
                     last_over: 0,
                     banned_until: 0,
+                    first_ms: now_ms,
                 },
             );
-            return Verdict::Accept { suspect: false };
+            return Verdict::Accept(Standing::New);
         }
         let tokens = {
             let e = &self.map[&key];
@@ -227,7 +271,8 @@ impl InboundLimiter {
                 return Verdict::Banned;
             }
             if e.banned_until != 0 {
-                self.burst // the ban is over: a fresh start
+                // The ban is over: a fresh start, as a new IP.
+                (self.burst / INITIAL_BURST_DIVISOR).max(1000)
             } else {
                 self.refilled(e, now_ms)
             }
@@ -241,6 +286,7 @@ impl InboundLimiter {
                 over_since: 0,
                 last_over: 0,
                 banned_until: 0,
+                first_ms: now_ms,
             };
         }
         e.last_ms = now_ms;
@@ -250,8 +296,14 @@ impl InboundLimiter {
             if quiet {
                 e.over_since = 0;
             }
-            let suspect = e.last_over != 0 && now_ms.wrapping_sub(e.last_over) < SUSPECT_MS;
-            return Verdict::Accept { suspect };
+            let standing = if e.last_over != 0 && now_ms.wrapping_sub(e.last_over) < SUSPECT_MS {
+                Standing::Suspect
+            } else if now_ms.wrapping_sub(e.first_ms) >= KNOWN_AFTER_MS {
+                Standing::Known
+            } else {
+                Standing::New
+            };
+            return Verdict::Accept(standing);
         }
         e.milli = tokens as u32;
         if e.over_since == 0 || quiet {
@@ -493,14 +545,14 @@ mod tests {
                     if l.is_banned(now, *ip) {
                         continue;
                     }
-                    flood_accepted += matches!(l.check(now, *ip), Verdict::Accept { .. }) as u64;
+                    flood_accepted += matches!(l.check(now, *ip), Verdict::Accept(_)) as u64;
                 }
             }
             if step % 25 == 0 {
                 for ip in &good {
                     assert!(!l.is_banned(now, *ip));
                     match l.check(now, *ip) {
-                        Verdict::Accept { suspect } => assert!(!suspect, "a clean record"),
+                        Verdict::Accept(s) => assert_ne!(s, Standing::Suspect, "a clean record"),
                         _ => good_refused += 1,
                     }
                 }
@@ -508,14 +560,14 @@ mod tests {
         }
         assert_eq!(good_refused, 0);
         assert_eq!(l.bans, 500, "every flooder banned");
-        // Each flooder got its burst and about 5/s until its ban (10 s of refusals).
-        assert!(flood_accepted <= 500 * (50 + 5 * 11), "{flood_accepted}");
+        // Each flooder got a fifth of its burst and about 5/s until its ban (10 s of refusals).
+        assert!(flood_accepted <= 500 * (10 + 5 * 11), "{flood_accepted}");
         let later = start + Duration::from_secs(12);
         assert!(flood.iter().all(|ip| l.is_banned(later, *ip)));
         // A ban ends.
         let after = later + Duration::from_secs(301);
         assert!(!l.is_banned(after, flood[0]));
-        assert_eq!(l.check(after, flood[0]), Verdict::Accept { suspect: false });
+        assert_eq!(l.check(after, flood[0]), Verdict::Accept(Standing::New));
     }
 
     #[test]
@@ -524,14 +576,19 @@ mod tests {
         let ip = v4(8, 8, 8, 8);
         let t = Instant::ZERO + Duration::from_secs(5);
         let ok = (0..80)
-            .filter(|_| matches!(l.check(t, ip), Verdict::Accept { .. }))
+            .filter(|_| matches!(l.check(t, ip), Verdict::Accept(_)))
             .count();
-        assert_eq!(ok, 50, "the burst");
-        // Within its rate again after a pause: accepted, a suspect for a while, never banned.
+        assert_eq!(ok, 10, "a new IP starts with a fifth of its burst");
+        // Within its rate again after a pause: accepted, a suspect for a while, never banned,
+        // then known; a known IP has its whole burst.
         let t2 = t + Duration::from_secs(3);
-        assert_eq!(l.check(t2, ip), Verdict::Accept { suspect: true });
+        assert_eq!(l.check(t2, ip), Verdict::Accept(Standing::Suspect));
         let t3 = t + Duration::from_secs(30);
-        assert_eq!(l.check(t3, ip), Verdict::Accept { suspect: false });
+        assert_eq!(l.check(t3, ip), Verdict::Accept(Standing::Known));
+        let ok = (0..80)
+            .filter(|_| matches!(l.check(t3, ip), Verdict::Accept(_)))
+            .count();
+        assert_eq!(ok, 49, "the rest of the burst");
         assert_eq!(l.bans, 0);
     }
 
@@ -542,7 +599,7 @@ mod tests {
         let mut l = limiter(4);
         let t = Instant::ZERO + Duration::from_secs(1);
         let busy = v4(9, 9, 9, 9);
-        while matches!(l.check(t, busy), Verdict::Accept { .. }) {}
+        while matches!(l.check(t, busy), Verdict::Accept(_)) {}
         for i in 0..200u8 {
             let _ = l.check(t + Duration::from_millis(i as u64), v4(10, 0, 0, i));
         }
@@ -555,14 +612,14 @@ mod tests {
         );
         assert_eq!(
             l.check(t + Duration::from_millis(400), busy),
-            Verdict::Accept { suspect: true }
+            Verdict::Accept(Standing::Suspect)
         );
         // Overflow IPs are suspects and share a budget of four IPs' burst.
         let mut l = limiter(1);
         let _ = l.check(t, v4(1, 1, 1, 1));
         let over = (0..1000u32)
             .filter(|i| {
-                l.check(t, v4(2, 2, (i >> 8) as u8, *i as u8)) == Verdict::Accept { suspect: true }
+                l.check(t, v4(2, 2, (i >> 8) as u8, *i as u8)) == Verdict::Accept(Standing::Suspect)
             })
             .count();
         assert_eq!(over, 200);
@@ -570,7 +627,7 @@ mod tests {
         let idle = t + Duration::from_secs(60);
         assert_eq!(
             l.check(idle, v4(3, 3, 3, 3)),
-            Verdict::Accept { suspect: false }
+            Verdict::Accept(Standing::New)
         );
     }
 
@@ -581,9 +638,9 @@ mod tests {
         let mut ok = 0;
         for i in 0..100u16 {
             let ip = IpAddr::from([0x2001, 0xdb8, 1, 2, i, i, i, i]);
-            ok += matches!(l.check(t, ip), Verdict::Accept { .. }) as usize;
+            ok += matches!(l.check(t, ip), Verdict::Accept(_)) as usize;
         }
-        assert_eq!(ok, 50, "one /64, one budget");
+        assert_eq!(ok, 10, "one /64, one budget");
         assert_eq!(l.tracked(), 1);
     }
 
