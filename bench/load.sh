@@ -7,8 +7,9 @@
 #
 # usage: bench/load.sh [SECONDS] [RATE]
 #   SECONDS: length of each run (default 10); RATE: the fixed offered rate (default 5000/s)
-# DHTKIT_BEFORE=path/to/old/dhtkit adds an older dhtkit build (its own limits raised through
-# no flags: it must predate them, so it runs at its defaults plus DHTKIT_BEFORE_ARGS).
+# DHTKIT_BEFORE="command" adds another target, run as `command 127.155.0.1:6881`: it must bind
+# that address and print its pid first (BENCHMARKS.md used an older dhtkit built with a small
+# example that lifts its per-IP limit through the library, as that version had no flag).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -38,8 +39,7 @@ run_target dhtkit 150 $bin/dhtkit node --bind 127.150.0.1:6881 --bootstrap 127.1
   --per-ip-rate 0 --reply-rate 0
 if [ -n "${DHTKIT_BEFORE:-}" ]; then
   # shellcheck disable=SC2086
-  run_target dhtkit-before 155 "$DHTKIT_BEFORE" node --bind 127.155.0.1:6881 \
-    --bootstrap 127.155.0.2:6881 ${DHTKIT_BEFORE_ARGS:-}
+  run_target dhtkit-before 155 $DHTKIT_BEFORE 127.155.0.1:6881
 fi
 run_target libtorrent 160 $py bench/lt_node.py 127.160.0.1 6881
 run_target mainline 170 $bin/examples/mainline_node 127.170.0.1 6881

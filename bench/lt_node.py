@@ -21,9 +21,9 @@ s = lt.session({
     "dht_restrict_routing_ips": False,
     "dht_restrict_search_ips": False,
     "dht_ignore_dark_internet": False,
-    # Limits raised: 1,000,000 packets/s per IP before a block, no upload limit.
+    # Limits raised: 1,000,000 packets/s per IP before a block, 1 GB/s of DHT upload.
     "dht_block_ratelimit": 1000000,
-    "dht_upload_rate_limit": 0,
+    "dht_upload_rate_limit": 1000000000,
     "alert_mask": 0,
 })
 print(os.getpid(), flush=True)

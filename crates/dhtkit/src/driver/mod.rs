@@ -235,9 +235,11 @@ impl Driver {
                     Ok(()) => {
                         let (handled, drained) = self.recv_batches(&mut slots, &mut meta);
                         self.update_filter();
-                        // Pause only after emptying a busy socket; a socket with more waiting
-                        // is read again at once.
-                        busy = drained && handled >= BUSY;
+                        let answered = self.flush().await;
+                        // Pause only after emptying a socket busy with datagrams that were
+                        // mostly dropped (a flood); a socket with more waiting is read again
+                        // at once, and clients waiting for answers are not kept waiting.
+                        busy = drained && handled >= BUSY && answered < handled / 4;
                     }
                     Err(e) => {
                         let _ = self.events.send(Event::SocketError { message: e.to_string() });
@@ -453,8 +455,11 @@ impl Driver {
         }
     }
 
-    async fn flush(&mut self) {
+    /// Sends what the core queued and hands on its events; returns how many datagrams went.
+    async fn flush(&mut self) -> usize {
+        let mut sent = 0;
         while let Some(t) = self.node.poll_transmit() {
+            sent += 1;
             // Straight to the socket; wait for room only when its buffer is full.
             let r = match self.socket.try_send_to(t.payload, t.dest) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -469,6 +474,7 @@ impl Driver {
         while let Some(e) = self.node.poll_event() {
             self.on_event(e);
         }
+        sent
     }
 
     /// Hands an event to whoever waits for it, then to subscribers.
