@@ -30,9 +30,14 @@ pub struct Config {
     pub store: Option<StoreConfig>,
     /// Lookup parallelism α.
     pub alpha: usize,
-    /// A query not answered within this time no longer counts against α, letting one more
-    /// request go out while it may still be answered.
+    /// A lookup query not answered within `srtt + 4 * rttvar` of the round trips measured so
+    /// far (RFC 6298's estimator over every node that answers), kept between
+    /// `slow_timeout_min` and this, is slow: it no longer counts against α, so one more
+    /// request goes out, and once k closer nodes have answered the lookup no longer waits for
+    /// it. Also the slow timeout before any round trip is measured.
     pub slow_timeout: Duration,
+    /// The shortest slow timeout.
+    pub slow_timeout_min: Duration,
     /// A query not answered within this time has failed (or is retransmitted, see
     /// `lookup_retries`).
     pub query_timeout: Duration,
@@ -127,6 +132,7 @@ impl Default for Config {
             store: Some(StoreConfig::default()),
             alpha: 3,
             slow_timeout: Duration::from_secs(1),
+            slow_timeout_min: Duration::from_millis(250),
             query_timeout: Duration::from_secs(2),
             lookup_retries: 2,
             max_lookup_candidates: 100,

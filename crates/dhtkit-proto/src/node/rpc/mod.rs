@@ -70,8 +70,44 @@ pub(crate) struct Rpc {
     max_pending: usize,
     max_outgoing: usize,
     slow_timeout: std::time::Duration,
+    slow_timeout_min: std::time::Duration,
     query_timeout: std::time::Duration,
+    rtt: RttEstimator,
     pub(crate) stats: Stats,
+}
+
+/// The smoothed round trip of the nodes that answer us and its variation (RFC 6298's
+/// estimator, over all nodes): a lookup query is "slow" once it has waited longer than
+/// `srtt + 4 * rttvar`, between the configured minimum and maximum.
+#[derive(Debug, Default, Clone, Copy)]
+struct RttEstimator {
+    srtt_us: Option<u64>,
+    rttvar_us: u64,
+}
+
+impl RttEstimator {
+    fn observe(&mut self, rtt: std::time::Duration) {
+        let r = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).min(60_000_000);
+        match self.srtt_us {
+            None => {
+                self.srtt_us = Some(r);
+                self.rttvar_us = r / 2;
+            }
+            Some(s) => {
+                self.rttvar_us = (3 * self.rttvar_us + s.abs_diff(r)) / 4;
+                self.srtt_us = Some((7 * s + r) / 8);
+            }
+        }
+    }
+
+    fn timeout(&self, min: std::time::Duration, max: std::time::Duration) -> std::time::Duration {
+        match self.srtt_us {
+            None => max,
+            Some(s) => {
+                std::time::Duration::from_micros(s + 4 * self.rttvar_us).clamp(min, max.max(min))
+            }
+        }
+    }
 }
 
 impl Rpc {
@@ -106,6 +142,8 @@ impl Rpc {
             max_pending: cfg.max_pending,
             max_outgoing: cfg.max_outgoing,
             slow_timeout: cfg.slow_timeout,
+            slow_timeout_min: cfg.slow_timeout_min,
+            rtt: RttEstimator::default(),
             query_timeout: cfg.query_timeout,
             stats: Stats::default(),
         }
@@ -162,7 +200,9 @@ impl Rpc {
             sent: now,
             attempts: 1,
             retries: q.retries,
-            slow_at: q.slow.then_some(now + self.slow_timeout),
+            slow_at: q
+                .slow
+                .then(|| now + self.rtt.timeout(self.slow_timeout_min, self.slow_timeout)),
             deadline: now + self.query_timeout,
         });
         if self.write_query(q.addr, tid, q.method) {
@@ -208,6 +248,19 @@ impl Rpc {
         self.stats.queries_out += sent as u64;
         self.stats.queries_out_by_method[kind.index()] += sent as u64;
         sent
+    }
+
+    /// A query was answered: its round trip feeds the slow timeout (not when it was sent more
+    /// than once, as the answer may be to any of the copies).
+    pub(crate) fn observe_rtt(&mut self, p: &Pending, now: Instant) {
+        if p.attempts == 1 {
+            self.rtt.observe(now.saturating_since(p.sent));
+        }
+    }
+
+    /// The current slow timeout of lookup queries.
+    pub(crate) fn slow_timeout(&self) -> std::time::Duration {
+        self.rtt.timeout(self.slow_timeout_min, self.slow_timeout)
     }
 
     /// A transaction still open.

@@ -251,29 +251,29 @@ impl Lookup {
             .any(|c| c.addr == *addr)
     }
 
-    /// True when the search phase is over.
+    /// True when the search phase is over: walking the candidates from the closest, k have
+    /// answered before any that is still to be asked or waited for. Once k candidates have
+    /// answered at all, a query past its slow timeout is not waited for (its node is most
+    /// likely gone; a late answer still feeds the routing table).
     pub(crate) fn search_done(&self) -> bool {
-        let mut live = self.cands.iter().filter(|c| c.state != State::Failed);
-        let closest_all_answered = live
-            .by_ref()
-            .take(self.k)
-            .all(|c| matches!(c.state, State::Responded { .. }));
-        if closest_all_answered {
-            return true;
-        }
-        // Otherwise continue while anything is in flight or worth asking.
+        let total = self
+            .cands
+            .iter()
+            .filter(|c| matches!(c.state, State::Responded { .. }))
+            .count();
+        let skip_slow = total >= self.k;
         let mut responded = 0;
         for c in &self.cands {
             match c.state {
-                State::InFlight { .. } => return false,
                 State::Responded { .. } => {
                     responded += 1;
                     if responded >= self.k {
                         return true;
                     }
                 }
-                State::Fresh => return false,
                 State::Failed => {}
+                State::InFlight { slow: true } if skip_slow => {}
+                State::InFlight { .. } | State::Fresh => return false,
             }
         }
         true

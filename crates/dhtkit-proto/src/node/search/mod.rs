@@ -119,6 +119,7 @@ impl Search {
             self.fail_node(ctx, &old, &from);
         }
         let rtt = ctx.now.saturating_since(p.sent);
+        ctx.rpc.observe_rtt(p, ctx.now);
         let seen = self.table.node_seen(ctx.now, r.id, from, Some(rtt));
         if seen.added {
             ctx.events.push(Event::NodeAdded {
