@@ -28,7 +28,8 @@ pub struct Config {
     /// Peer store bounds; `None` stores nothing (get_peers is still answered with nodes and a
     /// token, as a crawler that keeps no peers should).
     pub store: Option<StoreConfig>,
-    /// Lookup parallelism α.
+    /// Lookup parallelism α (4: one more than BEP 5 suggests, for lookups that finish in about
+    /// a second on real round trips; libtorrent uses 5).
     pub alpha: usize,
     /// A lookup query not answered within `srtt + 4 * rttvar` of the round trips measured so
     /// far (RFC 6298's estimator over every node that answers), kept between
@@ -130,7 +131,7 @@ impl Default for Config {
             ipv6: false,
             table: TableConfig::default(),
             store: Some(StoreConfig::default()),
-            alpha: 3,
+            alpha: 4,
             slow_timeout: Duration::from_secs(1),
             slow_timeout_min: Duration::from_millis(250),
             query_timeout: Duration::from_secs(2),

@@ -9,7 +9,8 @@
 //! - `hostile`: the same latencies, 30% loss, 10% of the nodes liars (they answer every query
 //!   with eight fake nodes closer to the target than any real one, at dead addresses), and 20%
 //!   churn (a fifth of the nodes leave silently and as many join, over five minutes, between
-//!   the announces and the lookups).
+//!   the announces and the lookups; a joining node bootstraps through three random live
+//!   nodes, as a client knows a few routers).
 //!
 //! Nodes join 1000 per virtual second, each through a random earlier node, then the network
 //! settles for two minutes. 200 infohashes are announced by random honest nodes, then looked
@@ -51,17 +52,34 @@ fn run(mode: &str, n: usize) {
     let wall = WallInstant::now();
     let hostile = mode == "hostile";
     let mut sim = Sim::new(SimConfig {
-        seed: 2026,
+        seed: std::env::var("SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2026),
         loss: if hostile { 0.30 } else { 0.05 },
         ..SimConfig::default()
     });
     let mut cfg = Config::default();
+    if let Some(r) = std::env::var("RETRIES").ok().and_then(|v| v.parse().ok()) {
+        cfg.lookup_retries = r;
+    }
+    if let Some(a) = std::env::var("ALPHA").ok().and_then(|v| v.parse().ok()) {
+        cfg.alpha = a;
+    }
     if std::env::var_os("NOLIMIT").is_some() {
         cfg.reply_rate = 0;
         cfg.per_ip_rate = 0;
     }
-    let spacing: u64 = std::env::var("SPACING_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    sim.grow(n, &cfg, Duration::from_millis(spacing), Duration::from_secs(120));
+    let spacing: u64 = std::env::var("SPACING_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    sim.grow(
+        n,
+        &cfg,
+        Duration::from_millis(spacing),
+        Duration::from_secs(120),
+    );
     let built = wall.elapsed();
     let liar = |i: usize| hostile && i % 10 == 3;
     if hostile {
@@ -99,11 +117,17 @@ fn run(mode: &str, n: usize) {
                 sim.kill(victim);
             }
             for _ in 0..leave / steps {
+                // A joining client knows a few bootstrap nodes, as real ones do (a lone
+                // bootstrap node that lies would leave it with nothing).
                 let alive: Vec<usize> = sim.alive().collect();
-                let pick = sim.rng().random_range(0..alive.len());
-                let via = sim.addr(alive[pick]);
+                let via: Vec<_> = (0..3)
+                    .map(|_| {
+                        let pick = sim.rng().random_range(0..alive.len());
+                        sim.addr(alive[pick])
+                    })
+                    .collect();
                 let i = sim.add_node(cfg.clone());
-                sim.with_node(i, |nd, now| nd.bootstrap(now, &[via]));
+                sim.with_node(i, |nd, now| nd.bootstrap(now, &via));
             }
             sim.run_for(Duration::from_secs(6));
         }
@@ -118,7 +142,8 @@ fn run(mode: &str, n: usize) {
         }
         gets.push((
             asker,
-            sim.with_node(asker, |nd, now| nd.get_peers(now, *ih)).unwrap(),
+            sim.with_node(asker, |nd, now| nd.get_peers(now, *ih))
+                .unwrap(),
             sim.addr(*who).ip(),
         ));
     }
@@ -127,7 +152,10 @@ fn run(mode: &str, n: usize) {
         let t = Id::random(sim.rng());
         let pick = sim.rng().random_range(0..pool.len());
         let who = pool[pick];
-        finds.push((who, sim.with_node(who, |nd, now| nd.find_node(now, t)).unwrap()));
+        finds.push((
+            who,
+            sim.with_node(who, |nd, now| nd.find_node(now, t)).unwrap(),
+        ));
     }
     let wg: Vec<_> = gets.iter().map(|g| (g.0, g.1)).collect();
     let rg = sim.run_lookups(&wg, Duration::from_secs(300));
@@ -144,7 +172,36 @@ fn run(mode: &str, n: usize) {
         ok += found as usize;
         if !found && std::env::var_os("DEBUG").is_some() {
             let r = r.as_ref().unwrap();
-            eprintln!("miss: peers_found {} responses {} timeouts {} queries {} dur {:?}", r.peers_found, r.responses, r.timeouts, r.queries, r.duration);
+            let ih = anns
+                .iter()
+                .find(|a| sim.addr(a.0 .0).ip() == *ip)
+                .map(|a| a.1)
+                .unwrap();
+            let storers: Vec<usize> = sim
+                .alive()
+                .filter(|&i| {
+                    sim.node(i)
+                        .peer_store()
+                        .is_some_and(|st| st.peers(&ih).next().is_some())
+                })
+                .collect();
+            let mut dist: Vec<(usize, bool)> = sim.alive().map(|i| (i, liar(i))).collect();
+            dist.sort_by_key(|(i, _)| sim.node(*i).id().distance(&ih));
+            let rank: Vec<usize> = storers
+                .iter()
+                .map(|s| dist.iter().position(|d| d.0 == *s).unwrap())
+                .collect();
+            let liars_top: usize = dist.iter().take(8).filter(|d| d.1).count();
+            let closest_ranks: Vec<usize> = r
+                .closest
+                .iter()
+                .filter_map(|(id, _)| dist.iter().position(|d| sim.node(d.0).id() == *id))
+                .collect();
+            eprintln!("  storers alive {} at ranks {rank:?}; liars in top 8: {liars_top}; lookup's closest at ranks {closest_ranks:?}", storers.len());
+            eprintln!(
+                "miss: peers_found {} responses {} timeouts {} queries {} dur {:?}",
+                r.peers_found, r.responses, r.timeouts, r.queries, r.duration
+            );
         }
     }
     println!("{mode}, {n} nodes:");
@@ -161,9 +218,15 @@ fn run(mode: &str, n: usize) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let mode = args.first().map_or("latency", String::as_str).to_string();
     let n = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
-    assert!(mode == "latency" || mode == "hostile", "mode: latency or hostile");
+    assert!(
+        mode == "latency" || mode == "hostile",
+        "mode: latency or hostile"
+    );
     run(&mode, n);
 }

@@ -112,7 +112,7 @@ impl DhtBuilder {
         self
     }
 
-    /// Lookup parallelism α (default 3).
+    /// Lookup parallelism α (default 4).
     pub fn alpha(mut self, alpha: usize) -> Self {
         self.config.alpha = alpha.max(1);
         self

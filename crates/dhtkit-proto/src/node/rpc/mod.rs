@@ -87,7 +87,9 @@ struct RttEstimator {
 
 impl RttEstimator {
     fn observe(&mut self, rtt: std::time::Duration) {
-        let r = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).min(60_000_000);
+        let r = u64::try_from(rtt.as_micros())
+            .unwrap_or(u64::MAX)
+            .min(60_000_000);
         match self.srtt_us {
             None => {
                 self.srtt_us = Some(r);
@@ -203,7 +205,7 @@ impl Rpc {
             slow_at: q
                 .slow
                 .then(|| now + self.rtt.timeout(self.slow_timeout_min, self.slow_timeout)),
-            deadline: now + self.query_timeout,
+            deadline: now + self.retransmit_after(),
         });
         if self.write_query(q.addr, tid, q.method) {
             Some(tid)
@@ -221,10 +223,11 @@ impl Rpc {
         if p.retries == 0 || !self.write_query(p.addr, tid, method) {
             return false;
         }
+        let after = self.retransmit_after();
         let p = self.txs.get_mut(tid).expect("present");
         p.attempts += 1;
         p.retries -= 1;
-        p.deadline = now + self.query_timeout;
+        p.deadline = now + after;
         self.txs.rearm(tid);
         true
     }
@@ -258,9 +261,15 @@ impl Rpc {
         }
     }
 
-    /// The current slow timeout of lookup queries.
-    pub(crate) fn slow_timeout(&self) -> std::time::Duration {
-        self.rtt.timeout(self.slow_timeout_min, self.slow_timeout)
+    /// How long a query waits before it is sent again (or fails): twice the slow timeout,
+    /// at least 500 ms, at most the configured query timeout. On a network whose round trips
+    /// are known, a lost query is retried in about a second, not two.
+    fn retransmit_after(&self) -> std::time::Duration {
+        let slow = self.rtt.timeout(self.slow_timeout_min, self.slow_timeout);
+        (slow * 2).clamp(
+            std::time::Duration::from_millis(500).min(self.query_timeout),
+            self.query_timeout,
+        )
     }
 
     /// A transaction still open.

@@ -3,10 +3,15 @@
 //! announce phase, and the result.
 //!
 //! A lookup keeps candidates sorted by distance to the target. It keeps up to α queries in
-//! flight; a query that passes the short timeout stops counting against α, so one more can go
-//! out while the slow one may still be answered. A candidate is worth querying only while fewer
-//! than k closer candidates have answered ([`Lookup::next_query`]), and the search is done when
-//! the k closest candidates that have not failed have all answered (or nothing is left to ask).
+//! flight; a query that passes the slow timeout (from the measured round trips) stops counting
+//! against α, so one more can go out while the slow one may still be answered. A candidate is
+//! worth querying only while fewer than k closer candidates have answered
+//! ([`Lookup::next_query`]); once k have answered, the closer ones left are asked together
+//! (up to k at once).
+//! The search is done when, walking from the closest, k candidates have answered before any
+//! still to be asked or waited for (2k for a get_peers with no peer yet). A get_peers that has
+//! found peers does not wait for slow queries then; other lookups, whose result is the closest
+//! nodes, wait for them (and their retransmissions) to be exact.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -125,18 +130,20 @@ impl Lookup {
         }
         let dist = self.dist(id);
         if self.cands.len() >= self.max_cands {
-            // Make room by dropping the farthest candidate that is not in use.
-            let Some(pos) = self
-                .cands
-                .iter()
-                .rposition(|c| matches!(c.state, State::Fresh | State::Failed))
-            else {
-                return;
-            };
-            if self.cands[pos].dist <= dist {
-                return;
+            // Make room: a failed candidate first, wherever it is (it will never be asked
+            // again; keeping it would let a flood of dead addresses near the target crowd out
+            // the live ones behind it), else the farthest fresh one, if farther than this.
+            if let Some(pos) = self.cands.iter().rposition(|c| c.state == State::Failed) {
+                self.cands.remove(pos);
+            } else {
+                let Some(pos) = self.cands.iter().rposition(|c| c.state == State::Fresh) else {
+                    return;
+                };
+                if self.cands[pos].dist <= dist {
+                    return;
+                }
+                self.cands.remove(pos);
             }
-            self.cands.remove(pos);
         }
         let at = self.cands.partition_point(|c| c.dist <= dist);
         self.cands.insert(
@@ -148,6 +155,17 @@ impl Lookup {
                 state: State::Fresh,
             },
         );
+    }
+
+    /// How many answers a search wants: k, or 2k for a get_peers that has found no peer yet
+    /// (the nodes that hold the peers may sit just beyond the k closest, after churn brought
+    /// newcomers closer to the infohash, or liars crowded in).
+    fn wanted(&self) -> usize {
+        if matches!(self.kind, LookupKind::GetPeers) && self.peers.is_empty() {
+            2 * self.k
+        } else {
+            self.k
+        }
     }
 
     fn in_flight_fast(&self) -> usize {
@@ -165,7 +183,24 @@ impl Lookup {
         mut may_send: impl FnMut(&SocketAddr) -> bool,
     ) -> Option<(Option<Id>, SocketAddr)> {
         self.blocked = false;
-        if self.phase != Phase::Search || self.in_flight_fast() >= self.alpha {
+        if self.phase != Phase::Search {
+            return None;
+        }
+        // The endgame: once k candidates have answered, the few closer ones still to ask are
+        // asked together (up to k in flight) rather than α at a time, so that a cluster of
+        // dead or fake addresses near the target costs one slow timeout, not one per α.
+        let total = self
+            .cands
+            .iter()
+            .filter(|c| matches!(c.state, State::Responded { .. }))
+            .count();
+        let wanted = self.wanted();
+        let width = if total >= self.k {
+            self.k.max(self.alpha)
+        } else {
+            self.alpha
+        };
+        if self.in_flight_fast() >= width {
             return None;
         }
         let mut responded = 0;
@@ -173,7 +208,7 @@ impl Lookup {
             match c.state {
                 State::Responded { .. } => {
                     responded += 1;
-                    if responded >= self.k {
+                    if responded >= wanted {
                         return None;
                     }
                 }
@@ -261,13 +296,19 @@ impl Lookup {
             .iter()
             .filter(|c| matches!(c.state, State::Responded { .. }))
             .count();
-        let skip_slow = total >= self.k;
+        // Only a get_peers that has found peers stops waiting for its slow queries: its answer
+        // is in hand. A lookup whose result is the closest nodes (find_node, an announce's
+        // targets, bootstrap) waits for them, retransmissions included, to be exact; so does
+        // a get_peers with no peer yet (the node that holds them may be the slow one).
+        let skip_slow =
+            total >= self.k && matches!(self.kind, LookupKind::GetPeers) && !self.peers.is_empty();
+        let wanted = self.wanted();
         let mut responded = 0;
         for c in &self.cands {
             match c.state {
                 State::Responded { .. } => {
                     responded += 1;
-                    if responded >= self.k {
+                    if responded >= wanted {
                         return true;
                     }
                 }
@@ -491,7 +532,23 @@ impl Search {
         let (Some(l), Some(p)) = (self.lookups.get(&lid), ctx.rpc.get(tid)) else {
             return false;
         };
-        if p.kind == MethodKind::AnnouncePeer || !l.worth_retry(&p.addr) {
+        if p.kind == MethodKind::AnnouncePeer {
+            // A lost announce is sent again with the token that node gave us: under loss,
+            // the peer would otherwise be stored on fewer of the closest nodes.
+            let LookupKind::Announce { port, seed } = l.kind else {
+                return false;
+            };
+            let Some(token) = l
+                .closest_responded()
+                .find(|(_, a, _)| *a == p.addr)
+                .and_then(|(_, _, t)| t.map(<[u8]>::to_vec))
+            else {
+                return false;
+            };
+            let method = Request::announce_peer(l.target, port, token, seed);
+            return ctx.rpc.resend(ctx.now, tid, method.view());
+        }
+        if !l.worth_retry(&p.addr) {
             return false;
         }
         let method = l.kind.method(l.target);
@@ -516,7 +573,7 @@ impl Search {
                     method: method.view(),
                     purpose: Purpose::Lookup(lid),
                     slow: false,
-                    retries: 0,
+                    retries: ctx.cfg.lookup_retries,
                 },
             );
             if sent.is_some() {
