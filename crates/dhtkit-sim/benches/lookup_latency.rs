@@ -12,10 +12,15 @@
 //!   the announces and the lookups; a joining node bootstraps through three random live
 //!   nodes, as a client knows a few routers).
 //!
-//! Nodes join 1000 per virtual second, each through a random earlier node, then the network
-//! settles for two minutes. 200 infohashes are announced by random honest nodes, then looked
+//! Nodes join one per `SPACING_MS` (default 1 ms; BENCHMARKS.md uses 50, that is 20 per
+//! virtual second, each through a random earlier node), then the network settles for two
+//! minutes. 200 infohashes are announced by random honest nodes, then looked
 //! up with get_peers from other random honest nodes; a lookup succeeds if it finds the
 //! announcer. 200 find_node lookups for random targets run beside them (cost only).
+//!
+//! Knobs (environment): `SEED` (default 2026), `SPACING_MS`, `ALPHA` and `RETRIES` (the
+//! nodes' α and lookup retries), `NOLIMIT` (per-IP and reply limits off), `DEBUG` (each
+//! missed get_peers: where the nodes holding the peer rank, and where the lookup ended).
 
 use std::time::{Duration, Instant as WallInstant};
 
