@@ -72,8 +72,10 @@ fn seed(store: &mut dyn Store) {
     }
     let mut batch = Batch::default();
     for (n, (ih, _)) in torrents.iter().enumerate() {
-        // Spread over the last three days, so that the charts have more than one bar.
-        let t = now - (n as i64 % 3) * 86_400 - n as i64 * 60;
+        // Spread over three calendar days (UTC), so that the charts have more than one bar:
+        // the first minutes of today and of the two days before, whatever the time now.
+        let today = now - now % 86_400;
+        let t = today + 60 + n as i64 % 60 - (n as i64 % 3) * 86_400;
         batch.sightings.push(Sighting {
             info_hash: *ih,
             sources: 1,
