@@ -72,21 +72,46 @@ impl BuildHasher for KeyedHash {
     }
 }
 
-/// The key of an IP: an IPv4 address, or the /64 prefix of an IPv6 one (one host, for
-/// abuse purposes).
+/// The key of an IP: an IPv4 address; for a global IPv6 address its /64 prefix (one host, for
+/// abuse purposes: a host is given a whole /64); for any other IPv6 address (unique local,
+/// link-local: a LAN or a test network, where many hosts share a /64) the whole address,
+/// folded.
+///
+/// Keys never collide across the three kinds: IPv4 keys have their top 32 bits set, global
+/// IPv6 prefixes (2000::/3) have their top bit clear, and folded addresses have their top bit
+/// set and not all of the top 32.
 pub(crate) fn ip_key(ip: IpAddr) -> u64 {
     match ip {
         IpAddr::V4(v) => 0xffff_ffff_0000_0000 | u32::from(v) as u64,
-        IpAddr::V6(v) => (u128::from(v) >> 64) as u64,
+        IpAddr::V6(v) if crate::addr::classify(ip) == crate::addr::AddrClass::Global => {
+            (u128::from(v) >> 64) as u64
+        }
+        IpAddr::V6(v) => {
+            let a = u128::from(v);
+            let h = fold_mul(
+                (a >> 64) as u64 ^ 0x9e37_79b9_7f4a_7c15,
+                0xbf58_476d_1ce4_e5b9,
+            );
+            let h = fold_mul(h ^ a as u64, 0x94d0_49bb_1331_11eb);
+            let k = h | 1 << 63;
+            if k >> 32 == 0xffff_ffff {
+                k & !(1 << 62)
+            } else {
+                k
+            }
+        }
     }
 }
 
-/// The address a key stands for: the IPv4 address, or the first address of the IPv6 /64.
-fn key_ip(k: u64) -> IpAddr {
+/// The address a key stands for: the IPv4 address, or the first address of a global IPv6
+/// /64; `None` for a folded (non-global) IPv6 address.
+fn key_ip(k: u64) -> Option<IpAddr> {
     if k >> 32 == 0xffff_ffff {
-        IpAddr::V4(std::net::Ipv4Addr::from(k as u32))
+        Some(IpAddr::V4(std::net::Ipv4Addr::from(k as u32)))
+    } else if k >> 63 == 0 {
+        Some(IpAddr::V6(std::net::Ipv6Addr::from((k as u128) << 64)))
     } else {
-        IpAddr::V6(std::net::Ipv6Addr::from((k as u128) << 64))
+        None
     }
 }
 
@@ -214,7 +239,10 @@ impl InboundLimiter {
             .map(|(k, e)| (e.banned_until.wrapping_sub(now_ms), *k))
             .collect();
         v.sort_unstable_by(|a, b| b.cmp(a));
-        v.into_iter().take(max).map(|(_, k)| key_ip(k)).collect()
+        v.into_iter()
+            .filter_map(|(_, k)| key_ip(k))
+            .take(max)
+            .collect()
     }
 
     /// True if `ip` is banned: its datagrams are dropped unread.
@@ -632,12 +660,36 @@ mod tests {
     }
 
     #[test]
+    fn local_ipv6_hosts_are_counted_one_by_one() {
+        let mut l = limiter(100);
+        let t = Instant::ZERO + Duration::from_secs(1);
+        for i in 0..100u16 {
+            let ip = IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, i + 1]);
+            assert!(matches!(l.check(t, ip), Verdict::Accept(_)), "{ip}");
+        }
+        assert_eq!(
+            l.tracked(),
+            100,
+            "each unique local address is its own host"
+        );
+        let v4 = ip_key(v4(255, 255, 255, 255));
+        let local = ip_key(IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, 1]));
+        let global = ip_key(IpAddr::from([0x2001, 0x4860, 0, 0, 0, 0, 0, 1]));
+        assert!(v4 != local && local != global && v4 != global);
+        assert_eq!(
+            key_ip(global),
+            Some(IpAddr::from([0x2001, 0x4860, 0, 0, 0, 0, 0, 0]))
+        );
+        assert_eq!(key_ip(local), None);
+    }
+
+    #[test]
     fn ipv6_hosts_are_counted_by_their_64() {
         let mut l = limiter(100);
         let t = Instant::ZERO + Duration::from_secs(1);
         let mut ok = 0;
         for i in 0..100u16 {
-            let ip = IpAddr::from([0x2001, 0xdb8, 1, 2, i, i, i, i]);
+            let ip = IpAddr::from([0x2001, 0x4860, 1, 2, i, i, i, i]);
             ok += matches!(l.check(t, ip), Verdict::Accept(_)) as usize;
         }
         assert_eq!(ok, 10, "one /64, one budget");
