@@ -54,7 +54,7 @@ pub struct Config {
     pub max_outgoing: usize,
     /// Most events waiting to be polled; more are dropped and counted.
     pub max_events: usize,
-    /// Queries accepted per second from one IP (an IPv6 /64 counts as one); 0 turns the
+    /// Queries accepted per second from one IP (a global IPv6 /64 counts as one); 0 turns the
     /// per-IP limit, and bans, off. Protects the node's CPU and upload from one flooding
     /// host. The default, 5 per second with a burst of 50, is libtorrent's (it blocks an IP
     /// after 50 packets in 10 seconds); a dhtkit node itself sends at most 2 per second to

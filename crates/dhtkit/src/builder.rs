@@ -131,7 +131,7 @@ impl DhtBuilder {
         self
     }
 
-    /// Queries accepted per second from one IP (an IPv6 /64 counts as one), with a burst of
+    /// Queries accepted per second from one IP (a global IPv6 /64 counts as one), with a burst of
     /// ten seconds' worth; 0 turns the per-IP limit and bans off. Default 5 (burst 50), as
     /// libtorrent. Protects the node from one flooding host.
     pub fn per_ip_rate(mut self, per_second: u32) -> Self {

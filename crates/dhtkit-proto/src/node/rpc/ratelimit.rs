@@ -174,7 +174,7 @@ const SWEEP_EVERY_MS: u32 = 1_000;
 
 /// Per-IP limits on the queries a node answers, with bans.
 ///
-/// Each active IP (an IPv6 /64 counts as one) has its own token bucket in a map of at most
+/// Each active IP (a global IPv6 /64 counts as one) has its own token bucket in a map of at most
 /// `max_ips` entries. An entry whose bucket has refilled and that is neither over its rate
 /// nor banned carries no information, so it is what gets evicted when the map is full: an
 /// attacker can fill the map only with IPs that keep spending, and cannot push out an IP
