@@ -175,7 +175,7 @@ struct NodeArgs {
     metrics: Option<String>,
     /// Queries answered per second from one IP (burst: ten seconds' worth); 0 = no limit.
     /// Protects this node's CPU and upload from a single flooding host: an IP that stays over
-    /// it for 10 seconds is banned for 5 minutes, its packets dropped unread. Default as
+    /// it for 3 seconds is banned for 5 minutes, its packets dropped unread. Default as
     /// libtorrent.
     #[arg(long, value_name = "QPS", default_value_t = 5)]
     per_ip_rate: u32,
