@@ -18,7 +18,6 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
-use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -256,6 +255,11 @@ fn bind(ip: IpAddr) -> Result<UdpSocket, LoadError> {
     UdpSocket::bind(SocketAddr::new(ip, 0)).map_err(|e| err(format!("bind {ip}: {e}")))
 }
 
+/// One socket on each of `ips`.
+fn bind_all(ips: &[IpAddr]) -> Result<Vec<UdpSocket>, LoadError> {
+    ips.iter().map(|ip| bind(*ip)).collect()
+}
+
 fn our_id(i: usize) -> [u8; 20] {
     let mut id = [0x4c; 20];
     id[19] = i as u8;
@@ -340,11 +344,7 @@ pub struct SaturateConfig {
 pub fn saturate(cfg: &SaturateConfig) -> Result<Report, LoadError> {
     check(cfg.target, cfg.duration)?;
     let outstanding = cfg.outstanding.clamp(1, 1024);
-    let sockets: Vec<UdpSocket> = cfg
-        .sources
-        .iter()
-        .map(|ip| bind(*ip))
-        .collect::<Result<_, _>>()?;
+    let sockets = bind_all(&cfg.sources)?;
     let watch = Watch::start(cfg.pid);
     let start = Instant::now();
     let deadline = start + cfg.duration;
@@ -370,31 +370,27 @@ pub fn saturate(cfg: &SaturateConfig) -> Result<Report, LoadError> {
                             sent += 1;
                         }
                     }
-                    match sock.recv_from(&mut buf) {
-                        Ok((n, _)) => {
-                            if let Some(t0) = reply_tid(&buf[..n]).and_then(|t| inflight.remove(&t))
-                            {
-                                replies += 1;
-                                lat.push(t0.elapsed().as_nanos() as u64);
-                            }
-                            // Take what else is waiting before sending again (a batch).
-                            let _ = sock.set_nonblocking(true);
-                            for _ in 0..64 {
-                                let Ok((n, _)) = sock.recv_from(&mut buf) else {
-                                    break;
-                                };
-                                if let Some(t0) =
-                                    reply_tid(&buf[..n]).and_then(|t| inflight.remove(&t))
-                                {
-                                    replies += 1;
-                                    lat.push(t0.elapsed().as_nanos() as u64);
-                                }
-                            }
-                            let _ = sock.set_nonblocking(false);
+                    // The first reply is waited for (50 ms at most); up to 64 more that are
+                    // already waiting are taken in the same turn (a batch).
+                    let mut got = sock.recv_from(&mut buf).ok();
+                    let mut taken = 0;
+                    while let Some((n, _)) = got {
+                        if let Some(t0) = reply_tid(&buf[..n]).and_then(|t| inflight.remove(&t)) {
+                            replies += 1;
+                            lat.push(t0.elapsed().as_nanos() as u64);
                         }
-                        Err(e)
-                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                        Err(_) => {}
+                        if taken == 0 {
+                            let _ = sock.set_nonblocking(true);
+                        }
+                        taken += 1;
+                        got = if taken <= 64 {
+                            sock.recv_from(&mut buf).ok()
+                        } else {
+                            None
+                        };
+                    }
+                    if taken > 0 {
+                        let _ = sock.set_nonblocking(false);
                     }
                     // Lost: replaced on the next turn.
                     inflight.retain(|_, t| t.elapsed() < REPLY_WAIT);
@@ -540,11 +536,7 @@ pub fn fixed_rate(cfg: &RateConfig) -> Result<Report, LoadError> {
     }
     let total = (cfg.rate as f64 * cfg.duration.as_secs_f64()).ceil() as usize + 1;
     let ledger = Arc::new(Ledger::new(total));
-    let sockets: Vec<UdpSocket> = cfg
-        .sources
-        .iter()
-        .map(|ip| bind(*ip))
-        .collect::<Result<_, _>>()?;
+    let sockets = bind_all(&cfg.sources)?;
     let stop = Arc::new(AtomicBool::new(false));
     let receivers: Vec<_> = sockets
         .iter()
@@ -609,11 +601,7 @@ pub fn flood(cfg: &FloodConfig) -> Result<Report, LoadError> {
     if cfg.flood_rate > MAX_RATE || !(0.01..=1000.0).contains(&cfg.good_rate) {
         return Err(err("flood rate or well-behaved rate out of range"));
     }
-    let flood_socks: Vec<UdpSocket> = cfg
-        .flood_sources
-        .iter()
-        .map(|ip| bind(*ip))
-        .collect::<Result<_, _>>()?;
+    let flood_socks = bind_all(&cfg.flood_sources)?;
     let per_good = (cfg.good_rate * cfg.duration.as_secs_f64()).ceil() as usize + 1;
     let ledger = Arc::new(Ledger::new(per_good * cfg.good_sources.len().max(1)));
     let stop = Arc::new(AtomicBool::new(false));

@@ -219,14 +219,16 @@ async fn page_index(State(st): State<AppState>, Query(p): Query<SearchParams>) -
     }
 }
 
+/// The record of the infohash in `hex`, for the torrent page and the API.
+async fn find_torrent(st: &AppState, hex: &str) -> Result<store::TorrentRecord, WebError> {
+    let ih = parse_infohash(hex)?;
+    read(st, move |s| s.torrent(&ih))
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("{ih} is not in the database")))
+}
+
 async fn page_torrent(State(st): State<AppState>, Path(hex): Path<String>) -> Response {
-    let run = async {
-        let ih = parse_infohash(&hex)?;
-        read(&st, move |s| s.torrent(&ih))
-            .await?
-            .ok_or_else(|| WebError::NotFound(format!("{ih} is not in the database")))
-    };
-    match run.await {
+    match find_torrent(&st, &hex).await {
         Ok(r) => pages::torrent(&r).into_response(),
         Err(e) => e.page(),
     }
@@ -296,13 +298,7 @@ async fn api_search(State(st): State<AppState>, Query(p): Query<SearchParams>) -
 }
 
 async fn api_torrent(State(st): State<AppState>, Path(hex): Path<String>) -> Response {
-    let run = async {
-        let ih = parse_infohash(&hex)?;
-        read(&st, move |s| s.torrent(&ih))
-            .await?
-            .ok_or_else(|| WebError::NotFound(format!("{ih} is not in the database")))
-    };
-    match run.await {
+    match find_torrent(&st, &hex).await {
         Ok(r) => Json(record_json(&r)).into_response(),
         Err(e) => e.json(),
     }
