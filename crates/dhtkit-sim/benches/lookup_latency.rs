@@ -18,10 +18,18 @@
 //! up with get_peers from other random honest nodes; a lookup succeeds if it finds the
 //! announcer. 200 find_node lookups for random targets run beside them (cost only).
 //!
-//! Knobs (environment): `SEED` (default 2026), `SPACING_MS`, `ALPHA` and `RETRIES` (the
-//! nodes' α and lookup retries), `NOLIMIT` (per-IP and reply limits off), `DEBUG` (each
-//! missed get_peers: where the nodes holding the peer rank, and where the lookup ended).
+//! The hostile network joins through three shared routers plus a random earlier node (see
+//! `Sim::grow_with_routers`): joining through a random earlier node alone split seed 1's
+//! network in two under 30% loss.
+//!
+//! Knobs (environment): `SEED` (default 2026), `SPACING_MS`, `SETTLE_S` (default 120),
+//! `ALPHA` and `RETRIES` (the nodes' α and lookup retries), `NOLIMIT` (per-IP and reply
+//! limits off), `NOLIARS` (hostile without the liars), `DEBUG` (the network's connected
+//! components; how many of the true 8 closest the announces reached, beside a lossless lookup
+//! over the same routing tables; and for each missed get_peers, where the nodes holding the
+//! peer rank and where the lookup ended).
 
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant as WallInstant};
 
 use dhtkit_proto::{Config, Event, Id, LookupResult};
@@ -79,14 +87,29 @@ fn run(mode: &str, n: usize) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
-    sim.grow(
+    let settle = std::env::var("SETTLE_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(120);
+    sim.grow_with_routers(
         n,
+        if hostile { 3 } else { 0 },
         &cfg,
         Duration::from_millis(spacing),
-        Duration::from_secs(120),
+        Duration::from_secs(settle),
     );
     let built = wall.elapsed();
-    let liar = |i: usize| hostile && i % 10 == 3;
+    let debug = std::env::var_os("DEBUG").is_some();
+    if debug {
+        let parts = components(&sim);
+        eprintln!(
+            "network: {} connected component(s), largest {:?}",
+            parts.len(),
+            &parts[..parts.len().min(5)]
+        );
+    }
+    let liars = hostile && std::env::var_os("NOLIARS").is_none();
+    let liar = |i: usize| liars && i % 10 == 3;
     if hostile {
         for i in (0..n).filter(|&i| liar(i)) {
             sim.set_behaviour(i, Behaviour::Liar);
@@ -106,13 +129,17 @@ fn run(mode: &str, n: usize) {
     }
     let w: Vec<_> = anns.iter().map(|a| a.0).collect();
     let ra = sim.run_lookups(&w, Duration::from_secs(300));
-    if std::env::var_os("DEBUG").is_some() {
+    if debug {
         let acks: Vec<usize> = ra.iter().flatten().map(|r| r.announced).collect();
         eprintln!("announce acks: {acks:?}");
+        let targets: Vec<(usize, Id)> = anns.iter().map(|a| (a.0 .0, a.1)).collect();
+        let (real, ideal) = reach(&sim, &targets, &ra);
+        eprintln!("announces reaching n of the true 8 closest, n = 0..8: {real:?}");
+        eprintln!("the same for lossless lookups over the same tables:  {ideal:?}");
     }
     if hostile {
         // 20% churn over five virtual minutes; announcers stay (their peers are the answer).
-        let announcers: std::collections::HashSet<usize> = anns.iter().map(|a| a.0 .0).collect();
+        let announcers: HashSet<usize> = anns.iter().map(|a| a.0 .0).collect();
         let (leave, steps) = (n / 5, 50);
         for _ in 0..steps {
             for _ in 0..leave / steps {
@@ -165,7 +192,7 @@ fn run(mode: &str, n: usize) {
     let wg: Vec<_> = gets.iter().map(|g| (g.0, g.1)).collect();
     let rg = sim.run_lookups(&wg, Duration::from_secs(300));
     let rf = sim.run_lookups(&finds, Duration::from_secs(300));
-    let mut events: std::collections::HashMap<usize, Vec<Event>> = Default::default();
+    let mut events: HashMap<usize, Vec<Event>> = Default::default();
     let mut ok = 0;
     for ((asker, lid, ip), r) in gets.iter().zip(&rg) {
         let ev = events
@@ -175,7 +202,7 @@ fn run(mode: &str, n: usize) {
             matches!(e, Event::PeerFound { lookup, peer, .. } if lookup == lid && peer.ip() == *ip)
         });
         ok += found as usize;
-        if !found && std::env::var_os("DEBUG").is_some() {
+        if !found && debug {
             let r = r.as_ref().unwrap();
             let ih = anns
                 .iter()
@@ -220,6 +247,89 @@ fn run(mode: &str, n: usize) {
         wall.elapsed().as_secs_f64(),
         sim.stats()
     );
+}
+
+/// Sizes of the connected components of the who-knows-whom graph (routing table entries,
+/// taken as undirected links), largest first.
+fn components(sim: &Sim) -> Vec<usize> {
+    let alive: Vec<usize> = sim.alive().collect();
+    let index: HashMap<Id, usize> = alive
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| (sim.node(i).id(), k))
+        .collect();
+    let mut parent: Vec<usize> = (0..alive.len()).collect();
+    fn root(p: &mut [usize], mut x: usize) -> usize {
+        while p[x] != x {
+            p[x] = p[p[x]];
+            x = p[x];
+        }
+        x
+    }
+    for (k, &i) in alive.iter().enumerate() {
+        for e in sim.node(i).routing_table().iter() {
+            if let Some(&j) = index.get(&e.id) {
+                let (a, b) = (root(&mut parent, k), root(&mut parent, j));
+                parent[a] = b;
+            }
+        }
+    }
+    let mut sizes: HashMap<usize, usize> = HashMap::new();
+    for k in 0..alive.len() {
+        *sizes.entry(root(&mut parent, k)).or_default() += 1;
+    }
+    let mut v: Vec<usize> = sizes.into_values().collect();
+    v.sort_unstable_by(|a, b| b.cmp(a));
+    v
+}
+
+/// For each announce (announcer, infohash): how many of the 8 live nodes truly closest to the
+/// infohash its lookup ended with, as a histogram over 0..=8; and the same for a lossless,
+/// instant lookup from the same announcer over today's routing tables (what the tables allow).
+fn reach(
+    sim: &Sim,
+    targets: &[(usize, Id)],
+    results: &[Option<LookupResult>],
+) -> ([usize; 9], [usize; 9]) {
+    let index: HashMap<Id, usize> = sim.alive().map(|i| (sim.node(i).id(), i)).collect();
+    let (mut real, mut ideal) = ([0; 9], [0; 9]);
+    let mut out = Vec::new();
+    for ((who, ih), r) in targets.iter().zip(results) {
+        let mut ids: Vec<Id> = index.keys().copied().collect();
+        ids.sort_unstable_by_key(|id| id.distance(ih));
+        let truth: HashSet<Id> = ids.into_iter().take(8).collect();
+        if let Some(r) = r {
+            real[r
+                .closest
+                .iter()
+                .filter(|(id, _)| truth.contains(id))
+                .count()] += 1;
+        }
+        sim.node(*who)
+            .routing_table()
+            .closest(sim.now(), ih, 16, &mut out);
+        let mut cands: Vec<Id> = out.iter().map(|x| x.0).collect();
+        let mut asked = HashSet::new();
+        loop {
+            cands.sort_unstable_by_key(|c| c.distance(ih));
+            cands.dedup();
+            let Some(c) = cands.iter().take(8).find(|c| !asked.contains(*c)).copied() else {
+                break;
+            };
+            asked.insert(c);
+            // A table entry nobody lives at (a liar's fake that got in) answers nothing.
+            let Some(&j) = index.get(&c) else {
+                cands.retain(|x| *x != c);
+                continue;
+            };
+            sim.node(j)
+                .routing_table()
+                .closest(sim.now(), ih, 8, &mut out);
+            cands.extend(out.iter().map(|x| x.0));
+        }
+        ideal[cands.iter().take(8).filter(|c| truth.contains(c)).count()] += 1;
+    }
+    (real, ideal)
 }
 
 fn main() {
