@@ -96,11 +96,17 @@ fn announce_and_lookup_among(
                 sim.kill(victim);
             }
             for _ in 0..join / steps {
+                // A joining client knows a few bootstrap nodes, as real ones do (a lone
+                // bootstrap node that lies would leave it with nothing).
                 let alive: Vec<usize> = sim.alive().collect();
-                let pick = sim.rng().random_range(0..alive.len());
-                let via = sim.addr(alive[pick]);
+                let via: Vec<_> = (0..3)
+                    .map(|_| {
+                        let pick = sim.rng().random_range(0..alive.len());
+                        sim.addr(alive[pick])
+                    })
+                    .collect();
                 let i = sim.add_node(cfg.clone());
-                sim.with_node(i, |n, now| n.bootstrap(now, &[via]));
+                sim.with_node(i, |n, now| n.bootstrap(now, &via));
             }
             let _ = s;
             sim.run_for(Duration::from_secs(6));
@@ -319,5 +325,42 @@ fn lookups_survive_nodes_that_poison_routing() {
     assert!(
         o.get_peers_ok * 100 >= o.get_peers_total * 95,
         "get_peers below 95% with liars"
+    );
+}
+
+#[test]
+fn lookups_hold_up_on_a_hostile_network() {
+    // 30% of datagrams lost, 10% of the nodes liars (eight fake nodes next to the target in
+    // every answer), and 20% churn between the announces and the lookups. Nodes join through
+    // three shared routers (see `Sim::grow_with_routers`); announcers and askers are honest.
+    let n = network_size();
+    let mut sim = Sim::new(SimConfig {
+        seed: 1,
+        loss: 0.30,
+        ..SimConfig::default()
+    });
+    sim.grow_with_routers(
+        n,
+        3,
+        &node_config(),
+        Duration::from_millis(50),
+        Duration::from_secs(120),
+    );
+    let liar = |i: usize| i < n && i % 10 == 3;
+    for i in (0..n).filter(|&i| liar(i)) {
+        sim.set_behaviour(i, dhtkit_sim::Behaviour::Liar);
+    }
+    let o = announce_and_lookup_among(&mut sim, 200, Some((n / 5, n / 5)), &|i| !liar(i));
+    eprintln!(
+        "{n} nodes, 30% loss, 10% liars, 20% churn: get_peers {}/{}, find_node exact {}/{}; {:?}",
+        o.get_peers_ok,
+        o.get_peers_total,
+        o.find_node_exact,
+        o.find_node_total,
+        sim.stats()
+    );
+    assert!(
+        o.get_peers_ok * 100 >= o.get_peers_total * 97,
+        "get_peers below 97% on the hostile network"
     );
 }

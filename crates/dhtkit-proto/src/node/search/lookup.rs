@@ -276,14 +276,26 @@ impl Lookup {
         }
     }
 
-    /// True if the candidate at `addr` is among the k closest that have not failed, so that a
-    /// lost query to it is worth sending again.
+    /// True if a lost query to the candidate at `addr` is worth sending again: fewer than the
+    /// answers the search wants have come from closer candidates, so its answer could still
+    /// change the result. (Counting only answers, not closer candidates still to be asked,
+    /// keeps a crowd of fake addresses next to the target from starving real nodes of their
+    /// retries under loss.)
     pub(crate) fn worth_retry(&self, addr: &SocketAddr) -> bool {
-        self.cands
-            .iter()
-            .filter(|c| c.state != State::Failed)
-            .take(self.k)
-            .any(|c| c.addr == *addr)
+        let wanted = self.wanted();
+        let mut responded = 0;
+        for c in &self.cands {
+            if c.addr == *addr {
+                return true;
+            }
+            if matches!(c.state, State::Responded { .. }) {
+                responded += 1;
+                if responded >= wanted {
+                    return false;
+                }
+            }
+        }
+        false
     }
 
     /// True when the search phase is over: walking the candidates from the closest, k have
@@ -674,6 +686,37 @@ mod tests {
             .map(|(i, _, t)| (i, t.is_some()))
             .collect();
         assert_eq!(got, vec![(Id([2; 20]), false), (Id([3; 20]), true)]);
+    }
+
+    #[test]
+    fn retries_go_to_any_candidate_that_could_change_the_result() {
+        let mut l = Lookup::new(
+            LookupId(1),
+            LookupKind::FindNode,
+            Id([0; 20]),
+            Id([0xff; 20]),
+            &cfg(2, 8),
+            Instant::ZERO,
+        );
+        // Three unanswered addresses closest to the target (fakes, say), then real nodes.
+        for i in 1..=6u8 {
+            l.add(Some(Id([i; 20])), a(i));
+        }
+        for _ in 1..=6 {
+            l.next_query(|_| true).unwrap();
+        }
+        assert!(
+            l.worth_retry(&a(5)),
+            "nothing closer has answered: a lost query to the fifth is worth resending"
+        );
+        l.on_response(&a(4), Id([4; 20]), None);
+        assert!(l.worth_retry(&a(5)), "one answer closer, k = 2");
+        l.on_response(&a(2), Id([2; 20]), None);
+        assert!(!l.worth_retry(&a(5)), "k closer answers: it cannot matter");
+        assert!(
+            l.worth_retry(&a(3)),
+            "only one answer is closer than the third"
+        );
     }
 
     #[test]
