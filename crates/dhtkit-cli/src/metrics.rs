@@ -100,7 +100,7 @@ impl Collector for Snapshot {
                 .map(|(s, n)| ([("node", n.clone())], f(s)))
                 .collect()
         };
-        let by_method = |f: &dyn Fn(&DhtStats) -> &[u64; 6]| {
+        let by_method = |f: &dyn Fn(&DhtStats) -> &[u64; MethodKind::COUNT]| {
             let mut v = Vec::new();
             for (s, n) in self.nodes.iter().zip(&names) {
                 for k in MethodKind::ALL {

@@ -28,6 +28,9 @@ pub struct Config {
     /// Peer store bounds; `None` stores nothing (get_peers is still answered with nodes and a
     /// token, as a crawler that keeps no peers should).
     pub store: Option<StoreConfig>,
+    /// BEP 44 item store bounds; `None` stores no items (`get` is still answered with nodes
+    /// and a token, and `put` is acknowledged but not kept).
+    pub items: Option<crate::items::ItemConfig>,
     /// Lookup parallelism α (4: one more than BEP 5 suggests, for lookups that finish in about
     /// a second on real round trips; libtorrent uses 5).
     pub alpha: usize,
@@ -131,6 +134,7 @@ impl Default for Config {
             ipv6: false,
             table: TableConfig::default(),
             store: Some(StoreConfig::default()),
+            items: Some(crate::items::ItemConfig::default()),
             alpha: 4,
             slow_timeout: Duration::from_secs(1),
             slow_timeout_min: Duration::from_millis(250),

@@ -64,6 +64,7 @@ pub mod compact;
 mod config;
 mod event;
 mod id;
+pub mod items;
 pub mod krpc;
 mod node;
 pub mod routing;
@@ -77,6 +78,7 @@ pub use event::{
     Answer, Event, LookupId, LookupKind, LookupResult, Reply, RequestId, RequestOutcome,
 };
 pub use id::{Distance, Id, InfoHash, ParseIdError};
+pub use items::{Item, ItemConfig};
 pub use krpc::{MethodKind, Request};
 pub use node::{Advert, LookupTimes, Node, NodeState, Stats, Transmit};
 pub use time::Instant;

@@ -84,7 +84,7 @@ impl EventJson for Event {
                     let v = match a {
                         Arg::Id(id) => json!(id.to_hex()),
                         Arg::Int(i) => json!(i),
-                        Arg::Bytes(b) => json!(dhtkit_proto::to_hex(b)),
+                        Arg::Bytes(b) | Arg::Raw(b) => json!(dhtkit_proto::to_hex(b)),
                         _ => Json::Null,
                     };
                     put(k, v);

@@ -74,6 +74,10 @@ fn query_args(q: &Query<'_>, out: &mut Vec<u8>) {
             Arg::Id(id) => put_key_bytes(out, key.as_bytes(), &id.0),
             Arg::Int(i) => put_key_int(out, key.as_bytes(), i),
             Arg::Bytes(b) => put_key_bytes(out, key.as_bytes(), b),
+            Arg::Raw(raw) => {
+                put_bytes(out, key.as_bytes());
+                out.extend_from_slice(raw);
+            }
         }
     });
     if !id_written {
@@ -95,11 +99,15 @@ fn query_args(q: &Query<'_>, out: &mut Vec<u8>) {
 
 #[inline(never)]
 fn response_dict(r: &Response<'_>, out: &mut Vec<u8>) {
-    // Keys in order: id, interval, nodes, nodes6, num, samples, token, values.
+    // Keys in order: id, interval, k, nodes, nodes6, num, samples, seq, sig, token, v,
+    // values.
     out.push(b'd');
     put_key_bytes(out, b"id", &r.id.0);
     if let Some(i) = r.interval {
         put_key_int(out, b"interval", i);
+    }
+    if let Some(k) = r.k {
+        put_key_bytes(out, b"k", k);
     }
     if let Some(n) = r.nodes {
         put_key_bytes(out, b"nodes", n);
@@ -113,8 +121,18 @@ fn response_dict(r: &Response<'_>, out: &mut Vec<u8>) {
     if let Some(s) = r.samples {
         put_key_bytes(out, b"samples", s);
     }
+    if let Some(seq) = r.seq {
+        put_key_int(out, b"seq", seq);
+    }
+    if let Some(sig) = r.sig {
+        put_key_bytes(out, b"sig", sig);
+    }
     if let Some(t) = r.token {
         put_key_bytes(out, b"token", t);
+    }
+    if let Some(v) = r.v {
+        put_bytes(out, b"v");
+        out.extend_from_slice(v);
     }
     if let Some(values) = &r.values {
         put_values(values, out);

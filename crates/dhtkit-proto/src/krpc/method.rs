@@ -52,6 +52,31 @@ pub enum Method<B> {
         /// Target used to pick the nodes returned alongside the samples.
         target: Id,
     },
+    /// BEP 44 `get`: the item stored under `target`.
+    Get {
+        /// SHA-1 of an immutable item's value, or of a mutable item's key and salt.
+        target: Id,
+        /// Send the value only if the stored item's `seq` is greater than this.
+        seq: Option<i64>,
+    },
+    /// BEP 44 `put`: store an item. Without `k` it is immutable (its target is the SHA-1 of
+    /// `v`); with `k` it is mutable (signed by `k`, target SHA-1 of `k` ‖ `salt`).
+    Put {
+        /// Token from an earlier `get` reply of the same node.
+        token: B,
+        /// The value, bencoded (any bencode type), as it goes on the wire.
+        v: B,
+        /// ed25519 public key (32 bytes).
+        k: Option<B>,
+        /// ed25519 signature (64 bytes).
+        sig: Option<B>,
+        /// Salt (at most 64 bytes).
+        salt: Option<B>,
+        /// Sequence number.
+        seq: Option<i64>,
+        /// Store only if the stored item's `seq` equals this (compare and swap).
+        cas: Option<i64>,
+    },
     /// Any other method. `target` / `info_hash` are kept so that the query can be answered like
     /// `find_node` / `get_peers` (forward compatibility, as BEP 5 implementations do).
     Other {
@@ -82,27 +107,38 @@ pub enum MethodKind {
     AnnouncePeer,
     /// `sample_infohashes`.
     SampleInfohashes,
+    /// BEP 44 `get`.
+    Get,
+    /// BEP 44 `put`.
+    Put,
     /// A method dhtkit does not know.
     Other,
 }
 
 impl MethodKind {
     /// Every method dhtkit knows (not [`MethodKind::Other`]).
-    pub const KNOWN: [MethodKind; 5] = [
+    pub const KNOWN: [MethodKind; 7] = [
         MethodKind::Ping,
         MethodKind::FindNode,
         MethodKind::GetPeers,
         MethodKind::AnnouncePeer,
         MethodKind::SampleInfohashes,
+        MethodKind::Get,
+        MethodKind::Put,
     ];
 
+    /// How many kinds there are (the length of per-method counters).
+    pub const COUNT: usize = 8;
+
     /// Every kind, [`MethodKind::Other`] last: the order of [`MethodKind::index`].
-    pub const ALL: [MethodKind; 6] = [
+    pub const ALL: [MethodKind; Self::COUNT] = [
         MethodKind::Ping,
         MethodKind::FindNode,
         MethodKind::GetPeers,
         MethodKind::AnnouncePeer,
         MethodKind::SampleInfohashes,
+        MethodKind::Get,
+        MethodKind::Put,
         MethodKind::Other,
     ];
 
@@ -114,7 +150,9 @@ impl MethodKind {
             MethodKind::GetPeers => 2,
             MethodKind::AnnouncePeer => 3,
             MethodKind::SampleInfohashes => 4,
-            MethodKind::Other => 5,
+            MethodKind::Get => 5,
+            MethodKind::Put => 6,
+            MethodKind::Other => 7,
         }
     }
 
@@ -126,6 +164,8 @@ impl MethodKind {
             MethodKind::GetPeers => "get_peers",
             MethodKind::AnnouncePeer => "announce_peer",
             MethodKind::SampleInfohashes => "sample_infohashes",
+            MethodKind::Get => "get",
+            MethodKind::Put => "put",
             MethodKind::Other => "other",
         }
     }
@@ -155,6 +195,8 @@ pub enum Arg<'b> {
     Int(i64),
     /// A byte string.
     Bytes(&'b [u8]),
+    /// A value already bencoded (BEP 44 `v`), written as is.
+    Raw(&'b [u8]),
 }
 
 /// Most bytes of an unknown method's name kept when a query is turned into an owned request.
@@ -169,6 +211,8 @@ impl<B: AsRef<[u8]>> Method<B> {
             Method::GetPeers { .. } => MethodKind::GetPeers,
             Method::AnnouncePeer { .. } => MethodKind::AnnouncePeer,
             Method::SampleInfohashes { .. } => MethodKind::SampleInfohashes,
+            Method::Get { .. } => MethodKind::Get,
+            Method::Put { .. } => MethodKind::Put,
             Method::Other { .. } => MethodKind::Other,
         }
     }
@@ -219,6 +263,39 @@ impl<B: AsRef<[u8]>> Method<B> {
                     f("seed", Arg::Int(1));
                 }
                 f("token", Arg::Bytes(token.as_ref()));
+            }
+            Method::Get { target, seq } => {
+                if let Some(seq) = seq {
+                    f("seq", Arg::Int(*seq));
+                }
+                f("target", Arg::Id(target));
+            }
+            Method::Put {
+                token,
+                v,
+                k,
+                sig,
+                salt,
+                seq,
+                cas,
+            } => {
+                if let Some(cas) = cas {
+                    f("cas", Arg::Int(*cas));
+                }
+                if let Some(k) = k {
+                    f("k", Arg::Bytes(k.as_ref()));
+                }
+                if let Some(salt) = salt.as_ref().filter(|s| !s.as_ref().is_empty()) {
+                    f("salt", Arg::Bytes(salt.as_ref()));
+                }
+                if let Some(seq) = seq {
+                    f("seq", Arg::Int(*seq));
+                }
+                if let Some(sig) = sig {
+                    f("sig", Arg::Bytes(sig.as_ref()));
+                }
+                f("token", Arg::Bytes(token.as_ref()));
+                f("v", Arg::Raw(v.as_ref()));
             }
             Method::Other {
                 target, info_hash, ..
@@ -278,6 +355,27 @@ impl<B: AsRef<[u8]>> Method<B> {
                 seed: *seed,
             },
             Method::SampleInfohashes { target } => Method::SampleInfohashes { target: *target },
+            Method::Get { target, seq } => Method::Get {
+                target: *target,
+                seq: *seq,
+            },
+            Method::Put {
+                token,
+                v,
+                k,
+                sig,
+                salt,
+                seq,
+                cas,
+            } => Method::Put {
+                token: bytes(token.as_ref()),
+                v: bytes(v.as_ref()),
+                k: k.as_ref().map(|x| bytes(x.as_ref())),
+                sig: sig.as_ref().map(|x| bytes(x.as_ref())),
+                salt: salt.as_ref().map(|x| bytes(x.as_ref())),
+                seq: *seq,
+                cas: *cas,
+            },
             Method::Other {
                 name: n,
                 target,
@@ -349,6 +447,11 @@ impl Method<Vec<u8>> {
         Method::SampleInfohashes { target }
     }
 
+    /// BEP 44 `get` for `target`; with `seq`, the value is sent only if newer.
+    pub fn get(target: Id, seq: Option<i64>) -> Request {
+        Method::Get { target, seq }
+    }
+
     /// A method dhtkit does not know, with an optional `target` and `info_hash`.
     pub fn other(name: &[u8], target: Option<Id>, info_hash: Option<Id>) -> Request {
         Method::Other {
@@ -384,5 +487,20 @@ mod tests {
         assert_eq!(keys, sorted);
         let from: SocketAddr = "127.0.0.1:7000".parse().unwrap();
         assert_eq!(m.announced_peer(from), Some(from));
+        let put = Request::Put {
+            token: vec![1],
+            v: b"1:x".to_vec(),
+            k: Some(vec![2; 32]),
+            sig: Some(vec![3; 64]),
+            salt: Some(b"s".to_vec()),
+            seq: Some(4),
+            cas: Some(3),
+        };
+        let mut keys = Vec::new();
+        put.for_each_arg(|k, _| keys.push(k));
+        assert_eq!(keys, ["cas", "k", "salt", "seq", "sig", "token", "v"]);
+        let mut keys = Vec::new();
+        Request::get(Id([1; 20]), Some(1)).for_each_arg(|k, _| keys.push(k));
+        assert_eq!(keys, ["seq", "target"]);
     }
 }

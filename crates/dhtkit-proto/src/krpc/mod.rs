@@ -1,5 +1,6 @@
 //! KRPC messages (BEP 5) with the extensions dhtkit understands: BEP 32 (`nodes6`, `want`),
-//! BEP 33 (`noseed`, `scrape`), BEP 42 (`ip`), BEP 43 (`ro`) and BEP 51 (`sample_infohashes`).
+//! BEP 33 (`noseed`, `scrape`), BEP 42 (`ip`), BEP 43 (`ro`), BEP 44 (`get`, `put`) and BEP 51
+//! (`sample_infohashes`).
 //!
 //! [`Message::parse`] turns a decoded bencode [`Value`] into a typed message that borrows from
 //! the datagram; [`Message::encode`] writes the canonical encoding (keys in sorted order).
@@ -25,6 +26,16 @@ pub const ERR_SERVER: i64 = 202;
 pub const ERR_PROTOCOL: i64 = 203;
 /// KRPC error code 204: method unknown.
 pub const ERR_METHOD_UNKNOWN: i64 = 204;
+/// BEP 44 error 205: the value (`v`, bencoded) is larger than 1000 bytes.
+pub const ERR_TOO_BIG: i64 = 205;
+/// BEP 44 error 206: the signature does not verify.
+pub const ERR_BAD_SIGNATURE: i64 = 206;
+/// BEP 44 error 207: the salt is larger than 64 bytes.
+pub const ERR_SALT_TOO_BIG: i64 = 207;
+/// BEP 44 error 301: compare-and-swap: the stored `seq` is not the `cas` given.
+pub const ERR_CAS_MISMATCH: i64 = 301;
+/// BEP 44 error 302: the `seq` is lower than the stored item's.
+pub const ERR_SEQ_TOO_LOW: i64 = 302;
 
 /// A KRPC message.
 #[derive(Debug, Clone)]
@@ -152,6 +163,14 @@ pub struct Response<'a> {
     pub num: Option<i64>,
     /// BEP 51 `samples`: concatenated 20-byte infohashes.
     pub samples: Option<&'a [u8]>,
+    /// BEP 44 `v`: the item's value, bencoded, as on the wire.
+    pub v: Option<&'a [u8]>,
+    /// BEP 44 `k`: a mutable item's public key.
+    pub k: Option<&'a [u8]>,
+    /// BEP 44 `sig`: a mutable item's signature.
+    pub sig: Option<&'a [u8]>,
+    /// BEP 44 `seq`: a mutable item's sequence number.
+    pub seq: Option<i64>,
 }
 
 /// An error message: code and text.

@@ -125,7 +125,7 @@ fn parse_query<'a>(
     let Some(a) = a.and_then(|a| a.as_dict()) else {
         return fail(e, "missing arguments");
     };
-    let [id, target, info_hash, port, implied_port, token, want_list, noseed, scrape, seed] =
+    let [id, target, info_hash, port, implied_port, token, want_list, noseed, scrape, seed, v, k, sig, salt, seq, cas] =
         fields(
             a,
             &[
@@ -139,6 +139,12 @@ fn parse_query<'a>(
                 b"noseed",
                 b"scrape",
                 b"seed",
+                b"v",
+                b"k",
+                b"sig",
+                b"salt",
+                b"seq",
+                b"cas",
             ],
         );
     let Some(id) = bytes(id).and_then(Id::from_slice) else {
@@ -194,6 +200,40 @@ fn parse_query<'a>(
             Some(Some(target)) => Method::SampleInfohashes { target },
             _ => return fail(e, "missing or malformed target"),
         },
+        MethodKind::Get => {
+            let Some(Some(target)) = id_field(target) else {
+                return fail(e, "missing or malformed target");
+            };
+            let Some(seq) = optional_int(seq) else {
+                return fail(e, "malformed seq");
+            };
+            Method::Get { target, seq }
+        }
+        MethodKind::Put => {
+            let Some(token) = bytes(token) else {
+                return fail(e, "missing token");
+            };
+            let Some(v) = v else {
+                return fail(e, "missing v");
+            };
+            let (Some(k), Some(sig), Some(salt)) =
+                (optional_bytes(k), optional_bytes(sig), optional_bytes(salt))
+            else {
+                return fail(e, "k, sig and salt must be byte strings");
+            };
+            let (Some(seq), Some(cas)) = (optional_int(seq), optional_int(cas)) else {
+                return fail(e, "seq and cas must be integers");
+            };
+            Method::Put {
+                token,
+                v: v.raw(),
+                k,
+                sig,
+                salt,
+                seq,
+                cas,
+            }
+        }
         MethodKind::Other => Method::Other {
             name,
             target: id_field(target).flatten(),
@@ -203,6 +243,22 @@ fn parse_query<'a>(
     Ok(Query { id, method, want })
 }
 
+/// `Some(None)`: absent; `Some(Some(i))`: an integer; `None`: present but not an integer.
+fn optional_int(v: Option<Value<'_>>) -> Option<Option<i64>> {
+    match v {
+        None => Some(None),
+        Some(v) => v.as_int().map(Some),
+    }
+}
+
+/// `Some(None)`: absent; `Some(Some(b))`: a byte string; `None`: present but not one.
+fn optional_bytes(v: Option<Value<'_>>) -> Option<Option<&[u8]>> {
+    match v {
+        None => Some(None),
+        Some(v) => v.as_bytes().map(Some),
+    }
+}
+
 fn parse_response<'a>(
     r: Option<Value<'a>>,
     e: &mut ParseError<'a>,
@@ -210,7 +266,7 @@ fn parse_response<'a>(
     let Some(r) = r.and_then(|r| r.as_dict()) else {
         return fail(e, "missing response dictionary");
     };
-    let [id, nodes, nodes6, token, values, interval, num, samples] = fields(
+    let [id, nodes, nodes6, token, values, interval, num, samples, v, k, sig, seq] = fields(
         r,
         &[
             b"id",
@@ -221,6 +277,10 @@ fn parse_response<'a>(
             b"interval",
             b"num",
             b"samples",
+            b"v",
+            b"k",
+            b"sig",
+            b"seq",
         ],
     );
     let Some(id) = bytes(id).and_then(Id::from_slice) else {
@@ -235,6 +295,10 @@ fn parse_response<'a>(
         interval: int(interval),
         num: int(num),
         samples: bytes(samples),
+        v: v.map(|v| v.raw()),
+        k: bytes(k),
+        sig: bytes(sig),
+        seq: int(seq),
     })
 }
 

@@ -67,7 +67,7 @@ pub struct Stats {
     /// Valid queries received.
     pub queries_in: u64,
     /// Valid queries received, by method (indexed by [`crate::MethodKind::index`]).
-    pub queries_in_by_method: [u64; 6],
+    pub queries_in_by_method: [u64; crate::krpc::MethodKind::COUNT],
     /// Queries answered with a response.
     pub replies_out: u64,
     /// Queries answered with a KRPC error.
@@ -93,7 +93,7 @@ pub struct Stats {
     /// Queries we sent (retransmissions included).
     pub queries_out: u64,
     /// Queries we sent, by method (indexed by [`crate::MethodKind::index`]).
-    pub queries_out_by_method: [u64; 6],
+    pub queries_out_by_method: [u64; crate::krpc::MethodKind::COUNT],
     /// Lookups finished, and how long they took.
     pub lookups: LookupTimes,
     /// Queries that timed out for good.
@@ -298,6 +298,11 @@ impl Node {
     /// The peer store, unless disabled.
     pub fn peer_store(&self) -> Option<&PeerStore> {
         self.responder.peer_store()
+    }
+
+    /// The BEP 44 items other nodes put with us (`None` if [`Config::items`] is off).
+    pub fn item_store(&self) -> Option<&crate::items::ItemStore> {
+        self.responder.item_store()
     }
 
     /// Counters.

@@ -1,5 +1,5 @@
 //! The Responder part: answers every query, one small handler per method. It owns the write
-//! tokens and the peer store (and, later, the item store).
+//! tokens, the peer store and the BEP 44 item store.
 //!
 //! This is the hot path. Nothing here allocates once the scratch buffers and the outgoing
 //! arena have grown.
@@ -11,6 +11,7 @@ use rand::rngs::SmallRng;
 use super::rpc::Rpc;
 use crate::compact;
 use crate::event::Answer;
+use crate::items::{Item, ItemStore};
 use crate::krpc::{
     Body, Message, Method, Query, Response, Values, Want, ERR_METHOD_UNKNOWN, ERR_PROTOCOL,
 };
@@ -39,12 +40,17 @@ struct Draft {
     token: Option<[u8; TOKEN_LEN]>,
     /// BEP 51 `num` (samples are in their buffer).
     num: Option<i64>,
+    /// BEP 44: send the item under this target (its value is in `item_v` when sent).
+    item: Option<Id>,
+    /// BEP 44: send the stored item's seq and key but not its value (not newer than asked).
+    item_value: bool,
 }
 
 #[derive(Debug)]
 pub(crate) struct Responder {
     tokens: Tokens,
     store: Option<PeerStore>,
+    items: Option<ItemStore>,
     k: usize,
     max_values: usize,
     scratch_nodes: Vec<(Id, SocketAddr)>,
@@ -59,6 +65,7 @@ impl Responder {
         Responder {
             tokens: Tokens::new(rng),
             store: cfg.store.map(PeerStore::new),
+            items: cfg.items.map(ItemStore::new),
             k: cfg.table.k,
             max_values: cfg.max_values,
             scratch_nodes: Vec::new(),
@@ -73,6 +80,10 @@ impl Responder {
         self.store.as_ref()
     }
 
+    pub(crate) fn item_store(&self) -> Option<&ItemStore> {
+        self.items.as_ref()
+    }
+
     /// Token rotation and store expiry.
     pub(crate) fn rotate_tokens(&mut self, rng: &mut SmallRng) {
         self.tokens.rotate(rng);
@@ -81,6 +92,9 @@ impl Responder {
     pub(crate) fn expire(&mut self, now: Instant) {
         if let Some(store) = &mut self.store {
             store.expire(now);
+        }
+        if let Some(items) = &mut self.items {
+            items.expire(now);
         }
     }
 
@@ -116,6 +130,22 @@ impl Responder {
                 }
             }
             Method::SampleInfohashes { target } => self.sample_infohashes(&mut d, *target),
+            Method::Get { target, seq } => self.get(&mut d, from, *target, *seq),
+            Method::Put {
+                token,
+                v,
+                k,
+                sig,
+                salt,
+                seq,
+                cas,
+            } => {
+                let put = self.put(now, from, token, v, *k, *sig, *salt, *seq, *cas);
+                if let Err((code, reason)) = put {
+                    rpc.send_error(from, msg.tid, code, reason.as_bytes());
+                    return Answer::Error { code };
+                }
+            }
             Method::Other {
                 target, info_hash, ..
             } => {
@@ -169,6 +199,50 @@ impl Responder {
             store.announce(now, ih, peer, seed);
         }
         Ok(())
+    }
+
+    fn get(&mut self, d: &mut Draft, from: SocketAddr, target: Id, seq: Option<i64>) {
+        d.near = Some(target);
+        d.token = Some(self.tokens.token_for(from.ip()));
+        if let Some(item) = self.items.as_mut().and_then(|s| s.get(&target)) {
+            d.item = Some(target);
+            d.item_value = match (seq, item.seq()) {
+                (Some(asked), Some(have)) => have > asked,
+                _ => true,
+            };
+        }
+    }
+
+    /// A `put`: checked in the order BEP 44 nodes report problems (sizes, token, signature,
+    /// then cas and seq against what is stored).
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        token: &[u8],
+        v: &[u8],
+        k: Option<&[u8]>,
+        sig: Option<&[u8]>,
+        salt: Option<&[u8]>,
+        seq: Option<i64>,
+        cas: Option<i64>,
+    ) -> Result<(), (i64, &'static str)> {
+        let checked = |r: crate::items::Refusal| (r.code, r.message);
+        if v.len() > crate::items::MAX_VALUE_LEN {
+            return Err((crate::krpc::ERR_TOO_BIG, "value too big"));
+        }
+        if salt.is_some_and(|s| s.len() > crate::items::MAX_SALT_LEN) {
+            return Err((crate::krpc::ERR_SALT_TOO_BIG, "salt too big"));
+        }
+        if !self.tokens.validate(from.ip(), token) {
+            return Err((ERR_PROTOCOL, "bad token"));
+        }
+        let item = Item::from_put(v, k, sig, salt, seq).map_err(checked)?;
+        match &mut self.items {
+            Some(store) => store.put(now, item, cas).map_err(checked),
+            None => Ok(()),
+        }
     }
 
     fn sample_infohashes(&mut self, d: &mut Draft, target: Id) {
@@ -243,7 +317,24 @@ impl Responder {
             interval: d.num.map(|_| SAMPLE_INTERVAL),
             num: d.num,
             samples: d.num.map(|_| &self.samples[..]),
+            ..Response::default()
         };
+        let mut r = r;
+        if let Some(item) = d
+            .item
+            .and_then(|t| self.items.as_ref().and_then(|s| s.peek(&t)))
+        {
+            if d.item_value {
+                r.v = Some(&item.value);
+            }
+            if let Some(s) = &item.signed {
+                r.k = Some(&s.key);
+                r.seq = Some(s.seq);
+                if d.item_value {
+                    r.sig = Some(&s.sig);
+                }
+            }
+        }
         let version = rpc.version();
         let m = Message {
             tid,
@@ -394,6 +485,156 @@ mod tests {
         assert_eq!(field(&r, "num"), Some(&OwnedValue::Int(1)));
         assert_eq!(bytes(field(&r, "samples")), b"mnopqrstuvwxyz123456");
         assert!(field(&r, "interval").is_some());
+    }
+
+    /// A query message for `method`, encoded as dhtkit sends it.
+    fn query(method: crate::krpc::Request) -> Vec<u8> {
+        Message {
+            tid: b"aa",
+            version: None,
+            read_only: false,
+            ip: None,
+            body: Body::Query(Query {
+                id: Id(*b"abcdefghij0123456789"),
+                method: method.view(),
+                want: Want::default(),
+            }),
+        }
+        .to_bytes()
+    }
+
+    fn put(token: &[u8], item: &Item, cas: Option<i64>) -> crate::krpc::Request {
+        let s = item.signed.as_ref();
+        Method::Put {
+            token: token.to_vec(),
+            v: item.value.clone(),
+            k: s.map(|s| s.key.to_vec()),
+            sig: s.map(|s| s.sig.to_vec()),
+            salt: s.map(|s| s.salt.clone()),
+            seq: s.map(|s| s.seq),
+            cas,
+        }
+    }
+
+    fn code(a: Answer, e: &OwnedValue) -> i64 {
+        let Answer::Error { code } = a else {
+            panic!("not an error: {e:?}")
+        };
+        assert!(matches!(e, OwnedValue::List(l) if l[0] == OwnedValue::Int(code)));
+        code
+    }
+
+    #[test]
+    fn bep44_items_are_stored_and_served() {
+        let mut f = fixture();
+        let me = "127.9.0.1:1000";
+        let imm = Item::immutable(crate::items::bencode_bytes(b"hello"));
+        let (_, r) = f.ask(me, &query(crate::krpc::Request::get(imm.target(), None)));
+        let token = bytes(field(&r, "token"));
+        assert!(field(&r, "v").is_none() && field(&r, "nodes").is_some());
+        let (a, _) = f.ask(me, &query(put(&token, &imm, None)));
+        assert_eq!(a, Answer::Response);
+        let (_, r) = f.ask(me, &query(crate::krpc::Request::get(imm.target(), None)));
+        assert_eq!(field(&r, "v"), Some(&OwnedValue::Bytes(b"hello".to_vec())));
+        assert!(field(&r, "seq").is_none() && field(&r, "k").is_none());
+
+        let seed = [9u8; 32];
+        let m1 = Item::mutable(&seed, b"salt", 1, b"li1ei2ee".to_vec());
+        let (a, _) = f.ask(me, &query(put(&token, &m1, None)));
+        assert_eq!(a, Answer::Response);
+        let (_, r) = f.ask(me, &query(crate::krpc::Request::get(m1.target(), None)));
+        let s = m1.signed.as_ref().unwrap();
+        assert_eq!(
+            field(&r, "v"),
+            Some(&OwnedValue::decode(b"li1ei2ee").unwrap())
+        );
+        assert_eq!(field(&r, "seq"), Some(&OwnedValue::Int(1)));
+        assert_eq!(bytes(field(&r, "k")), s.key);
+        assert_eq!(bytes(field(&r, "sig")), s.sig);
+        let reply = crate::items::Item::from_reply(
+            &m1.target(),
+            b"salt",
+            b"li1ei2ee",
+            Some(&s.key),
+            Some(&s.sig),
+            Some(1),
+        );
+        assert_eq!(reply, Some(m1.clone()), "what comes back verifies");
+        // Asking with the seq we have: no value, just the seq.
+        let (_, r) = f.ask(me, &query(crate::krpc::Request::get(m1.target(), Some(1))));
+        assert!(field(&r, "v").is_none() && field(&r, "sig").is_none());
+        assert_eq!(field(&r, "seq"), Some(&OwnedValue::Int(1)));
+    }
+
+    #[test]
+    fn bep44_bad_puts_get_their_error_and_change_nothing() {
+        let mut f = fixture();
+        let me = "127.9.0.1:1000";
+        let seed = [9u8; 32];
+        let m2 = Item::mutable(&seed, b"", 2, b"3:two".to_vec());
+        let (_, r) = f.ask(me, &query(crate::krpc::Request::get(m2.target(), None)));
+        let token = bytes(field(&r, "token"));
+        let (a, _) = f.ask(me, &query(put(&token, &m2, None)));
+        assert_eq!(a, Answer::Response);
+        let stored = || m2.clone();
+        let check = |f: &mut Fixture, raw: Vec<u8>, want: i64| {
+            let (a, e) = f.ask(me, &raw);
+            assert_eq!(code(a, &e), want);
+            let store = f.responder.item_store().unwrap();
+            assert_eq!(store.len(), 1, "nothing else stored");
+            assert_eq!(store.peek(&m2.target()), Some(&stored()), "nothing changed");
+        };
+        // 205: v longer than 1000 bytes bencoded.
+        let big = Item::immutable(crate::items::bencode_bytes(&[b'x'; 1000]));
+        check(&mut f, query(put(&token, &big, None)), 205);
+        // 207: salt longer than 64 bytes.
+        let salty = Item::mutable(&seed, &[b's'; 65], 3, b"1:x".to_vec());
+        check(&mut f, query(put(&token, &salty, None)), 207);
+        // 203: a bad token, and a token given to another IP.
+        check(&mut f, query(put(b"nope", &m2, None)), 203);
+        let (_, r) = f.ask(
+            "127.9.0.2:1000",
+            &query(crate::krpc::Request::get(m2.target(), None)),
+        );
+        let other = bytes(field(&r, "token"));
+        check(&mut f, query(put(&other, &m2, None)), 203);
+        // 206: a signature that does not match the value.
+        let mut forged = Item::mutable(&seed, b"", 3, b"3:new".to_vec());
+        forged.value = b"3:bad".to_vec();
+        check(&mut f, query(put(&token, &forged, None)), 206);
+        // 302: an older seq; 301: a cas that is not the stored seq.
+        let old = Item::mutable(&seed, b"", 1, b"3:one".to_vec());
+        check(&mut f, query(put(&token, &old, None)), 302);
+        let newer = Item::mutable(&seed, b"", 3, b"5:three".to_vec());
+        check(&mut f, query(put(&token, &newer, Some(1))), 301);
+        // 203: wrong types (refused by the parser, which the node answers with its code)
+        // and missing fields.
+        let mut wrong = query(put(&token, &newer, None));
+        let at = wrong.windows(8).position(|w| w == b"3:seqi3e").unwrap();
+        wrong.splice(at..at + 8, b"3:seq1:3".iter().copied());
+        let mut d = Decoder::new(Limits::default());
+        let e = Message::parse(d.decode(&wrong).unwrap()).unwrap_err();
+        assert_eq!(
+            e.reply(),
+            Some((&b"aa"[..], 203, "seq and cas must be integers"))
+        );
+        let mut no_sig = put(&token, &newer, None);
+        if let Method::Put { sig, .. } = &mut no_sig {
+            *sig = None;
+        }
+        check(&mut f, query(no_sig), 203);
+        let mut short_key = put(&token, &newer, None);
+        if let Method::Put { k, .. } = &mut short_key {
+            k.as_mut().unwrap().pop();
+        }
+        check(&mut f, query(short_key), 203);
+        // And the right cas goes through.
+        let (a, _) = f.ask(me, &query(put(&token, &newer, Some(2))));
+        assert_eq!(a, Answer::Response);
+        assert_eq!(
+            f.responder.item_store().unwrap().peek(&m2.target()),
+            Some(&newer)
+        );
     }
 
     #[test]
