@@ -38,6 +38,12 @@ pub enum LookupKind {
     Bootstrap,
     /// Bucket refresh: a lookup for a random id in a stale bucket.
     Refresh,
+    /// BEP 44: find an item ([`LookupResult::item`]: for a mutable item, the highest seq
+    /// found that verifies).
+    GetItem,
+    /// BEP 44: find the closest nodes with `get`, then put an item to those that gave us
+    /// tokens ([`LookupResult::announced`] counts those that stored it).
+    PutItem,
 }
 
 impl LookupKind {
@@ -48,6 +54,7 @@ impl LookupKind {
             LookupKind::FindNode | LookupKind::Bootstrap | LookupKind::Refresh => {
                 Request::find_node(target)
             }
+            LookupKind::GetItem | LookupKind::PutItem => Request::get(target, None),
         }
     }
 
@@ -59,6 +66,8 @@ impl LookupKind {
             LookupKind::Announce { .. } => "announce",
             LookupKind::Bootstrap => "bootstrap",
             LookupKind::Refresh => "refresh",
+            LookupKind::GetItem => "get",
+            LookupKind::PutItem => "put",
         }
     }
 }
@@ -141,6 +150,12 @@ pub struct LookupResult {
     pub timeouts: u32,
     /// Time from start to finish.
     pub duration: Duration,
+    /// BEP 44 ([`LookupKind::GetItem`]): the item found, checked against the target (for a
+    /// mutable item, the highest seq whose signature verifies).
+    pub item: Option<crate::items::Item>,
+    /// BEP 44 ([`LookupKind::PutItem`]): the KRPC error codes nodes answered our put with
+    /// (301 and 302 say a newer item is stored).
+    pub put_errors: Vec<i64>,
 }
 
 /// Everything a node reports. Poll with [`crate::Node::poll_event`].

@@ -53,6 +53,36 @@ impl Node {
         self.start_lookup(now, LookupKind::Announce { port, seed }, info_hash)
     }
 
+    /// BEP 44: looks up the item stored under `target`. A mutable item is checked against
+    /// `salt` (empty for none) and the highest seq that verifies wins; an immutable one must
+    /// hash to `target`. The result is in [`crate::LookupResult::item`].
+    pub fn get_item(&mut self, now: Instant, target: Id, salt: &[u8]) -> Option<LookupId> {
+        let mut p = self.parts(now);
+        let (s, ctx) = p.primary()?;
+        s.start_lookup_with(ctx, LookupKind::GetItem, target, &[], |l| {
+            l.salt = salt.to_vec();
+        })
+    }
+
+    /// BEP 44: stores `item` on the k closest nodes to its target (a lookup with `get` for
+    /// their tokens, then `put`). With `cas`, nodes store a mutable item only over the seq
+    /// given. [`crate::LookupResult::announced`] counts the nodes that stored it and
+    /// [`crate::LookupResult::put_errors`] has the errors the others answered.
+    pub fn put_item(
+        &mut self,
+        now: Instant,
+        item: crate::items::Item,
+        cas: Option<i64>,
+    ) -> Option<LookupId> {
+        let target = item.target();
+        let mut p = self.parts(now);
+        let (s, ctx) = p.primary()?;
+        s.start_lookup_with(ctx, LookupKind::PutItem, target, &[], |l| {
+            l.item = Some(item);
+            l.cas = cas;
+        })
+    }
+
     /// Starts a lookup of any kind in the node's first family. Returns `None` when
     /// [`crate::Config::max_lookups`] lookups are already running. Lookups started while the first
     /// bootstrap runs wait for it.

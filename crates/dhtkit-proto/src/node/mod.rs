@@ -479,7 +479,7 @@ impl Node {
         });
         let mut parts = self.parts(now);
         if let Some((s, ctx)) = parts.for_addr(&from) {
-            s.on_error(ctx, &p);
+            s.on_error(ctx, &p, code);
         }
         request_finished(&mut self.events, &p, || RequestOutcome::Error {
             code,

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use super::{Ctx, Search};
 use crate::event::{Event, LookupId, LookupKind, LookupResult};
-use crate::krpc::{MethodKind, Request, Response};
+use crate::items::Item;
+use crate::krpc::{Method, MethodKind, Request, Response};
 use crate::node::rpc::{Outgoing, Pending, Purpose};
 use crate::{compact, Config, Distance, Id, Instant};
 
@@ -27,6 +28,8 @@ use crate::{compact, Config, Distance, Id, Instant};
 const REDRIVE_DELAY: Duration = Duration::from_millis(250);
 /// Most distinct peers a single lookup reports.
 const MAX_PEERS_PER_LOOKUP: usize = 10_000;
+/// Most put errors a lookup remembers.
+const MAX_PUT_ERRORS: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
@@ -77,6 +80,14 @@ pub(crate) struct Lookup {
     pub(crate) blocked: bool,
     /// Started by the advertise schedule (its peers are reported as `advertised`).
     pub(crate) advertise: bool,
+    /// BEP 44: the salt mutable items found are checked against (get).
+    pub(crate) salt: Vec<u8>,
+    /// BEP 44: the best item found (get), or the item to store (put).
+    pub(crate) item: Option<Item>,
+    /// BEP 44: compare-and-swap seq sent with a put.
+    pub(crate) cas: Option<i64>,
+    /// BEP 44: error codes our puts were answered with.
+    pub(crate) put_errors: Vec<i64>,
 }
 
 impl Lookup {
@@ -109,6 +120,51 @@ impl Lookup {
             phase: Phase::Search,
             blocked: false,
             advertise: false,
+            salt: Vec::new(),
+            item: None,
+            cas: None,
+            put_errors: Vec::new(),
+        }
+    }
+
+    /// An item from a `get` reply: kept if it checks out against the target and beats what
+    /// we have (an immutable item: the first; a mutable one: a higher seq).
+    pub(crate) fn offer_item(&mut self, r: &Response<'_>) {
+        let Some(v) = r.v else { return };
+        let Some(item) = Item::from_reply(&self.target, &self.salt, v, r.k, r.sig, r.seq) else {
+            return;
+        };
+        let better = match (&self.item, item.seq()) {
+            (None, _) => true,
+            (Some(have), Some(seq)) => have.seq().is_some_and(|h| seq > h),
+            (Some(_), None) => false,
+        };
+        if better {
+            self.item = Some(item);
+        }
+    }
+
+    /// The query that stores what this lookup is for at a node that gave us `token`: an
+    /// `announce_peer` or a BEP 44 `put`.
+    pub(crate) fn store_request(&self, token: Vec<u8>) -> Option<Request> {
+        match self.kind {
+            LookupKind::Announce { port, seed } => {
+                Some(Request::announce_peer(self.target, port, token, seed))
+            }
+            LookupKind::PutItem => {
+                let item = self.item.as_ref()?;
+                let s = item.signed.as_ref();
+                Some(Method::Put {
+                    token,
+                    v: item.value.clone(),
+                    k: s.map(|s| s.key.to_vec()),
+                    sig: s.map(|s| s.sig.to_vec()),
+                    salt: s.map(|s| s.salt.clone()).filter(|x| !x.is_empty()),
+                    seq: s.map(|s| s.seq),
+                    cas: self.cas,
+                })
+            }
+            _ => None,
         }
     }
 
@@ -158,10 +214,16 @@ impl Lookup {
     }
 
     /// How many answers a search wants: k, or 2k for a get_peers that has found no peer yet
+    /// (or a get of an item that has found none)
     /// (the nodes that hold the peers may sit just beyond the k closest, after churn brought
     /// newcomers closer to the infohash, or liars crowded in).
     fn wanted(&self) -> usize {
-        if matches!(self.kind, LookupKind::GetPeers) && self.peers.is_empty() {
+        let nothing_yet = match self.kind {
+            LookupKind::GetPeers => self.peers.is_empty(),
+            LookupKind::GetItem => self.item.is_none(),
+            _ => false,
+        };
+        if nothing_yet {
             2 * self.k
         } else {
             self.k
@@ -312,6 +374,12 @@ impl Lookup {
         // is in hand. A lookup whose result is the closest nodes (find_node, an announce's
         // targets, bootstrap) waits for them, retransmissions included, to be exact; so does
         // a get_peers with no peer yet (the node that holds them may be the slow one).
+        if self.kind == LookupKind::GetItem
+            && self.item.as_ref().is_some_and(|i| i.signed.is_none())
+        {
+            // An immutable item is the item: one copy that hashes right is all there is.
+            return true;
+        }
         let skip_slow =
             total >= self.k && matches!(self.kind, LookupKind::GetPeers) && !self.peers.is_empty();
         let wanted = self.wanted();
@@ -357,6 +425,19 @@ impl Search {
         target: Id,
         via: &[SocketAddr],
     ) -> Option<LookupId> {
+        self.start_lookup_with(ctx, kind, target, via, |_| {})
+    }
+
+    /// [`Search::start_lookup`], with `prep` filling in what the lookup carries besides its
+    /// kind and target (a BEP 44 salt or item) before it sends anything.
+    pub(crate) fn start_lookup_with(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        kind: LookupKind,
+        target: Id,
+        via: &[SocketAddr],
+        prep: impl FnOnce(&mut Lookup),
+    ) -> Option<LookupId> {
         if self.lookups.len() >= ctx.cfg.max_lookups {
             return None;
         }
@@ -366,6 +447,7 @@ impl Search {
         }
         let lid = self.new_lookup_id();
         let mut l = Lookup::new(lid, kind, target, self.own, ctx.cfg, ctx.now);
+        prep(&mut l);
         if hold {
             l.phase = Phase::Held;
             self.lookups.insert(lid, l);
@@ -454,8 +536,8 @@ impl Search {
         let l = &self.lookups[&lid];
         match l.phase {
             Phase::Search if l.search_done() => {
-                if let LookupKind::Announce { port, seed } = l.kind {
-                    self.start_announce(ctx, lid, port, seed);
+                if matches!(l.kind, LookupKind::Announce { .. } | LookupKind::PutItem) {
+                    self.start_store(ctx, lid);
                 } else {
                     self.finish(ctx, lid);
                 }
@@ -477,12 +559,15 @@ impl Search {
         let Some(l) = self.lookups.get_mut(&lid) else {
             return;
         };
-        if p.kind == MethodKind::AnnouncePeer {
+        if matches!(p.kind, MethodKind::AnnouncePeer | MethodKind::Put) {
             l.announce_done(true);
             self.drive(ctx, lid);
             return;
         }
         l.on_response(&from, r.id, r.token);
+        if l.kind == LookupKind::GetItem {
+            l.offer_item(r);
+        }
         let raw = if self.v6 { r.nodes6 } else { r.nodes };
         for (id, addr) in compact::nodes(raw.unwrap_or_default(), self.v6) {
             if ctx.rpc.may_contact(&addr, false) {
@@ -510,19 +595,23 @@ impl Search {
         self.drive(ctx, lid);
     }
 
-    /// A lookup's query got an error (`timed_out` false) or no answer in time.
+    /// A lookup's query got an error (`error`: its code) or no answer in time (`None`).
     pub(crate) fn lookup_failed(
         &mut self,
         ctx: &mut Ctx<'_>,
         lid: LookupId,
         p: &Pending,
-        timed_out: bool,
+        error: Option<i64>,
     ) {
         let Some(l) = self.lookups.get_mut(&lid) else {
             return;
         };
-        if p.kind == MethodKind::AnnouncePeer {
+        let timed_out = error.is_none();
+        if matches!(p.kind, MethodKind::AnnouncePeer | MethodKind::Put) {
             l.announce_done(false);
+            if let (Some(code), true) = (error, l.put_errors.len() < MAX_PUT_ERRORS) {
+                l.put_errors.push(code);
+            }
         } else {
             l.timeouts += timed_out as u32;
             l.on_failed(&p.addr);
@@ -544,20 +633,17 @@ impl Search {
         let (Some(l), Some(p)) = (self.lookups.get(&lid), ctx.rpc.get(tid)) else {
             return false;
         };
-        if p.kind == MethodKind::AnnouncePeer {
-            // A lost announce is sent again with the token that node gave us: under loss,
-            // the peer would otherwise be stored on fewer of the closest nodes.
-            let LookupKind::Announce { port, seed } = l.kind else {
-                return false;
-            };
-            let Some(token) = l
+        if matches!(p.kind, MethodKind::AnnouncePeer | MethodKind::Put) {
+            // A lost announce or put is sent again with the token that node gave us: under
+            // loss, the peer or item would otherwise be stored on fewer of the closest nodes.
+            let Some(method) = l
                 .closest_responded()
                 .find(|(_, a, _)| *a == p.addr)
                 .and_then(|(_, _, t)| t.map(<[u8]>::to_vec))
+                .and_then(|token| l.store_request(token))
             else {
                 return false;
             };
-            let method = Request::announce_peer(l.target, port, token, seed);
             return ctx.rpc.resend(ctx.now, tid, method.view());
         }
         if !l.worth_retry(&p.addr) {
@@ -567,16 +653,16 @@ impl Search {
         ctx.rpc.resend(ctx.now, tid, method.view())
     }
 
-    fn start_announce(&mut self, ctx: &mut Ctx<'_>, lid: LookupId, port: Option<u16>, seed: bool) {
+    /// The second phase of an announce or a put: the store query to each of the k closest
+    /// nodes that gave us a token.
+    fn start_store(&mut self, ctx: &mut Ctx<'_>, lid: LookupId) {
         let l = &self.lookups[&lid];
-        let target = l.target;
-        let to: Vec<(Id, SocketAddr, Vec<u8>)> = l
+        let to: Vec<(Id, SocketAddr, Request)> = l
             .closest_responded()
-            .filter_map(|(id, addr, tok)| Some((id, addr, tok?.to_vec())))
+            .filter_map(|(id, addr, tok)| Some((id, addr, l.store_request(tok?.to_vec())?)))
             .collect();
         let mut pending = 0;
-        for (id, addr, token) in to {
-            let method = Request::announce_peer(target, port, token, seed);
+        for (id, addr, method) in to {
             let sent = ctx.rpc.send(
                 ctx.now,
                 Outgoing {
@@ -623,6 +709,8 @@ impl Search {
             closest,
             peers_found: l.peers.len(),
             announced: l.announced,
+            item: (l.kind == LookupKind::GetItem).then_some(l.item).flatten(),
+            put_errors: l.put_errors,
             queries: l.queries,
             responses: l.responses,
             timeouts: l.timeouts,

@@ -142,12 +142,12 @@ impl Search {
     }
 
     /// A KRPC error answered one of our queries.
-    pub(crate) fn on_error(&mut self, ctx: &mut Ctx<'_>, p: &Pending) {
+    pub(crate) fn on_error(&mut self, ctx: &mut Ctx<'_>, p: &Pending, code: i64) {
         match p.purpose {
             Purpose::Verify => {
                 self.verifying.remove(&p.addr);
             }
-            Purpose::Lookup(lid) => self.lookup_failed(ctx, lid, p, false),
+            Purpose::Lookup(lid) => self.lookup_failed(ctx, lid, p, Some(code)),
             Purpose::Request(_) => {}
         }
     }
@@ -170,7 +170,7 @@ impl Search {
             self.fail_node(ctx, &id, &p.addr);
         }
         if let Purpose::Lookup(lid) = p.purpose {
-            self.lookup_failed(ctx, lid, p, true);
+            self.lookup_failed(ctx, lid, p, None);
         }
     }
 
