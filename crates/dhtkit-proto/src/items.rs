@@ -97,6 +97,11 @@ pub fn mutable_target(key: &[u8; 32], salt: &[u8]) -> Id {
     Id(h.finalize().into())
 }
 
+/// The ed25519 public key of the secret `seed`.
+pub fn public_key(seed: &[u8; 32]) -> [u8; 32] {
+    SigningKey::from_bytes(seed).verifying_key().to_bytes()
+}
+
 /// The bytes a mutable item's signature covers.
 pub fn signed_bytes(salt: &[u8], seq: i64, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len() + salt.len() + 32);

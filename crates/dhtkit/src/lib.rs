@@ -20,7 +20,8 @@
 //! One task owns the protocol core ([`dhtkit_proto::Node`]) and the socket; the [`Dht`] handle
 //! talks to it over a channel, so it is cheap to clone and share. Events go out on a bounded
 //! broadcast: a slow subscriber loses events (and is told how many), the node never waits.
-#![forbid(unsafe_code)]
+// Unsafe code is allowed in one place only: the `sendmmsg` call (driver/sendmmsg.rs).
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod builder;
@@ -34,6 +35,7 @@ use std::sync::{Arc, Mutex};
 
 pub use builder::{DhtBuilder, DEFAULT_BOOTSTRAP};
 pub use dhtkit_proto::bencode::OwnedValue;
+pub use dhtkit_proto::items::{self, Item};
 /// The events a node reports: the protocol core's own type, handed on unchanged.
 pub use dhtkit_proto::Event as DhtEvent;
 pub use dhtkit_proto::{
@@ -96,6 +98,27 @@ pub struct AnnounceResult {
     /// The whole lookup.
     pub lookup: LookupResult,
 }
+
+/// What a BEP 44 put achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PutResult {
+    /// Where the item is stored.
+    pub target: Id,
+    /// The sequence number put (mutable items).
+    pub seq: Option<i64>,
+    /// Nodes that stored it.
+    pub stored: usize,
+    /// The KRPC error codes other nodes answered with (301: cas mismatch, 302: a newer
+    /// item is stored).
+    pub errors: Vec<i64>,
+    /// The whole lookup.
+    pub lookup: LookupResult,
+}
+
+/// Most times [`Dht::put_mutable`] reads the stored seq again and retries after nodes
+/// answered that a newer item is stored (301 or 302).
+pub const PUT_MUTABLE_TRIES: usize = 3;
 
 /// A get_peers lookup in progress: peers arrive as they are found.
 pub struct GetPeers {
@@ -249,6 +272,88 @@ impl Dht {
         self.lookup(info_hash, LookupCommand::Announce(port, tx))
             .await?;
         rx.await.map_err(|_| Error::Shutdown)?
+    }
+
+    /// BEP 44: the item stored under `target`, checked before it is returned (an immutable
+    /// value must hash to `target`; a mutable item must be signed by a key that, with
+    /// `salt`, hashes to it). For a mutable item, the highest seq found. `None` when no node
+    /// had one.
+    pub async fn get(&self, target: Id, salt: &[u8]) -> Result<Option<Item>, Error> {
+        Ok(self.get_lookup(target, salt).await?.item)
+    }
+
+    /// [`Dht::get`], returning the whole lookup.
+    pub async fn get_lookup(&self, target: Id, salt: &[u8]) -> Result<LookupResult, Error> {
+        let (tx, rx) = oneshot::channel();
+        let what = LookupCommand::GetItem {
+            salt: salt.to_vec(),
+            done: tx,
+        };
+        self.lookup(target, what).await?;
+        rx.await.map_err(|_| Error::Shutdown)?
+    }
+
+    /// BEP 44: stores `item` on the nodes closest to its target. With `cas`, nodes keep a
+    /// mutable item only in place of the seq given.
+    pub async fn put(&self, item: Item, cas: Option<i64>) -> Result<PutResult, Error> {
+        let target = item.target();
+        let seq = item.seq();
+        let (tx, rx) = oneshot::channel();
+        self.lookup(
+            target,
+            LookupCommand::PutItem {
+                item,
+                cas,
+                done: tx,
+            },
+        )
+        .await?;
+        let lookup = rx.await.map_err(|_| Error::Shutdown)??;
+        Ok(PutResult {
+            target,
+            seq,
+            stored: lookup.announced,
+            errors: lookup.put_errors.clone(),
+            lookup,
+        })
+    }
+
+    /// BEP 44: stores an immutable item whose value is `value`, already bencoded (for a
+    /// string, [`dhtkit_proto::items::bencode_bytes`]). Its target is the SHA-1 of `value`.
+    pub async fn put_immutable(&self, value: Vec<u8>) -> Result<PutResult, Error> {
+        self.put(Item::immutable(value), None).await
+    }
+
+    /// BEP 44: stores a mutable item whose value is `value` (already bencoded), signed with
+    /// the ed25519 secret `seed`, under the SHA-1 of its public key and `salt`.
+    ///
+    /// With `seq: None` it reads the item first and puts one more than the highest seq
+    /// found, with `cas` set to that seq; when nodes answer that someone else stored a newer
+    /// one meanwhile (301 or 302) and none stored ours, it reads and tries again, up to
+    /// [`PUT_MUTABLE_TRIES`] times. With `seq: Some(n)` it puts seq `n` once, without cas.
+    pub async fn put_mutable(
+        &self,
+        seed: &[u8; 32],
+        salt: &[u8],
+        value: Vec<u8>,
+        seq: Option<i64>,
+    ) -> Result<PutResult, Error> {
+        if let Some(seq) = seq {
+            return self.put(Item::mutable(seed, salt, seq, value), None).await;
+        }
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let target = items::mutable_target(&items::public_key(seed), salt);
+            let current = self.get(target, salt).await?.and_then(|i| i.seq());
+            let next = current.map_or(1, |s| s.saturating_add(1));
+            let item = Item::mutable(seed, salt, next, value.clone());
+            let r = self.put(item, current).await?;
+            let raced = r.stored == 0 && r.errors.iter().any(|c| *c == 301 || *c == 302);
+            if !raced || tries >= PUT_MUTABLE_TRIES {
+                return Ok(r);
+            }
+        }
     }
 
     /// Keeps announcing `info_hash` (now, then every advertise interval) until

@@ -272,3 +272,69 @@ async fn custom_messages_and_message_events() {
     listener.shutdown().await;
     sender.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bep44_put_and_get_over_loopback() {
+    let all = network(36, 6).await;
+    // Immutable: the target is the SHA-1 of the bencoded value.
+    let value = dhtkit::items::bencode_bytes(b"hello from dhtkit");
+    let put = timeout(WAIT, all[1].put_immutable(value.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(put.stored >= 3, "stored on {} nodes", put.stored);
+    assert_eq!(put.target, dhtkit::items::immutable_target(&value));
+    let got = timeout(WAIT, all[4].get(put.target, b""))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.map(|i| i.value), Some(value));
+
+    // Mutable with a salt: the first put gets seq 1, the next seq 2 (read, then cas).
+    let seed = [42u8; 32];
+    let first = timeout(
+        WAIT,
+        all[2].put_mutable(&seed, b"profile", dhtkit::items::bencode_bytes(b"v1"), None),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!((first.seq, first.errors.len()), (Some(1), 0));
+    let second = timeout(
+        WAIT,
+        all[3].put_mutable(&seed, b"profile", dhtkit::items::bencode_bytes(b"v2"), None),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(second.seq, Some(2));
+    assert!(second.stored >= 3, "stored on {} nodes", second.stored);
+    let got = timeout(WAIT, all[5].get(second.target, b"profile"))
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("found");
+    assert_eq!(got.seq(), Some(2));
+    assert_eq!(got.value, dhtkit::items::bencode_bytes(b"v2"));
+    // A stale seq is refused by the nodes that hold seq 2.
+    let stale = timeout(
+        WAIT,
+        all[0].put_mutable(
+            &seed,
+            b"profile",
+            dhtkit::items::bencode_bytes(b"old"),
+            Some(1),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(stale.errors.contains(&302), "errors: {:?}", stale.errors);
+    // The wrong salt finds nothing that verifies.
+    let none = timeout(WAIT, all[5].get(second.target, b"other"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(none, None);
+    shutdown(all).await;
+}

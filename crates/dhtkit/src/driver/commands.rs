@@ -22,6 +22,15 @@ pub(crate) enum LookupCommand {
         Option<u16>,
         oneshot::Sender<Result<crate::AnnounceResult, Error>>,
     ),
+    GetItem {
+        salt: Vec<u8>,
+        done: oneshot::Sender<Result<dhtkit_proto::LookupResult, Error>>,
+    },
+    PutItem {
+        item: dhtkit_proto::Item,
+        cas: Option<i64>,
+        done: oneshot::Sender<Result<dhtkit_proto::LookupResult, Error>>,
+    },
 }
 
 pub(crate) enum Command {
@@ -82,20 +91,33 @@ impl Driver {
                 what,
                 accepted,
             } => {
-                let kind = match &what {
-                    LookupCommand::FindNode(_) => LookupKind::FindNode,
-                    LookupCommand::GetPeers { .. } => LookupKind::GetPeers,
-                    LookupCommand::Announce(port, _) => LookupKind::Announce {
-                        port: *port,
-                        seed: false,
-                    },
+                let started = match &what {
+                    LookupCommand::FindNode(_) => {
+                        self.node.start_lookup(now, LookupKind::FindNode, target)
+                    }
+                    LookupCommand::GetPeers { .. } => {
+                        self.node.start_lookup(now, LookupKind::GetPeers, target)
+                    }
+                    LookupCommand::Announce(port, _) => {
+                        let kind = LookupKind::Announce {
+                            port: *port,
+                            seed: false,
+                        };
+                        self.node.start_lookup(now, kind, target)
+                    }
+                    LookupCommand::GetItem { salt, .. } => self.node.get_item(now, target, salt),
+                    LookupCommand::PutItem { item, cas, .. } => {
+                        self.node.put_item(now, item.clone(), *cas)
+                    }
                 };
-                let Some(lid) = self.node.start_lookup(now, kind, target) else {
+                let Some(lid) = started else {
                     let _ = accepted.send(Err(Error::Refused("too many lookups running")));
                     return;
                 };
                 let waiter = match what {
-                    LookupCommand::FindNode(tx) => LookupWaiter::FindNode(tx),
+                    LookupCommand::FindNode(tx)
+                    | LookupCommand::GetItem { done: tx, .. }
+                    | LookupCommand::PutItem { done: tx, .. } => LookupWaiter::Whole(tx),
                     LookupCommand::GetPeers { peers, done } => {
                         LookupWaiter::GetPeers { peers, done }
                     }

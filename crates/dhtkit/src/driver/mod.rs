@@ -23,6 +23,9 @@ use tokio::time::Instant as TokioInstant;
 
 mod commands;
 mod filter;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+mod sendmmsg;
 
 pub(crate) use commands::{Command, LookupCommand};
 
@@ -71,7 +74,8 @@ const FILTER_REFRESH: Duration = Duration::from_secs(5);
 
 /// Who waits for a lookup.
 enum LookupWaiter {
-    FindNode(oneshot::Sender<Result<LookupResult, Error>>),
+    /// The whole result (find_node, BEP 44 get and put).
+    Whole(oneshot::Sender<Result<LookupResult, Error>>),
     GetPeers {
         peers: mpsc::UnboundedSender<SocketAddr>,
         done: oneshot::Sender<LookupResult>,
@@ -111,6 +115,9 @@ pub(crate) struct Driver {
     saving: Option<Saving>,
     /// Save requests that came while a save was running: they get the next one.
     save_again: Vec<oneshot::Sender<Result<(), Error>>>,
+    /// Datagrams on their way out together (`sendmmsg`).
+    #[cfg(target_os = "linux")]
+    sends: sendmmsg::SendBatch,
 }
 
 impl Driver {
@@ -166,6 +173,8 @@ impl Driver {
             next_save,
             saving: None,
             save_again: Vec::new(),
+            #[cfg(target_os = "linux")]
+            sends: sendmmsg::SendBatch::new(),
             cfg,
         };
         let task = tokio::spawn(d.run());
@@ -456,21 +465,24 @@ impl Driver {
     }
 
     /// Sends what the core queued and hands on its events; returns how many datagrams went.
+    /// On Linux they go out in batches, one `sendmmsg` per [`sendmmsg::SLOTS`].
     async fn flush(&mut self) -> usize {
         let mut sent = 0;
         while let Some(t) = self.node.poll_transmit() {
             sent += 1;
-            // Straight to the socket; wait for room only when its buffer is full.
-            let r = match self.socket.try_send_to(t.payload, t.dest) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.socket.send_to(t.payload, t.dest).await
+            #[cfg(target_os = "linux")]
+            {
+                if self.sends.is_full() {
+                    send_batch(&self.socket, &mut self.sends).await;
                 }
-                r => r,
-            };
-            if let Err(e) = r {
-                tracing::debug!("send to {} failed: {e}", t.dest);
+                if self.sends.push(t.payload, t.dest) {
+                    continue;
+                }
             }
+            send_one(&self.socket, t.payload, t.dest).await;
         }
+        #[cfg(target_os = "linux")]
+        send_batch(&self.socket, &mut self.sends).await;
         while let Some(e) = self.node.poll_event() {
             self.on_event(e);
         }
@@ -488,7 +500,7 @@ impl Driver {
                 _ => {}
             },
             Event::LookupFinished(r) => match self.lookups.remove(&r.id) {
-                Some(LookupWaiter::FindNode(tx)) => {
+                Some(LookupWaiter::Whole(tx)) => {
                     let _ = tx.send(Ok(r.clone()));
                 }
                 Some(LookupWaiter::GetPeers { done, .. }) => {
@@ -525,6 +537,42 @@ impl Driver {
 }
 
 /// A save task's result, with a panic in it turned into an error.
+/// Sends one datagram: straight to the socket, waiting for room only when its buffer is full.
+async fn send_one(socket: &UdpSocket, payload: &[u8], dest: SocketAddr) {
+    let r = match socket.try_send_to(payload, dest) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => socket.send_to(payload, dest).await,
+        r => r,
+    };
+    if let Err(e) = r {
+        tracing::debug!("send to {dest} failed: {e}");
+    }
+}
+
+/// Sends every datagram in `batch`, waiting for room when the socket buffer is full. A
+/// datagram the kernel refuses (an unreachable destination, say) is logged and dropped.
+#[cfg(target_os = "linux")]
+async fn send_batch(socket: &UdpSocket, batch: &mut sendmmsg::SendBatch) {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    while !batch.is_empty() {
+        match socket.try_io(tokio::io::Interest::WRITABLE, || batch.send(fd)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if socket.writable().await.is_err() {
+                    // The socket is gone: so are the datagrams.
+                    batch.clear();
+                }
+            }
+            Err(e) => {
+                if let Some((_, dest)) = batch.first() {
+                    tracing::debug!("send to {dest} failed: {e}");
+                }
+                batch.skip_first();
+            }
+        }
+    }
+}
+
 fn joined(r: Result<Result<usize, Error>, tokio::task::JoinError>) -> Result<usize, Error> {
     r.unwrap_or_else(|e| Err(Error::Io(std::io::Error::other(e))))
 }
