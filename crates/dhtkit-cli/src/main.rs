@@ -80,6 +80,51 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Store an item in the DHT (BEP 44). Prints the target (40 hex) first, then how many
+    /// nodes stored it. Without --key the item is immutable (its target is the SHA-1 of the
+    /// value); with --key it is mutable, signed with that key. Exit 0 if at least one node
+    /// stored it.
+    Put {
+        /// The value, stored as a bencoded byte string.
+        value: String,
+        /// A file holding an ed25519 secret seed (64 hex digits; see `dhtkit keygen`): store a
+        /// mutable item signed with it, under the SHA-1 of its public key and the salt.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Salt for a mutable item (at most 64 bytes): one key can sign many items.
+        #[arg(long, requires = "key")]
+        salt: Option<String>,
+        /// Sequence number for a mutable item. Default: one more than the highest found
+        /// (and stored only in place of that one, compare-and-swap).
+        #[arg(long, requires = "key")]
+        seq: Option<i64>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Read an item from the DHT (BEP 44) and print its value as text. The item is checked
+    /// before it is printed (hash, or key, salt and signature). Exit 1 if not found.
+    Get {
+        /// The item's target, 40 hex digits (as `dhtkit put` prints it).
+        target: String,
+        /// The salt a mutable item was stored with.
+        #[arg(long)]
+        salt: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Write a new ed25519 secret seed (64 hex digits) to FILE, readable by its owner only,
+    /// and print its public key (64 hex digits). Refuses to overwrite FILE.
+    Keygen {
+        /// Where to write the secret seed.
+        file: PathBuf,
+    },
+    /// Ask one node for a sample of the infohashes it stores (BEP 51): one per line.
+    Sample {
+        /// The node, ADDR:PORT.
+        addr: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Crawl the DHT: discover infohashes honestly, fetch and verify their metadata, and keep
     /// them in a database. Runs until SIGINT or SIGTERM.
     Crawl(crawl::CrawlArgs),
@@ -413,6 +458,44 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
             let port = if implied_port { None } else { port };
             let b = builder(&common.bind, &common.opts)?;
             oneshot::announce(b, ih, port, &common).await
+        }
+        Command::Put {
+            value,
+            key,
+            salt,
+            seq,
+            common,
+        } => {
+            let seed = key.as_deref().map(oneshot::read_key).transpose()?;
+            let salt = salt.unwrap_or_default().into_bytes();
+            if salt.len() > dhtkit::items::MAX_SALT_LEN {
+                return Err(BadInput("--salt is longer than 64 bytes".into()));
+            }
+            let v = dhtkit::items::bencode_bytes(value.as_bytes());
+            if v.len() > dhtkit::items::MAX_VALUE_LEN {
+                return Err(BadInput(format!(
+                    "the value is {} bytes bencoded; an item holds at most 1000",
+                    v.len()
+                )));
+            }
+            let b = builder(&common.bind, &common.opts)?;
+            oneshot::put(b, v, seed.map(|s| (s, salt, seq)), &common).await
+        }
+        Command::Get {
+            target,
+            salt,
+            common,
+        } => {
+            let target = parse_id("target", &target)?;
+            let b = builder(&common.bind, &common.opts)?;
+            let salt = salt.unwrap_or_default().into_bytes();
+            oneshot::get(b, target, &salt, &common).await
+        }
+        Command::Keygen { file } => oneshot::keygen(&file),
+        Command::Sample { addr, common } => {
+            let addr = parse_addr(&addr)?;
+            let b = builder(&common.bind, &common.opts)?;
+            oneshot::sample(b, addr, &common).await
         }
         Command::Crawl(a) => crawl::crawl(a).await,
         Command::Web(a) => web::web(a).await,

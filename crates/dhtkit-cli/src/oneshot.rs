@@ -265,3 +265,180 @@ pub(crate) async fn announce(
     dht.shutdown().await;
     Ok(code)
 }
+
+/// Reads an ed25519 secret seed: 64 hex digits (surrounding whitespace ignored).
+pub(crate) fn read_key(path: &std::path::Path) -> Result<[u8; 32], BadInput> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BadInput(format!("cannot read key file {}: {e}", path.display())))?;
+    let bytes = from_hex(text.trim()).filter(|b| b.len() == 32);
+    bytes.and_then(|b| b.try_into().ok()).ok_or_else(|| {
+        BadInput(format!(
+            "key file {} does not hold 64 hex digits (an ed25519 seed; see `dhtkit keygen`)",
+            path.display()
+        ))
+    })
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub(crate) fn keygen(path: &std::path::Path) -> Result<ExitCode, BadInput> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| BadInput(format!("no randomness: {e}")))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| BadInput(format!("cannot create {}: {e}", path.display())))?;
+    writeln!(f, "{}", hex(&seed))
+        .and_then(|_| f.sync_all())
+        .map_err(|e| BadInput(format!("cannot write {}: {e}", path.display())))?;
+    emit(hex(&dhtkit::items::public_key(&seed)));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A mutable item's seed, salt and optional seq.
+type Signing = ([u8; 32], Vec<u8>, Option<i64>);
+
+pub(crate) async fn put(
+    b: DhtBuilder,
+    value: Vec<u8>,
+    signing: Option<Signing>,
+    c: &Common,
+) -> Result<ExitCode, BadInput> {
+    let limit = timeout_of(c)?;
+    let target = match &signing {
+        None => dhtkit::items::immutable_target(&value),
+        Some((seed, salt, _)) => {
+            dhtkit::items::mutable_target(&dhtkit::items::public_key(seed), salt)
+        }
+    };
+    let dht = match start(b).await {
+        Ok(d) => d,
+        Err(code) => return Ok(code),
+    };
+    if !c.json {
+        emit(target);
+    }
+    let work = async {
+        match &signing {
+            None => dht.put_immutable(value.clone()).await,
+            Some((seed, salt, seq)) => dht.put_mutable(seed, salt, value.clone(), *seq).await,
+        }
+    };
+    let r = tokio::time::timeout(limit, with_progress(&dht, || 0, work)).await;
+    let code = outcome(r, |p| {
+        if c.json {
+            emit(json!({
+                "target": target.to_hex(),
+                "seq": p.seq,
+                "stored": p.stored,
+                "errors": p.errors,
+            }));
+        } else {
+            let seq = p.seq.map(|s| format!(" (seq {s})")).unwrap_or_default();
+            emit(format!("stored on {} nodes{seq}", p.stored));
+        }
+        if p.stored == 0 && !p.errors.is_empty() {
+            eprintln!("error: no node stored it; they answered {:?}", p.errors);
+        }
+        if p.stored > 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    });
+    dht.shutdown().await;
+    Ok(code)
+}
+
+/// An item's value for printing: a byte string's contents as text; any other bencode value
+/// as its encoding.
+fn value_text(v: &[u8]) -> String {
+    match dhtkit::OwnedValue::decode(v) {
+        Ok(dhtkit::OwnedValue::Bytes(b)) => String::from_utf8_lossy(&b).into_owned(),
+        _ => String::from_utf8_lossy(v).into_owned(),
+    }
+}
+
+pub(crate) async fn get(
+    b: DhtBuilder,
+    target: Id,
+    salt: &[u8],
+    c: &Common,
+) -> Result<ExitCode, BadInput> {
+    let limit = timeout_of(c)?;
+    let dht = match start(b).await {
+        Ok(d) => d,
+        Err(code) => return Ok(code),
+    };
+    let r = tokio::time::timeout(limit, with_progress(&dht, || 0, dht.get(target, salt))).await;
+    if matches!(&r, Ok(Ok(None))) {
+        eprintln!(
+            "{}",
+            why_nothing(&dht, &format!("holds an item under {target}")).await
+        );
+    }
+    let code = outcome(r, |item| {
+        let Some(item) = item else {
+            return ExitCode::from(1);
+        };
+        let s = item.signed.as_ref();
+        if c.json {
+            emit(json!({
+                "target": target.to_hex(),
+                "value": value_text(&item.value),
+                "seq": s.map(|s| s.seq),
+                "key": s.map(|s| hex(&s.key)),
+                "sig": s.map(|s| hex(&s.sig)),
+            }));
+        } else {
+            emit(value_text(&item.value));
+        }
+        ExitCode::SUCCESS
+    });
+    dht.shutdown().await;
+    Ok(code)
+}
+
+pub(crate) async fn sample(
+    b: DhtBuilder,
+    addr: SocketAddr,
+    c: &Common,
+) -> Result<ExitCode, BadInput> {
+    let limit = timeout_of(c)?;
+    let dht = match start(b).await {
+        Ok(d) => d,
+        Err(code) => return Ok(code),
+    };
+    let r = tokio::time::timeout(limit, dht.sample_infohashes(addr)).await;
+    let code = outcome(r, |s| {
+        if c.json {
+            emit(json!({
+                "interval": s.interval,
+                "num": s.num,
+                "samples": s.samples.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+            }));
+        } else {
+            for ih in &s.samples {
+                emit(ih);
+            }
+        }
+        ExitCode::SUCCESS
+    });
+    dht.shutdown().await;
+    Ok(code)
+}

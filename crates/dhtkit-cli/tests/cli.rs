@@ -514,3 +514,111 @@ fn a_config_file_sets_options_and_the_command_line_wins() {
     assert_eq!(code, 2);
     assert!(err.contains("missing.toml"), "{err}");
 }
+
+#[test]
+fn keygen_put_get_and_sample_over_loopback() {
+    let dir = tmpdir("bep44");
+    let mut nodes = Vec::new();
+    for i in 1..=4 {
+        let bind = format!("127.47.{i}.1:16881");
+        nodes.push(start_node(&[
+            "--bind",
+            &bind,
+            "--bootstrap",
+            "127.47.1.1:16881",
+        ]));
+    }
+    let boot = "127.47.1.1:16881,127.47.2.1:16881";
+    // Each one-shot from its own address, as separate hosts: the nodes' per-IP limits
+    // would otherwise see one host making many lookups in a few seconds.
+    let next = std::cell::Cell::new(100u8);
+    let one_shot = |args: &[&str]| {
+        let bind = format!("127.47.{}.1:0", next.get());
+        next.set(next.get() + 1);
+        let mut a = args.to_vec();
+        a.extend(["--bootstrap", boot, "--timeout", "20", "--bind", &bind]);
+        run(&a)
+    };
+
+    // keygen: a seed readable by its owner only, the public key on stdout, no overwrite.
+    let key = dir.join("key");
+    let key_s = key.to_str().unwrap();
+    let (code, out, err) = run(&["keygen", key_s]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim().len(), 64, "{out}");
+    let seed = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(seed.trim().len(), 64);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (code, _, err) = run(&["keygen", key_s]);
+    assert_eq!(code, 2, "refuses to overwrite: {err}");
+
+    // Immutable: the first line is the target, the SHA-1 of "11:hello world".
+    let (code, out, err) = one_shot(&["put", "hello world"]);
+    assert_eq!(code, 0, "{err}");
+    let target = out.lines().next().unwrap().to_string();
+    assert_eq!(target, "6d33adc2b6b2c14c3036feefb7fedbca1a880527");
+    let (code, out, err) = one_shot(&["get", &target]);
+    assert_eq!((code, out.trim()), (0, "hello world"), "{err}");
+    let (code, out, _) = one_shot(&["get", &target, "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["value"], "hello world");
+    assert!(v["seq"].is_null() && v["key"].is_null() && v["sig"].is_null());
+
+    // Mutable with a salt: seq 1, then seq 2 found and bumped by itself.
+    let (code, out, err) = one_shot(&["put", "first", "--key", key_s, "--salt", "s1"]);
+    assert_eq!(code, 0, "{err}");
+    let mtarget = out.lines().next().unwrap().to_string();
+    let (code, out, err) = one_shot(&["put", "second", "--key", key_s, "--salt", "s1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().next(), Some(mtarget.as_str()));
+    let (code, out, err) = one_shot(&["get", &mtarget, "--salt", "s1", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["value"].as_str(), v["seq"].as_i64()),
+        (Some("second"), Some(2))
+    );
+    assert_eq!(v["key"].as_str().map(str::len), Some(64));
+    assert_eq!(v["sig"].as_str().map(str::len), Some(128));
+    // A stale seq is refused everywhere: exit 1, the codes on stderr.
+    let (code, _, err) = one_shot(&["put", "old", "--key", key_s, "--salt", "s1", "--seq", "1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("302"), "{err}");
+    // The wrong salt: not found.
+    let (code, out, _) = one_shot(&["get", &mtarget, "--salt", "s2"]);
+    assert_eq!((code, out.as_str()), (1, ""));
+
+    // Bad input: exit 2.
+    let bad = dir.join("bad");
+    std::fs::write(&bad, "not hex\n").unwrap();
+    assert_eq!(one_shot(&["put", "x", "--key", bad.to_str().unwrap()]).0, 2);
+    assert_eq!(one_shot(&["put", "x", "--key", "/nonexistent/key"]).0, 2);
+    assert_eq!(one_shot(&["get", "abc"]).0, 2);
+    let big = "x".repeat(1000);
+    assert_eq!(one_shot(&["put", &big]).0, 2, "over 1000 bytes bencoded");
+
+    // BEP 51 from one node: after an announce, its infohash is in the node's sample.
+    let ih = "00112233445566778899aabbccddeeff00112244";
+    let (code, _, err) = one_shot(&["announce", ih, "--port", "5555"]);
+    assert_eq!(code, 0, "{err}");
+    let mut seen = false;
+    for n in 1..=4 {
+        let (code, out, err) = one_shot(&["sample", &format!("127.47.{n}.1:16881"), "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert!(v["interval"].as_i64().unwrap() > 0);
+        let samples = v["samples"].as_array().unwrap();
+        assert_eq!(v["num"].as_u64().unwrap() as usize, samples.len());
+        seen |= samples.iter().any(|s| s == ih);
+    }
+    assert!(
+        seen,
+        "the announced infohash is sampled by a node that stores it"
+    );
+    drop(nodes);
+}

@@ -116,6 +116,20 @@ pub struct PutResult {
     pub lookup: LookupResult,
 }
 
+/// A BEP 51 sample of the infohashes one node stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Samples {
+    /// Seconds the node asks us to wait before asking again.
+    pub interval: Option<i64>,
+    /// How many infohashes the node stores in all.
+    pub num: Option<i64>,
+    /// The sample.
+    pub samples: Vec<Id>,
+    /// Nodes it returned beside the sample (near our id).
+    pub nodes: Vec<(Id, SocketAddr)>,
+}
+
 /// Most times [`Dht::put_mutable`] reads the stored seq again and retries after nodes
 /// answered that a newer item is stored (301 or 302).
 pub const PUT_MUTABLE_TRIES: usize = 3;
@@ -272,6 +286,20 @@ impl Dht {
         self.lookup(info_hash, LookupCommand::Announce(port, tx))
             .await?;
         rx.await.map_err(|_| Error::Shutdown)?
+    }
+
+    /// BEP 51: asks `addr` for a sample of the infohashes it stores.
+    pub async fn sample_infohashes(&self, addr: SocketAddr) -> Result<Samples, Error> {
+        let target = self.id();
+        let r = self
+            .request(addr, Request::sample_infohashes(target))
+            .await?;
+        Ok(Samples {
+            interval: r.interval,
+            num: r.num,
+            samples: r.samples,
+            nodes: r.nodes,
+        })
     }
 
     /// BEP 44: the item stored under `target`, checked before it is returned (an immutable
