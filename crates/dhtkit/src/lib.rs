@@ -20,8 +20,7 @@
 //! One task owns the protocol core ([`dhtkit_proto::Node`]) and the socket; the [`Dht`] handle
 //! talks to it over a channel, so it is cheap to clone and share. Events go out on a bounded
 //! broadcast: a slow subscriber loses events (and is told how many), the node never waits.
-// Unsafe code is allowed in one place only: the `sendmmsg` call (driver/sendmmsg.rs).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod builder;

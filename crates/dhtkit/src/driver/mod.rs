@@ -23,9 +23,6 @@ use tokio::time::Instant as TokioInstant;
 
 mod commands;
 mod filter;
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-mod sendmmsg;
 
 pub(crate) use commands::{Command, LookupCommand};
 
@@ -115,9 +112,6 @@ pub(crate) struct Driver {
     saving: Option<Saving>,
     /// Save requests that came while a save was running: they get the next one.
     save_again: Vec<oneshot::Sender<Result<(), Error>>>,
-    /// Datagrams on their way out together (`sendmmsg`).
-    #[cfg(target_os = "linux")]
-    sends: sendmmsg::SendBatch,
 }
 
 impl Driver {
@@ -173,8 +167,7 @@ impl Driver {
             next_save,
             saving: None,
             save_again: Vec::new(),
-            #[cfg(target_os = "linux")]
-            sends: sendmmsg::SendBatch::new(),
+
             cfg,
         };
         let task = tokio::spawn(d.run());
@@ -465,24 +458,13 @@ impl Driver {
     }
 
     /// Sends what the core queued and hands on its events; returns how many datagrams went.
-    /// On Linux they go out in batches, one `sendmmsg` per [`sendmmsg::SLOTS`].
+    /// (Batched sends with `sendmmsg` were tried and did not pay here: see BENCHMARKS.md.)
     async fn flush(&mut self) -> usize {
         let mut sent = 0;
         while let Some(t) = self.node.poll_transmit() {
             sent += 1;
-            #[cfg(target_os = "linux")]
-            {
-                if self.sends.is_full() {
-                    send_batch(&self.socket, &mut self.sends).await;
-                }
-                if self.sends.push(t.payload, t.dest) {
-                    continue;
-                }
-            }
             send_one(&self.socket, t.payload, t.dest).await;
         }
-        #[cfg(target_os = "linux")]
-        send_batch(&self.socket, &mut self.sends).await;
         while let Some(e) = self.node.poll_event() {
             self.on_event(e);
         }
@@ -545,31 +527,6 @@ async fn send_one(socket: &UdpSocket, payload: &[u8], dest: SocketAddr) {
     };
     if let Err(e) = r {
         tracing::debug!("send to {dest} failed: {e}");
-    }
-}
-
-/// Sends every datagram in `batch`, waiting for room when the socket buffer is full. A
-/// datagram the kernel refuses (an unreachable destination, say) is logged and dropped.
-#[cfg(target_os = "linux")]
-async fn send_batch(socket: &UdpSocket, batch: &mut sendmmsg::SendBatch) {
-    use std::os::fd::AsRawFd;
-    let fd = socket.as_raw_fd();
-    while !batch.is_empty() {
-        match socket.try_io(tokio::io::Interest::WRITABLE, || batch.send(fd)) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if socket.writable().await.is_err() {
-                    // The socket is gone: so are the datagrams.
-                    batch.clear();
-                }
-            }
-            Err(e) => {
-                if let Some((_, dest)) = batch.first() {
-                    tracing::debug!("send to {dest} failed: {e}");
-                }
-                batch.skip_first();
-            }
-        }
     }
 }
 
