@@ -3,7 +3,9 @@
 //! own /24. Then:
 //! (a) a libtorrent session announces an infohash and `dhtkit get-peers` finds it;
 //! (b) `dhtkit announce` announces one and libtorrent's `dht_get_peers` returns that peer;
-//! (c) every query libtorrent sent to a dhtkit node got a valid reply (no error, no silence).
+//! (c) every query libtorrent sent to a dhtkit node got a valid reply (no error, no silence);
+//! (d) BEP 44: an immutable item and a salted mutable one put by each side are read back by
+//!     the other, at the right seq; BEP 51: each side samples the other's nodes.
 //!
 //! libtorrent's flood protection stays on, so dhtkit must be a polite peer.
 //! Needs the virtualenv that `.ci/setup-interop` creates (or `DHTKIT_LT_PYTHON`).
@@ -90,7 +92,14 @@ fn libtorrent_and_dhtkit_share_a_dht() {
         "(b) libtorrent's dht_get_peers never returned dhtkit's announce"
     );
 
-    // (c) Every query libtorrent sent to a dhtkit node got a valid reply. Make libtorrent
+    // (d) BEP 44 both ways, and BEP 51 both ways.
+    items_and_samples(
+        &mut swarm,
+        &format!("{},{}", addr(DHTKIT_NET, 2), addr(LT_NET, 5)),
+    );
+
+    // (c) Every query libtorrent sent to a dhtkit node got a valid reply (BEP 44 get and put
+    // included, from (d)). Make libtorrent
     // busy first: lookups and announces from every session, then let them settle.
     swarm.call(
         json!({"cmd": "traffic", "count": 3}),
@@ -121,4 +130,174 @@ fn libtorrent_and_dhtkit_share_a_dht() {
     );
     assert_eq!(p["queries"], p["replies"]);
     swarm.call(json!({"cmd": "quit"}), Duration::from_secs(10));
+}
+
+/// Runs `dhtkit ARGS --bind BIND --bootstrap BOOT --timeout 20`; returns (exit, stdout, stderr).
+fn dhtkit_run(args: &[&str], bind: &str, boot: &str) -> (i32, String, String) {
+    let out = common::dhtkit()
+        .args(args)
+        .args(["--bind", bind, "--bootstrap", boot, "--timeout", "20"])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn items_and_samples(swarm: &mut Harness, boot: &str) {
+    let t = Duration::from_secs(60);
+    // libtorrent puts an immutable item; dhtkit reads it.
+    let r = swarm.call(
+        json!({"cmd": "put_immutable", "idx": 1, "value": "from libtorrent"}),
+        t,
+    );
+    eprintln!("(d) libtorrent put immutable: {r}");
+    let target = r["target"].as_str().unwrap().to_string();
+    assert!(r["stored"].as_u64().unwrap() >= 1, "{r}");
+    let (code, out, err) = dhtkit_run(&["get", &target], "127.92.1.1:0", boot);
+    assert_eq!((code, out.trim()), (0, "from libtorrent"), "{err}");
+
+    // dhtkit puts an immutable item; libtorrent reads it.
+    let (code, out, err) = dhtkit_run(&["put", "from dhtkit"], "127.92.2.1:0", boot);
+    assert_eq!(code, 0, "{err}");
+    let target = out.lines().next().unwrap().to_string();
+    let r = swarm.call(
+        json!({"cmd": "get_immutable", "idx": 8, "target": target, "timeout": 20}),
+        t,
+    );
+    assert_eq!(r["value"], "from dhtkit", "(d) libtorrent's get: {r}");
+
+    // A key for both sides: dhtkit keygen writes the seed and prints the public key.
+    let dir = std::env::temp_dir().join(format!("dhtkit-lt-bep44-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("key");
+    let _ = std::fs::remove_file(&key);
+    let out = common::dhtkit()
+        .args(["keygen", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let public = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let seed = std::fs::read_to_string(&key).unwrap().trim().to_string();
+
+    // libtorrent puts a salted mutable item (seq 1); dhtkit reads it with its seq.
+    let r = swarm.call(
+        json!({"cmd": "put_mutable", "idx": 2, "seed": seed, "public": public,
+               "value": "lt v1", "salt": "interop"}),
+        t,
+    );
+    eprintln!("(d) libtorrent put mutable: {r}");
+    assert!(r["stored"].as_u64().unwrap() >= 1, "{r}");
+    let lt_seq = r["seq"].as_i64().unwrap();
+    let target = {
+        let (code, out, err) = dhtkit_run(
+            &[
+                "get",
+                "--salt",
+                "interop",
+                "--json",
+                &mutable_target(&public, "interop"),
+            ],
+            "127.92.3.1:0",
+            boot,
+        );
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(
+            (v["value"].as_str(), v["seq"].as_i64()),
+            (Some("lt v1"), Some(lt_seq)),
+            "{v}"
+        );
+        assert_eq!(v["key"], public.as_str());
+        v["target"].as_str().unwrap().to_string()
+    };
+
+    // dhtkit puts the next version (it reads seq 1 and puts seq 2 with cas); libtorrent
+    // reads seq 2.
+    let (code, out, err) = dhtkit_run(
+        &[
+            "put",
+            "dhtkit v2",
+            "--key",
+            key.to_str().unwrap(),
+            "--salt",
+            "interop",
+            "--json",
+        ],
+        "127.92.4.1:0",
+        boot,
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["target"].as_str(), v["seq"].as_i64()),
+        (Some(target.as_str()), Some(lt_seq + 1)),
+        "{v}"
+    );
+    let r = swarm.call(
+        json!({"cmd": "get_mutable", "idx": 7, "public": public, "salt": "interop", "timeout": 20}),
+        t,
+    );
+    assert_eq!(
+        (r["value"].as_str(), r["seq"].as_i64()),
+        (Some("dhtkit v2"), Some(lt_seq + 1)),
+        "(d) libtorrent's get_mutable: {r}"
+    );
+
+    // BEP 51: dhtkit samples libtorrent nodes, libtorrent samples dhtkit nodes. Between them
+    // the nodes hold the infohashes announced in (a) and (b).
+    let announced = [
+        "a1a2a3a4a5a6a7a8a9aab1b2b3b4b5b6b7b8b9ba",
+        "c1c2c3c4c5c6c7c8c9cad1d2d3d4d5d6d7d8d9da",
+    ];
+    let mut from_lt = Vec::new();
+    for i in 1..=NODES {
+        let (code, out, err) = dhtkit_run(
+            &["sample", &addr(LT_NET, i), "--json"],
+            &format!("127.93.{i}.1:0"),
+            boot,
+        );
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        for s in v["samples"].as_array().unwrap() {
+            from_lt.push(s.as_str().unwrap().to_string());
+        }
+    }
+    eprintln!("(d) dhtkit sampled from libtorrent: {from_lt:?}");
+    assert!(
+        announced.iter().any(|a| from_lt.iter().any(|s| s == a)),
+        "libtorrent's samples hold an announced infohash"
+    );
+    let mut from_dhtkit = Vec::new();
+    for i in 1..=NODES {
+        let r = swarm.call(
+            json!({"cmd": "sample", "idx": (i as usize) % 10, "addr": addr(DHTKIT_NET, i), "timeout": 10}),
+            t,
+        );
+        assert!(
+            r["samples"].is_array(),
+            "libtorrent got no BEP 51 answer: {r}"
+        );
+        assert!(r["interval"].as_f64().unwrap() > 0.0, "{r}");
+        for s in r["samples"].as_array().unwrap() {
+            from_dhtkit.push(s.as_str().unwrap().to_string());
+        }
+    }
+    eprintln!("(d) libtorrent sampled from dhtkit: {from_dhtkit:?}");
+    assert!(
+        announced.iter().any(|a| from_dhtkit.iter().any(|s| s == a)),
+        "dhtkit's samples hold an announced infohash"
+    );
+}
+
+/// The target of a mutable item: SHA-1 of the public key (hex) and the salt.
+fn mutable_target(public_hex: &str, salt: &str) -> String {
+    let key: Vec<u8> = (0..public_hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&public_hex[i..i + 2], 16).unwrap())
+        .collect();
+    let key: [u8; 32] = key.try_into().expect("a 32-byte public key");
+    dhtkit::items::mutable_target(&key, salt.as_bytes()).to_hex()
 }

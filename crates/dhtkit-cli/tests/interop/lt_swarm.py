@@ -20,9 +20,21 @@ Commands (one JSON object per line) and answers (one JSON object per line):
       every query a session sent to an address starting with prefix, and what came back:
                                               -> {"queries": n, "replies": n, "errors": [...],
                                                   "unanswered": [...], "invalid": [...]}
+  {"cmd": "put_immutable", "idx": i, "value": text}   stores the string (BEP 44)
+                                              -> {"target": hex, "stored": n}
+  {"cmd": "get_immutable", "idx": i, "target": hex, "timeout": s} -> {"value": text or null}
+  {"cmd": "put_mutable", "idx": i, "seed": hex, "public": hex, "value": text, "salt": text}
+      signs with the ed25519 seed (libtorrent takes the expanded secret key, derived here)
+                                              -> {"seq": n, "stored": n}
+  {"cmd": "get_mutable", "idx": i, "public": hex, "salt": text, "timeout": s}
+                                              -> {"value": text or null, "seq": n or null}
+  {"cmd": "sample", "idx": i, "addr": "ip:port", "timeout": s}   BEP 51 from one node
+                                              -> {"samples": [hex], "num": n, "interval": s}
   {"cmd": "quit"}
 Every wait is bounded; the script exits when stdin closes.
 """
+
+import hashlib
 
 import argparse
 import os
@@ -74,6 +86,10 @@ class Swarm:
         self.answers = [dict() for _ in self.sessions]  # (ep, tid) -> (y, msg)
         self.peers = [dict() for _ in self.sessions]  # ih hex -> set of "ip:port"
         self.tables = [0 for _ in self.sessions]
+        self.items = [dict() for _ in self.sessions]  # target hex -> value (immutable)
+        self.mutable = [dict() for _ in self.sessions]  # (public hex, salt) -> (seq, value)
+        self.puts = [dict() for _ in self.sessions]  # target hex -> (seq, num_success)
+        self.samples = [dict() for _ in self.sessions]  # "ip:port" -> alert fields
 
     def pump(self):
         for i, s in enumerate(self.sessions):
@@ -87,6 +103,23 @@ class Swarm:
                         got.add(f"{p[0]}:{p[1]}")
                 elif isinstance(a, lt.dht_stats_alert):
                     self.tables[i] = sum(b["num_nodes"] for b in a.routing_table)
+                elif isinstance(a, lt.dht_immutable_item_alert):
+                    self.items[i][str(a.target)] = a.item
+                elif isinstance(a, lt.dht_mutable_item_alert):
+                    key = (bytes(a.key).hex(), bytes(a.salt).decode("latin-1"))
+                    have = self.mutable[i].get(key)
+                    if a.item is not None and (have is None or a.seq > have[0]):
+                        self.mutable[i][key] = (a.seq, a.item)
+                elif isinstance(a, lt.dht_put_alert):
+                    self.puts[i][str(a.target)] = (a.seq, a.num_success)
+                elif isinstance(a, lt.dht_sample_infohashes_alert):
+                    ep = f"{a.endpoint[0]}:{a.endpoint[1]}"
+                    self.samples[i][ep] = {
+                        "samples": [str(h) for h in a.samples],
+                        "num": a.num_infohashes,
+                        "interval": a.interval.total_seconds()
+                        if hasattr(a.interval, "total_seconds") else a.interval,
+                    }
 
     def on_packet(self, i, a):
         text = a.message()
@@ -153,6 +186,62 @@ class Swarm:
                 "invalid": invalid[:20]}
 
 
+def text(v):
+    """An item's value as text (a bencoded string comes back as bytes)."""
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return None if v is None else repr(v)
+
+
+def expanded_secret(seed):
+    """libtorrent's 64-byte ed25519 secret key from a 32-byte seed (SHA-512, clamped)."""
+    h = bytearray(hashlib.sha512(seed).digest())
+    h[0] &= 248
+    h[31] &= 63
+    h[31] |= 64
+    return bytes(h)
+
+
+def items(swarm, cmd):
+    c, i = cmd["cmd"], cmd["idx"]
+    sess = swarm.sessions[i]
+    wait = min(float(cmd.get("timeout", 20)), 60.0)
+    if c == "put_immutable":
+        target = str(sess.dht_put_immutable_item(cmd["value"].encode()))
+        swarm.wait(wait, lambda: target in swarm.puts[i])
+        return {"target": target, "stored": swarm.puts[i].get(target, (0, 0))[1]}
+    if c == "get_immutable":
+        t = cmd["target"]
+        sess.dht_get_immutable_item(lt.sha1_hash(bytes.fromhex(t)))
+        swarm.wait(wait, lambda: t in swarm.items[i])
+        return {"value": text(swarm.items[i].get(t))}
+    if c == "put_mutable":
+        seed, public = bytes.fromhex(cmd["seed"]), bytes.fromhex(cmd["public"])
+        salt = cmd["salt"].encode()
+        before = dict(swarm.puts[i])
+        sess.dht_put_mutable_item(expanded_secret(seed), public, cmd["value"].encode(), salt)
+        swarm.wait(wait, lambda: swarm.puts[i] != before)
+        new = [v for k, v in swarm.puts[i].items() if before.get(k) != v]
+        seq, stored = new[0] if new else (None, 0)
+        return {"seq": seq, "stored": stored}
+    if c == "get_mutable":
+        key = (cmd["public"], cmd["salt"])
+        swarm.mutable[i].pop(key, None)
+        sess.dht_get_mutable_item(bytes.fromhex(cmd["public"]), cmd["salt"].encode())
+        # Alerts come as nodes answer; the last one is authoritative. Collect for the while.
+        swarm.wait(wait, lambda: key in swarm.mutable[i])
+        swarm.wait(2.0)
+        got = swarm.mutable[i].get(key)
+        return {"value": text(got[1]) if got else None, "seq": got[0] if got else None}
+    if c == "sample":
+        ip, port = cmd["addr"].rsplit(":", 1)
+        swarm.samples[i].pop(cmd["addr"], None)
+        sess.dht_sample_infohashes((ip, int(port)), lt.sha1_hash(os.urandom(20)))
+        swarm.wait(wait, lambda: cmd["addr"] in swarm.samples[i])
+        return swarm.samples[i].get(cmd["addr"], {"samples": None})
+    return {"error": f"unknown command {c}"}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=10)
@@ -196,6 +285,8 @@ def main():
         if c == "packets":
             swarm.pump()
             return swarm.packets(cmd["prefix"], cmd.get("settle", 3.0))
+        if c in ("put_immutable", "get_immutable", "put_mutable", "get_mutable", "sample"):
+            return items(swarm, cmd)
         return {"error": f"unknown command {c}"}
 
     ready = {"ready": True, "addrs": swarm.addrs, "version": lt.__version__}
