@@ -8,10 +8,13 @@
 //! a lookup's virtual duration divided by 100 ms is the number of sequential round trips it
 //! took. Nodes join 1000 per virtual second, each through a random earlier node, then the
 //! network settles for two minutes. 200 find_node and 200 get_peers lookups (for infohashes
-//! announced beforehand) then run from random nodes.
+//! announced beforehand) then run from random nodes, and 200 BEP 44 puts (half immutable,
+//! half mutable with a salt) and 200 gets of those items. A put's cost includes its put
+//! messages and the round trip they take after the lookup.
 
 use std::time::{Duration, Instant as WallInstant};
 
+use dhtkit_proto::items::{bencode_bytes, Item};
 use dhtkit_proto::{Config, Id, LookupResult};
 use dhtkit_sim::{Latency, Sim, SimConfig};
 use rand::Rng;
@@ -92,8 +95,42 @@ fn run(n: usize) {
         ));
     }
     let rg = sim.run_lookups(&gets, Duration::from_secs(300));
+    // BEP 44: puts from random nodes, then gets from other random nodes.
+    let mut items = Vec::new();
+    for i in 0..LOOKUPS {
+        let v = bencode_bytes(format!("item {i}").as_bytes());
+        items.push(if i % 2 == 0 {
+            Item::immutable(v)
+        } else {
+            let seed: [u8; 32] = sim.rng().random();
+            Item::mutable(&seed, b"salt", 1, v)
+        });
+    }
+    let mut puts = Vec::new();
+    for item in &items {
+        let who = pick(&mut sim);
+        let lid = sim.with_node(who, |nd, now| nd.put_item(now, item.clone(), None));
+        puts.push((who, lid.unwrap()));
+    }
+    let rp = sim.run_lookups(&puts, Duration::from_secs(300));
+    let mut gets_i = Vec::new();
+    for item in &items {
+        let who = pick(&mut sim);
+        let salt = item.signed.as_ref().map_or(&[][..], |s| &s.salt[..]).to_vec();
+        let lid = sim.with_node(who, |nd, now| nd.get_item(now, item.target(), &salt));
+        gets_i.push((who, lid.unwrap()));
+    }
+    let ri = sim.run_lookups(&gets_i, Duration::from_secs(300));
+    let found = items
+        .iter()
+        .zip(&ri)
+        .filter(|(it, r)| r.as_ref().and_then(|r| r.item.as_ref()) == Some(*it))
+        .count();
     summarize("find_node", n, &rf);
     summarize("get_peers", n, &rg);
+    summarize("put", n, &rp);
+    summarize("get", n, &ri);
+    eprintln!("  ({n} nodes: gets found {found}/{LOOKUPS} items)");
     eprintln!(
         "  ({n} nodes: built in {:.1} s wall, whole run {:.1} s wall, {:?})",
         built.as_secs_f64(),
