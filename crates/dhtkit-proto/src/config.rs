@@ -31,6 +31,9 @@ pub struct Config {
     /// BEP 44 item store bounds; `None` stores no items (`get` is still answered with nodes
     /// and a token, and `put` is acknowledged but not kept).
     pub items: Option<crate::items::ItemConfig>,
+    /// How often an item kept alive with [`crate::Node::keep_item`] is put again (nodes drop
+    /// items 2 hours after their last put; default 1 hour).
+    pub item_refresh: Duration,
     /// Lookup parallelism α (4: one more than BEP 5 suggests, for lookups that finish in about
     /// a second on real round trips; libtorrent uses 5).
     pub alpha: usize,
@@ -135,6 +138,7 @@ impl Default for Config {
             table: TableConfig::default(),
             store: Some(StoreConfig::default()),
             items: Some(crate::items::ItemConfig::default()),
+            item_refresh: Duration::from_secs(60 * 60),
             alpha: 4,
             slow_timeout: Duration::from_secs(1),
             slow_timeout_min: Duration::from_millis(250),

@@ -116,7 +116,11 @@ fn run(n: usize) {
     let mut gets_i = Vec::new();
     for item in &items {
         let who = pick(&mut sim);
-        let salt = item.signed.as_ref().map_or(&[][..], |s| &s.salt[..]).to_vec();
+        let salt = item
+            .signed
+            .as_ref()
+            .map_or(&[][..], |s| &s.salt[..])
+            .to_vec();
         let lid = sim.with_node(who, |nd, now| nd.get_item(now, item.target(), &salt));
         gets_i.push((who, lid.unwrap()));
     }

@@ -183,3 +183,41 @@ fn put_and_get_at_ten_thousand_nodes_with_loss() {
     eprintln!("updates: {ok}/20 read back at seq 2; stale puts refused by {refused}/20");
     assert!(ok >= 19, "the newest seq comes back: {ok}/20");
 }
+
+#[test]
+fn kept_items_outlive_the_two_hour_expiry() {
+    let mut sim = Sim::new(SimConfig {
+        seed: 45,
+        loss: 0.02,
+        ..SimConfig::default()
+    });
+    sim.grow(
+        300,
+        &Config::default(),
+        Duration::from_millis(50),
+        Duration::from_secs(60),
+    );
+    let kept = Item::immutable(bencode_bytes(b"kept alive"));
+    let once = Item::immutable(bencode_bytes(b"put once"));
+    let owner = 7;
+    sim.with_node(owner, |n, now| n.keep_item(now, kept.clone()));
+    let lid = sim
+        .with_node(owner, |n, now| n.put_item(now, once.clone(), None))
+        .unwrap();
+    assert!(sim.run_lookups(&[(owner, lid)], Duration::from_secs(60))[0].is_some());
+    // Three virtual hours: past the 2-hour expiry of the item put once.
+    sim.run_for(Duration::from_secs(3 * 3600));
+    let gets: Vec<(usize, Id, Vec<u8>)> = vec![
+        (owner, kept.target(), Vec::new()),
+        (owner, once.target(), Vec::new()),
+    ];
+    let r = get_all(&mut sim, &gets);
+    assert_eq!(
+        r[0].item.as_ref(),
+        Some(&kept),
+        "the kept item is still there"
+    );
+    assert_eq!(r[1].item, None, "the item put once expired");
+    assert_eq!(sim.node(owner).kept_items(), vec![kept.clone()]);
+    assert!(sim.with_node(owner, |n, _| n.stop_keeping(&kept.target())));
+}

@@ -287,6 +287,18 @@ impl Dht {
         rx.await.map_err(|_| Error::Shutdown)?
     }
 
+    /// BEP 44: keeps `item` alive: put now, then again every hour (nodes drop items two
+    /// hours after their last put; [`dhtkit_proto::Config::item_refresh`] sets the interval),
+    /// until [`Dht::stop_keeping`]. Each put is reported as a lookup event.
+    pub async fn keep_item(&self, item: Item) -> Result<(), Error> {
+        self.call(|r| Command::KeepItem(item, r)).await
+    }
+
+    /// Stops keeping the item under `target` alive; false if it was not kept.
+    pub async fn stop_keeping(&self, target: Id) -> Result<bool, Error> {
+        self.call(|r| Command::StopKeeping(target, r)).await
+    }
+
     /// BEP 51: asks `addr` for a sample of the infohashes it stores.
     pub async fn sample_infohashes(&self, addr: SocketAddr) -> Result<Samples, Error> {
         let target = self.id();

@@ -336,5 +336,19 @@ async fn bep44_put_and_get_over_loopback() {
         .unwrap()
         .unwrap();
     assert_eq!(none, None);
+    // keep_item puts at once (and again every hour); another node reads it.
+    let kept = dhtkit::Item::immutable(dhtkit::items::bencode_bytes(b"kept"));
+    all[1].keep_item(kept.clone()).await.unwrap();
+    let mut got = None;
+    for _ in 0..50 {
+        got = all[3].get(kept.target(), b"").await.unwrap();
+        if got.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got, Some(kept.clone()));
+    assert!(all[1].stop_keeping(kept.target()).await.unwrap());
+    assert!(!all[1].stop_keeping(kept.target()).await.unwrap());
     shutdown(all).await;
 }

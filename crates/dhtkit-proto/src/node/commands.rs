@@ -160,6 +160,30 @@ impl Node {
         any
     }
 
+    /// BEP 44: keeps `item` alive: put now (or as soon as the node is bootstrapped), then
+    /// every [`crate::Config::item_refresh`], until [`Node::stop_keeping`]. Each put is a
+    /// [`crate::LookupKind::PutItem`] lookup, reported like any other.
+    pub fn keep_item(&mut self, now: Instant, item: crate::items::Item) {
+        let mut p = self.parts(now);
+        if let Some((s, ctx)) = p.primary() {
+            s.keep_item(ctx, item);
+        }
+    }
+
+    /// Stops keeping the item under `target` alive; false if it was not kept.
+    pub fn stop_keeping(&mut self, target: &Id) -> bool {
+        let mut any = false;
+        for s in [self.v4.as_mut(), self.v6.as_mut()].into_iter().flatten() {
+            any |= s.stop_keeping(target);
+        }
+        any
+    }
+
+    /// The items kept alive.
+    pub fn kept_items(&self) -> Vec<crate::items::Item> {
+        self.primary().kept_items().cloned().collect()
+    }
+
     /// The infohashes advertised.
     pub fn advertised(&self) -> Vec<(Id, Advert)> {
         self.primary().advertised().collect()

@@ -47,6 +47,8 @@ pub(crate) enum Command {
     },
     Advertise(Id, Option<u16>, oneshot::Sender<()>),
     StopAdvertising(Id, oneshot::Sender<()>),
+    KeepItem(dhtkit_proto::Item, oneshot::Sender<()>),
+    StopKeeping(Id, oneshot::Sender<bool>),
     AddNode(SocketAddr, oneshot::Sender<Result<(), Error>>),
     MakeNeighbours(oneshot::Sender<()>),
     Send(Vec<u8>, SocketAddr, oneshot::Sender<Result<(), Error>>),
@@ -136,6 +138,13 @@ impl Driver {
             Command::StopAdvertising(ih, r) => {
                 self.node.stop_advertising(&ih);
                 let _ = r.send(());
+            }
+            Command::KeepItem(item, r) => {
+                self.node.keep_item(now, item);
+                let _ = r.send(());
+            }
+            Command::StopKeeping(target, r) => {
+                let _ = r.send(self.node.stop_keeping(&target));
             }
             Command::AddNode(addr, r) => {
                 let ok = self.node.add_node(now, addr);
