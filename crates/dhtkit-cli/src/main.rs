@@ -125,6 +125,14 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Estimate a torrent's swarm from the DHT (BEP 33): seeds and other peers, counted by
+    /// distinct IP. Exit 1 if no node had it.
+    Scrape {
+        /// Infohash, 40 hex digits.
+        info_hash: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Crawl the DHT: discover infohashes honestly, fetch and verify their metadata, and keep
     /// them in a database. Runs until SIGINT or SIGTERM.
     Crawl(crawl::CrawlArgs),
@@ -492,6 +500,11 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
             oneshot::get(b, target, &salt, &common).await
         }
         Command::Keygen { file } => oneshot::keygen(&file),
+        Command::Scrape { info_hash, common } => {
+            let ih = parse_id("infohash", &info_hash)?;
+            let b = builder(&common.bind, &common.opts)?;
+            oneshot::scrape(b, ih, &common).await
+        }
         Command::Sample { addr, common } => {
             let addr = parse_addr(&addr)?;
             let b = builder(&common.bind, &common.opts)?;

@@ -442,3 +442,31 @@ pub(crate) async fn sample(
     dht.shutdown().await;
     Ok(code)
 }
+
+pub(crate) async fn scrape(b: DhtBuilder, ih: Id, c: &Common) -> Result<ExitCode, BadInput> {
+    let limit = timeout_of(c)?;
+    let dht = match start(b).await {
+        Ok(d) => d,
+        Err(code) => return Ok(code),
+    };
+    let r = tokio::time::timeout(limit, with_progress(&dht, || 0, dht.scrape(ih))).await;
+    if matches!(&r, Ok(Ok(None))) {
+        eprintln!(
+            "{}",
+            why_nothing(&dht, &format!("stores peers for {ih}")).await
+        );
+    }
+    let code = outcome(r, |s| {
+        let Some(s) = s else {
+            return ExitCode::from(1);
+        };
+        if c.json {
+            emit(json!({"seeds": s.seeds, "peers": s.peers}));
+        } else {
+            emit(format!("{} seeds, {} peers", s.seeds, s.peers));
+        }
+        ExitCode::SUCCESS
+    });
+    dht.shutdown().await;
+    Ok(code)
+}

@@ -516,7 +516,7 @@ fn a_config_file_sets_options_and_the_command_line_wins() {
 }
 
 #[test]
-fn keygen_put_get_and_sample_over_loopback() {
+fn keygen_put_get_sample_and_scrape_over_loopback() {
     let dir = tmpdir("bep44");
     let mut nodes = Vec::new();
     for i in 1..=4 {
@@ -620,5 +620,17 @@ fn keygen_put_get_and_sample_over_loopback() {
         seen,
         "the announced infohash is sampled by a node that stores it"
     );
+
+    // BEP 33: the one announcer (not a seed) is counted; an unknown infohash: exit 1.
+    let (code, out, err) = one_shot(&["scrape", ih, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["seeds"].as_u64(), v["peers"].as_u64()),
+        (Some(0), Some(1)),
+        "{v}"
+    );
+    let (code, out, _) = one_shot(&["scrape", "ffffffffffffffffffffffffffffffffffffffff"]);
+    assert_eq!((code, out.as_str()), (1, ""));
     drop(nodes);
 }

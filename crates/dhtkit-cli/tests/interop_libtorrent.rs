@@ -246,6 +246,44 @@ fn items_and_samples(swarm: &mut Harness, boot: &str) {
         "(d) libtorrent's get_mutable: {r}"
     );
 
+    // BEP 33: three libtorrent sessions announce as seeds and two as leechers, and two
+    // dhtkit one-shots as leechers (each from its own IP); dhtkit scrape counts them from the
+    // filters of the libtorrent and dhtkit nodes that store them. Filters built differently
+    // by the two would not merge into the exact counts.
+    let ih_s = "5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c";
+    for (idx, seed) in [(3, true), (4, true), (5, true), (6, false), (7, false)] {
+        swarm.call(
+            json!({"cmd": "announce", "idx": idx, "ih": ih_s, "port": 7100 + idx, "seed": seed}),
+            t,
+        );
+    }
+    for (i, bind) in ["127.94.1.1:0", "127.94.2.1:0"].iter().enumerate() {
+        let (code, _, err) = dhtkit_run(
+            &["announce", ih_s, "--port", &(7200 + i).to_string()],
+            bind,
+            boot,
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    // libtorrent's announces run in the background: scrape until all are counted (bounded).
+    let mut v = serde_json::Value::Null;
+    for attempt in 0..8 {
+        swarm.call(json!({"cmd": "wait", "seconds": 3}), t);
+        let bind = format!("127.94.{}.1:0", 10 + attempt);
+        let (code, out, err) = dhtkit_run(&["scrape", ih_s, "--json"], &bind, boot);
+        assert_eq!(code, 0, "{err}");
+        v = serde_json::from_str(out.trim()).unwrap();
+        eprintln!("(d) dhtkit scrape: {v}");
+        if v["seeds"].as_u64() >= Some(3) && v["peers"].as_u64() >= Some(4) {
+            break;
+        }
+    }
+    assert_eq!(
+        (v["seeds"].as_u64(), v["peers"].as_u64()),
+        (Some(3), Some(4)),
+        "{v}"
+    );
+
     // BEP 51: dhtkit samples libtorrent nodes, libtorrent samples dhtkit nodes. Between them
     // the nodes hold the infohashes announced in (a) and (b).
     let announced = [

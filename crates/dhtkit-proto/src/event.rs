@@ -44,6 +44,9 @@ pub enum LookupKind {
     /// BEP 44: find the closest nodes with `get`, then put an item to those that gave us
     /// tokens ([`LookupResult::announced`] counts those that stored it).
     PutItem,
+    /// BEP 33: a get_peers with `scrape`, merging the nodes' bloom filters
+    /// ([`LookupResult::scrape`]); peers are reported as with [`LookupKind::GetPeers`].
+    Scrape,
 }
 
 impl LookupKind {
@@ -55,6 +58,11 @@ impl LookupKind {
                 Request::find_node(target)
             }
             LookupKind::GetItem | LookupKind::PutItem => Request::get(target, None),
+            LookupKind::Scrape => Request::GetPeers {
+                info_hash: target,
+                noseed: false,
+                scrape: true,
+            },
         }
     }
 
@@ -68,8 +76,18 @@ impl LookupKind {
             LookupKind::Refresh => "refresh",
             LookupKind::GetItem => "get",
             LookupKind::PutItem => "put",
+            LookupKind::Scrape => "scrape",
         }
     }
+}
+
+/// A BEP 33 swarm-size estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScrapeEstimate {
+    /// Seeds (distinct IPs).
+    pub seeds: u64,
+    /// Other peers (distinct IPs).
+    pub peers: u64,
 }
 
 /// How the node dealt with a query it received.
@@ -153,6 +171,9 @@ pub struct LookupResult {
     /// BEP 44 ([`LookupKind::GetItem`]): the item found, checked against the target (for a
     /// mutable item, the highest seq whose signature verifies).
     pub item: Option<crate::items::Item>,
+    /// BEP 33 ([`LookupKind::Scrape`]): the estimated seeds and other peers, from the union
+    /// of the filters the nodes sent; `None` if no node sent any.
+    pub scrape: Option<ScrapeEstimate>,
     /// BEP 44 ([`LookupKind::PutItem`]): the KRPC error codes nodes answered our put with
     /// (301 and 302 say a newer item is stored).
     pub put_errors: Vec<i64>,

@@ -68,6 +68,7 @@ pub mod items;
 pub mod krpc;
 mod node;
 pub mod routing;
+pub mod scrape;
 pub mod store;
 mod time;
 pub mod token;
@@ -76,6 +77,7 @@ mod util;
 pub use config::{Config, StoreConfig};
 pub use event::{
     Answer, Event, LookupId, LookupKind, LookupResult, Reply, RequestId, RequestOutcome,
+    ScrapeEstimate,
 };
 pub use id::{Distance, Id, InfoHash, ParseIdError};
 pub use items::{Item, ItemConfig};

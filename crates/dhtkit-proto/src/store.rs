@@ -190,6 +190,18 @@ impl PeerStore {
         n
     }
 
+    /// BEP 33: bloom filters of the IPs stored for `ih`, seeds and the others; `None` if
+    /// `ih` is not stored.
+    pub fn scrape(&self, ih: &Id) -> Option<(crate::scrape::Bloom, crate::scrape::Bloom)> {
+        let s = self.swarms.get(ih)?;
+        let (mut seeds, mut peers) = Default::default();
+        for p in &s.peers {
+            let f: &mut crate::scrape::Bloom = if p.seed { &mut seeds } else { &mut peers };
+            f.insert(p.addr.ip());
+        }
+        Some((seeds, peers))
+    }
+
     /// The peers stored for `ih`.
     pub fn peers(&self, ih: &Id) -> impl Iterator<Item = SocketAddr> + '_ {
         self.swarms

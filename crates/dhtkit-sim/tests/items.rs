@@ -221,3 +221,51 @@ fn kept_items_outlive_the_two_hour_expiry() {
     assert_eq!(sim.node(owner).kept_items(), vec![kept.clone()]);
     assert!(sim.with_node(owner, |n, _| n.stop_keeping(&kept.target())));
 }
+
+#[test]
+fn scrape_estimates_seeds_and_peers() {
+    // BEP 33 on 2,000 nodes: 30 seeds and 20 other peers announce one infohash; a scrape from
+    // another node estimates both from the nodes' merged filters.
+    let mut sim = Sim::new(SimConfig {
+        seed: 33,
+        loss: 0.02,
+        ..SimConfig::default()
+    });
+    sim.grow(
+        2_000,
+        &Config::default(),
+        Duration::from_millis(50),
+        Duration::from_secs(60),
+    );
+    let ih = Id::random(sim.rng());
+    let mut started = Vec::new();
+    for i in 0..50usize {
+        let who = 100 + i * 7;
+        let seed = i < 30;
+        let lid = sim
+            .with_node(who, |n, now| n.announce(now, ih, Some(6881), seed))
+            .unwrap();
+        started.push((who, lid));
+    }
+    let done = sim.run_lookups(&started, Duration::from_secs(120));
+    assert!(done
+        .iter()
+        .all(|r| r.as_ref().is_some_and(|r| r.announced > 0)));
+    let asker = 1_999;
+    let lid = sim.with_node(asker, |n, now| n.scrape(now, ih)).unwrap();
+    let r = sim.run_lookups(&[(asker, lid)], Duration::from_secs(60))[0]
+        .clone()
+        .expect("scrape finishes");
+    let s = r.scrape.expect("nodes sent filters");
+    eprintln!("scrape: {s:?}, {} peers found", r.peers_found);
+    assert!(
+        (27..=33).contains(&s.seeds),
+        "30 seeds, estimated {}",
+        s.seeds
+    );
+    assert!(
+        (17..=23).contains(&s.peers),
+        "20 peers, estimated {}",
+        s.peers
+    );
+}

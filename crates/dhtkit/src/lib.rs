@@ -39,7 +39,7 @@ pub use dhtkit_proto::items::{self, Item};
 pub use dhtkit_proto::Event as DhtEvent;
 pub use dhtkit_proto::{
     addr, Advert, Answer, Event, Id, InfoHash, LookupKind, LookupResult, LookupTimes, MethodKind,
-    Reply, Request, RequestOutcome, Stats as NodeStats,
+    Reply, Request, RequestOutcome, ScrapeEstimate, Stats as NodeStats,
 };
 pub use error::Error;
 pub use events::{EventJson, EventStream};
@@ -285,6 +285,14 @@ impl Dht {
         self.lookup(info_hash, LookupCommand::Announce(port, tx))
             .await?;
         rx.await.map_err(|_| Error::Shutdown)?
+    }
+
+    /// BEP 33: estimates how many seeds and other peers `info_hash` has, from the bloom
+    /// filters of the nodes that store it. `None` when no node sent filters.
+    pub async fn scrape(&self, info_hash: Id) -> Result<Option<ScrapeEstimate>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.lookup(info_hash, LookupCommand::Scrape(tx)).await?;
+        Ok(rx.await.map_err(|_| Error::Shutdown)??.scrape)
     }
 
     /// BEP 44: keeps `item` alive: put now, then again every hour (nodes drop items two

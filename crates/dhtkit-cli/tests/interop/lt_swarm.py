@@ -10,7 +10,7 @@ Commands (one JSON object per line) and answers (one JSON object per line):
   {"cmd": "add_nodes", "addrs": ["ip:port", ...]}  every session adds these as ordinary DHT
       nodes (libtorrent never keeps its dht_bootstrap_nodes, which it treats as routers)
                                               -> {"ok": true}
-  {"cmd": "announce", "idx": i, "ih": hex, "port": p}   -> {"ok": true}
+  {"cmd": "announce", "idx": i, "ih": hex, "port": p, "seed": bool}   -> {"ok": true}
   {"cmd": "get_peers", "idx": i, "ih": hex, "want": "ip:port", "timeout": s}
                                               -> {"peers": [...], "found": bool}
   {"cmd": "traffic", "count": n}   every session starts n get_peers lookups and n announces for
@@ -265,7 +265,8 @@ def main():
             return {"ok": True}
         if c == "announce":
             h = lt.sha1_hash(bytes.fromhex(cmd["ih"]))
-            swarm.sessions[cmd["idx"]].dht_announce(h, cmd["port"], 0)
+            # Flag bit 0 is BEP 33's seed.
+            swarm.sessions[cmd["idx"]].dht_announce(h, cmd["port"], 1 if cmd.get("seed") else 0)
             return {"ok": True}
         if c == "get_peers":
             i, ih, want = cmd["idx"], cmd["ih"], cmd.get("want")

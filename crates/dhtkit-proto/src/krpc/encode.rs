@@ -99,9 +99,15 @@ fn query_args(q: &Query<'_>, out: &mut Vec<u8>) {
 
 #[inline(never)]
 fn response_dict(r: &Response<'_>, out: &mut Vec<u8>) {
-    // Keys in order: id, interval, k, nodes, nodes6, num, samples, seq, sig, token, v,
-    // values.
+    // Keys in order: BFpe, BFsd, id, interval, k, nodes, nodes6, num, samples, seq, sig,
+    // token, v, values (upper case sorts first).
     out.push(b'd');
+    if let Some(b) = r.bf_peers {
+        put_key_bytes(out, b"BFpe", b);
+    }
+    if let Some(b) = r.bf_seeds {
+        put_key_bytes(out, b"BFsd", b);
+    }
     put_key_bytes(out, b"id", &r.id.0);
     if let Some(i) = r.interval {
         put_key_int(out, b"interval", i);

@@ -171,6 +171,10 @@ pub struct Response<'a> {
     pub sig: Option<&'a [u8]>,
     /// BEP 44 `seq`: a mutable item's sequence number.
     pub seq: Option<i64>,
+    /// BEP 33 `BFsd`: bloom filter of seeds' IPs (256 bytes).
+    pub bf_seeds: Option<&'a [u8]>,
+    /// BEP 33 `BFpe`: bloom filter of the other peers' IPs (256 bytes).
+    pub bf_peers: Option<&'a [u8]>,
 }
 
 /// An error message: code and text.

@@ -266,23 +266,26 @@ fn parse_response<'a>(
     let Some(r) = r.and_then(|r| r.as_dict()) else {
         return fail(e, "missing response dictionary");
     };
-    let [id, nodes, nodes6, token, values, interval, num, samples, v, k, sig, seq] = fields(
-        r,
-        &[
-            b"id",
-            b"nodes",
-            b"nodes6",
-            b"token",
-            b"values",
-            b"interval",
-            b"num",
-            b"samples",
-            b"v",
-            b"k",
-            b"sig",
-            b"seq",
-        ],
-    );
+    let [id, nodes, nodes6, token, values, interval, num, samples, v, k, sig, seq, bfsd, bfpe] =
+        fields(
+            r,
+            &[
+                b"id",
+                b"nodes",
+                b"nodes6",
+                b"token",
+                b"values",
+                b"interval",
+                b"num",
+                b"samples",
+                b"v",
+                b"k",
+                b"sig",
+                b"seq",
+                b"BFsd",
+                b"BFpe",
+            ],
+        );
     let Some(id) = bytes(id).and_then(Id::from_slice) else {
         return fail(e, "missing or malformed id");
     };
@@ -299,6 +302,8 @@ fn parse_response<'a>(
         k: bytes(k),
         sig: bytes(sig),
         seq: int(seq),
+        bf_seeds: bytes(bfsd),
+        bf_peers: bytes(bfpe),
     })
 }
 

@@ -53,6 +53,12 @@ impl Node {
         self.start_lookup(now, LookupKind::Announce { port, seed }, info_hash)
     }
 
+    /// BEP 33: estimates the swarm of `info_hash` (seeds and other peers) from the bloom
+    /// filters of the nodes that store it; the result is in [`crate::LookupResult::scrape`].
+    pub fn scrape(&mut self, now: Instant, info_hash: Id) -> Option<LookupId> {
+        self.start_lookup(now, LookupKind::Scrape, info_hash)
+    }
+
     /// BEP 44: looks up the item stored under `target`. A mutable item is checked against
     /// `salt` (empty for none) and the highest seq that verifies wins; an immutable one must
     /// hash to `target`. The result is in [`crate::LookupResult::item`].

@@ -44,6 +44,8 @@ struct Draft {
     item: Option<Id>,
     /// BEP 44: send the stored item's seq and key but not its value (not newer than asked).
     item_value: bool,
+    /// BEP 33: the seeds' and the other peers' filters.
+    scrape: Option<(crate::scrape::Bloom, crate::scrape::Bloom)>,
 }
 
 #[derive(Debug)]
@@ -115,8 +117,15 @@ impl Responder {
             Method::Ping => {}
             Method::FindNode { target } => d.near = Some(*target),
             Method::GetPeers {
-                info_hash, noseed, ..
-            } => self.get_peers(&mut d, from, *info_hash, *noseed),
+                info_hash,
+                noseed,
+                scrape,
+            } => {
+                self.get_peers(&mut d, from, *info_hash, *noseed);
+                if *scrape {
+                    d.scrape = self.store.as_ref().and_then(|s| s.scrape(info_hash));
+                }
+            }
             Method::AnnouncePeer {
                 info_hash,
                 token,
@@ -320,6 +329,10 @@ impl Responder {
             ..Response::default()
         };
         let mut r = r;
+        if let Some((seeds, peers)) = &d.scrape {
+            r.bf_seeds = Some(&seeds.0);
+            r.bf_peers = Some(&peers.0);
+        }
         if let Some(item) = d
             .item
             .and_then(|t| self.items.as_ref().and_then(|s| s.peek(&t)))
@@ -635,6 +648,40 @@ mod tests {
             f.responder.item_store().unwrap().peek(&m2.target()),
             Some(&newer)
         );
+    }
+
+    #[test]
+    fn bep33_scrape_answers_with_filters_of_seeds_and_peers() {
+        let mut f = fixture();
+        let ih = Id([0x33; 20]);
+        for (i, seed) in [(1u8, true), (2, false), (3, false)] {
+            let me = format!("127.9.1.{i}:1000");
+            let (_, r) = f.ask(&me, &query(crate::krpc::Request::get_peers(ih)));
+            let token = bytes(field(&r, "token"));
+            let ann = crate::krpc::Request::announce_peer(ih, Some(7000), token, seed);
+            assert_eq!(f.ask(&me, &query(ann)).0, Answer::Response);
+        }
+        let scrape = Method::GetPeers {
+            info_hash: ih,
+            noseed: false,
+            scrape: true,
+        };
+        let (_, r) = f.ask("127.9.2.1:1000", &query(scrape));
+        let sd = crate::scrape::Bloom::from_wire(&bytes(field(&r, "BFsd"))).unwrap();
+        let pe = crate::scrape::Bloom::from_wire(&bytes(field(&r, "BFpe"))).unwrap();
+        assert_eq!((sd.estimate(), pe.estimate()), (1, 2));
+        let (_, r) = f.ask(
+            "127.9.2.1:1000",
+            &query(crate::krpc::Request::get_peers(ih)),
+        );
+        assert!(field(&r, "BFsd").is_none(), "only when asked");
+        let other = Method::GetPeers {
+            info_hash: Id([0x44; 20]),
+            noseed: false,
+            scrape: true,
+        };
+        let (_, r) = f.ask("127.9.2.1:1000", &query(other));
+        assert!(field(&r, "BFsd").is_none(), "nothing stored, no filters");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub(crate) enum LookupCommand {
         Option<u16>,
         oneshot::Sender<Result<crate::AnnounceResult, Error>>,
     ),
+    Scrape(oneshot::Sender<Result<dhtkit_proto::LookupResult, Error>>),
     GetItem {
         salt: Vec<u8>,
         done: oneshot::Sender<Result<dhtkit_proto::LookupResult, Error>>,
@@ -108,6 +109,7 @@ impl Driver {
                         self.node.start_lookup(now, kind, target)
                     }
                     LookupCommand::GetItem { salt, .. } => self.node.get_item(now, target, salt),
+                    LookupCommand::Scrape(_) => self.node.scrape(now, target),
                     LookupCommand::PutItem { item, cas, .. } => {
                         self.node.put_item(now, item.clone(), *cas)
                     }
@@ -118,6 +120,7 @@ impl Driver {
                 };
                 let waiter = match what {
                     LookupCommand::FindNode(tx)
+                    | LookupCommand::Scrape(tx)
                     | LookupCommand::GetItem { done: tx, .. }
                     | LookupCommand::PutItem { done: tx, .. } => LookupWaiter::Whole(tx),
                     LookupCommand::GetPeers { peers, done } => {

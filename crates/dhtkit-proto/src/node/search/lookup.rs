@@ -88,6 +88,8 @@ pub(crate) struct Lookup {
     pub(crate) cas: Option<i64>,
     /// BEP 44: error codes our puts were answered with.
     pub(crate) put_errors: Vec<i64>,
+    /// BEP 33: the union of the seeds' and the peers' filters received.
+    pub(crate) blooms: Option<Box<(crate::scrape::Bloom, crate::scrape::Bloom)>>,
 }
 
 impl Lookup {
@@ -124,6 +126,7 @@ impl Lookup {
             item: None,
             cas: None,
             put_errors: Vec::new(),
+            blooms: None,
         }
     }
 
@@ -221,6 +224,8 @@ impl Lookup {
         let nothing_yet = match self.kind {
             LookupKind::GetPeers => self.peers.is_empty(),
             LookupKind::GetItem => self.item.is_none(),
+            // Announces scatter over more than the k closest: a scrape asks twice as many.
+            LookupKind::Scrape => true,
             _ => false,
         };
         if nothing_yet {
@@ -568,6 +573,16 @@ impl Search {
         if l.kind == LookupKind::GetItem {
             l.offer_item(r);
         }
+        if l.kind == LookupKind::Scrape {
+            use crate::scrape::Bloom;
+            let sd = r.bf_seeds.and_then(Bloom::from_wire);
+            let pe = r.bf_peers.and_then(Bloom::from_wire);
+            if sd.is_some() || pe.is_some() {
+                let b = l.blooms.get_or_insert_with(Default::default);
+                b.0.merge(&sd.unwrap_or_default());
+                b.1.merge(&pe.unwrap_or_default());
+            }
+        }
         let raw = if self.v6 { r.nodes6 } else { r.nodes };
         for (id, addr) in compact::nodes(raw.unwrap_or_default(), self.v6) {
             if ctx.rpc.may_contact(&addr, false) {
@@ -575,8 +590,10 @@ impl Search {
                 self.table.heard_about(ctx.now, id, addr);
             }
         }
-        if let (Some(values), LookupKind::GetPeers | LookupKind::Announce { .. }) =
-            (&r.values, l.kind)
+        if let (
+            Some(values),
+            LookupKind::GetPeers | LookupKind::Announce { .. } | LookupKind::Scrape,
+        ) = (&r.values, l.kind)
         {
             for peer in values.peers() {
                 if peer.port() == 0 || l.peers.len() >= MAX_PEERS_PER_LOOKUP {
@@ -711,6 +728,10 @@ impl Search {
             announced: l.announced,
             item: (l.kind == LookupKind::GetItem).then_some(l.item).flatten(),
             put_errors: l.put_errors,
+            scrape: l.blooms.map(|b| crate::event::ScrapeEstimate {
+                seeds: b.0.estimate(),
+                peers: b.1.estimate(),
+            }),
             queries: l.queries,
             responses: l.responses,
             timeouts: l.timeouts,
