@@ -200,9 +200,11 @@ struct NodeOpts {
 
 #[derive(Args, Debug)]
 struct NodeArgs {
-    /// UDP address to bind.
-    #[arg(long, default_value = "0.0.0.0:6881")]
-    bind: String,
+    /// UDP address to bind; give it twice (an IPv4 and an IPv6 address) for a dual-stack
+    /// node. Default: 0.0.0.0:6881 and [::]:6881, IPv4 only (with a warning) where IPv6 is
+    /// unavailable.
+    #[arg(long)]
+    bind: Vec<String>,
     #[command(flatten)]
     opts: NodeOpts,
     /// Keep no peer store (get_peers is still answered with nodes and a token).
@@ -240,9 +242,10 @@ struct NodeArgs {
 
 #[derive(Args, Debug)]
 struct Common {
-    /// UDP address to bind (default: an ephemeral port, so it runs beside a node on 6881).
-    #[arg(long, default_value = "0.0.0.0:0")]
-    bind: String,
+    /// UDP address to bind (default: an ephemeral port, so it runs beside a node on 6881);
+    /// give it twice (IPv4 and IPv6) to look up over both families.
+    #[arg(long, default_values_t = ["0.0.0.0:0".to_string()])]
+    bind: Vec<String>,
     #[command(flatten)]
     opts: NodeOpts,
     /// Give up after this many seconds.
@@ -326,8 +329,20 @@ pub(crate) fn bootstrap_list(given: &[String]) -> Result<Vec<String>, BadInput> 
     Ok(boot)
 }
 
-fn builder(bind: &str, opts: &NodeOpts) -> Result<DhtBuilder, BadInput> {
-    let mut b = Dht::builder().bind(parse_addr(bind)?);
+fn builder(bind: &[String], opts: &NodeOpts) -> Result<DhtBuilder, BadInput> {
+    let mut b = Dht::builder();
+    let addrs = bind
+        .iter()
+        .map(|a| parse_addr(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    if addrs.len() > 2 || (addrs.len() == 2 && addrs[0].is_ipv6() == addrs[1].is_ipv6()) {
+        return Err(BadInput(
+            "--bind takes at most one IPv4 and one IPv6 address".into(),
+        ));
+    }
+    for a in addrs {
+        b = b.bind(a);
+    }
     let boot = bootstrap_list(&opts.bootstrap)?;
     if !boot.is_empty() {
         b = b.bootstrap(boot);

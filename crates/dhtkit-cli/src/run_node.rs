@@ -23,7 +23,12 @@ pub(crate) async fn run(
         }
     };
     let mut events = dht.events();
-    eprintln!("dhtkit node {} listening on {}", dht.id(), dht.local_addr());
+    let addrs: Vec<String> = dht.local_addrs().iter().map(|a| a.to_string()).collect();
+    eprintln!(
+        "dhtkit node {} listening on {}",
+        dht.id(),
+        addrs.join(" and ")
+    );
     if let Some(addr) = metrics {
         let source = crate::metrics::Source {
             nodes: vec![dht.clone()],

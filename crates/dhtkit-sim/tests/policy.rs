@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use dhtkit_proto::{Advert, Config, Event, Id, LookupKind, LookupResult};
 use dhtkit_sim::{Sim, SimConfig};
+use rand::Rng;
 
 fn network(n: usize, seed: u64, cfg: &Config) -> Sim {
     let mut sim = Sim::new(SimConfig {
@@ -191,4 +192,98 @@ fn an_ipv6_only_network_finds_its_announces() {
         .any(|e| matches!(e, Event::PeerFound { peer, .. } if *peer == want)));
     assert!(sim.node(200).routing_table().len() >= 8);
     assert!(sim.node(200).routing_table_for(false).is_none());
+}
+
+#[test]
+fn a_dual_stack_network_carries_both_families() {
+    // BEP 32: three nodes in five are dual-stack (one id, an IPv4 and an IPv6 address, a
+    // table for each), one in five IPv4-only, one in five IPv6-only. Single-family nodes
+    // reach each other through the dual-stack ones, which answer each family from its own
+    // table (`nodes` / `nodes6`) and store peers of both.
+    let mut sim = Sim::new(SimConfig {
+        seed: 32,
+        loss: 0.02,
+        ..SimConfig::default()
+    });
+    let n = 600;
+    let kind = |i: usize| match i % 5 {
+        3 => "v4",
+        4 => "v6",
+        _ => "dual",
+    };
+    for i in 0..n {
+        let addrs: Vec<std::net::SocketAddr> = match kind(i) {
+            "v4" => vec![Sim::addr_of_index(i)],
+            "v6" => vec![Sim::addr6_of_index(i)],
+            _ => vec![Sim::addr_of_index(i), Sim::addr6_of_index(i)],
+        };
+        let me = sim.add_node_at(Config::default(), &addrs);
+        // Bootstrap through two earlier nodes, at their addresses in our families.
+        let mut via = Vec::new();
+        for _ in 0..2 {
+            if me == 0 {
+                break;
+            }
+            let other = sim.rng().random_range(0..me);
+            for a in &addrs {
+                via.extend(sim.addr_like(other, a));
+            }
+        }
+        sim.with_node(me, |nd, now| nd.bootstrap(now, &via));
+        sim.run_for(Duration::from_millis(50));
+    }
+    sim.run_for(Duration::from_secs(60));
+    let dual = 0;
+    assert!(sim.node(dual).routing_table_for(false).unwrap().len() >= 8);
+    assert!(sim.node(dual).routing_table_for(true).unwrap().len() >= 8);
+
+    let found = |sim: &mut Sim, asker: usize, ih: Id, want: std::net::SocketAddr| {
+        let lid = sim
+            .with_node(asker, |nd, now| nd.get_peers(now, ih))
+            .unwrap();
+        sim.run_lookups(&[(asker, lid)], Duration::from_secs(60));
+        sim.take_events(asker)
+            .iter()
+            .any(|e| matches!(e, Event::PeerFound { peer, .. } if *peer == want))
+    };
+    // An IPv4-only announce, found by another IPv4-only node; the same for IPv6.
+    for (announcer, asker, ih) in [(3, 503, Id([0x44; 20])), (4, 504, Id([0x66; 20]))] {
+        let lid = sim
+            .with_node(announcer, |nd, now| nd.announce(now, ih, Some(7000), false))
+            .unwrap();
+        let r = sim.run_lookups(&[(announcer, lid)], Duration::from_secs(60));
+        assert!(r[0].as_ref().unwrap().announced > 0);
+        let want = std::net::SocketAddr::new(sim.addr(announcer).ip(), 7000);
+        assert!(
+            found(&mut sim, asker, ih, want),
+            "{} announce found",
+            kind(announcer)
+        );
+    }
+    // A dual-stack node advertises in both families: found by an IPv4-only node at its IPv4
+    // address and by an IPv6-only node at its IPv6 address.
+    let ih = Id([0x32; 20]);
+    let advertiser = 10;
+    sim.with_node(advertiser, |nd, now| {
+        nd.advertise(
+            now,
+            ih,
+            Advert {
+                port: Some(7000),
+                seed: false,
+            },
+        )
+    });
+    sim.run_for(Duration::from_secs(30));
+    let v4 = std::net::SocketAddr::new(Sim::addr_of_index(advertiser).ip(), 7000);
+    let v6 = std::net::SocketAddr::new(Sim::addr6_of_index(advertiser).ip(), 7000);
+    assert!(
+        found(&mut sim, 508, ih, v4),
+        "IPv4-only node finds the IPv4 peer"
+    );
+    assert!(
+        found(&mut sim, 509, ih, v6),
+        "IPv6-only node finds the IPv6 peer"
+    );
+    assert_eq!((kind(508), kind(509)), ("v4", "v6"));
 }

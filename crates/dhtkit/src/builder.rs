@@ -23,7 +23,8 @@ pub const DEFAULT_BOOTSTRAP: &[&str] = &[
 /// Configures and starts a [`Dht`]. Get one from [`Dht::builder`].
 #[derive(Debug, Clone)]
 pub struct DhtBuilder {
-    bind: SocketAddr,
+    /// Addresses given with [`DhtBuilder::bind`]; none means the default pair.
+    bind: Vec<SocketAddr>,
     bootstrap: Vec<String>,
     state: Option<SavedState>,
     state_file: Option<PathBuf>,
@@ -37,7 +38,7 @@ pub struct DhtBuilder {
 impl Default for DhtBuilder {
     fn default() -> Self {
         DhtBuilder {
-            bind: SocketAddr::from(([0, 0, 0, 0], 6881)),
+            bind: Vec::new(),
             bootstrap: DEFAULT_BOOTSTRAP.iter().map(|s| s.to_string()).collect(),
             state: None,
             state_file: None,
@@ -51,9 +52,63 @@ impl Default for DhtBuilder {
 }
 
 impl DhtBuilder {
-    /// UDP address to bind (default `0.0.0.0:6881`; port 0 picks a free port).
+    /// The sockets to run on: the IPv4 one first. At most one per family.
+    fn sockets(&self) -> Result<(UdpSocket, Option<UdpSocket>), Error> {
+        let invalid = |m: &str| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, m));
+        let mut addrs = self.bind.clone();
+        if addrs.len() > 2 || (addrs.len() == 2 && addrs[0].is_ipv6() == addrs[1].is_ipv6()) {
+            return Err(invalid("bind at most one IPv4 and one IPv6 address"));
+        }
+        addrs.sort_by_key(SocketAddr::is_ipv6);
+        let default = addrs.is_empty();
+        if default {
+            addrs = vec![
+                SocketAddr::from(([0, 0, 0, 0], 6881)),
+                SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 6881)),
+            ];
+        }
+        let first = self.socket(addrs[0])?;
+        let second = match addrs.get(1) {
+            None => None,
+            Some(a) => match self.socket(*a) {
+                Ok(s) => Some(s),
+                Err(e) if default => {
+                    tracing::warn!("IPv6 unavailable ({e}): running on IPv4 only");
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        Ok((first, second))
+    }
+
+    /// One bound socket; an IPv6 one takes IPv6 only, so that it can share its port with
+    /// the IPv4 one.
+    fn socket(&self, addr: SocketAddr) -> Result<UdpSocket, Error> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() {
+            s.set_only_v6(true)?;
+        }
+        s.bind(&addr.into())?;
+        s.set_nonblocking(true)?;
+        if self.recv_buffer > 0 {
+            // Room for bursts (the kernel caps it at net.core.rmem_max); a failure only costs
+            // headroom.
+            if let Err(e) = s.set_recv_buffer_size(self.recv_buffer) {
+                tracing::debug!("SO_RCVBUF {}: {e}", self.recv_buffer);
+            }
+            tracing::debug!("receive buffer: {:?} bytes", s.recv_buffer_size());
+        }
+        Ok(UdpSocket::from_std(s.into())?)
+    }
+
+    /// UDP address to bind; port 0 picks a free port. Call it twice, with an IPv4 and an IPv6
+    /// address, for a dual-stack node (BEP 32: one id, a socket and a routing table per
+    /// family). Default: `0.0.0.0:6881` and `[::]:6881`, carrying on IPv4-only, with a
+    /// warning, where IPv6 is unavailable.
     pub fn bind(mut self, addr: SocketAddr) -> Self {
-        self.bind = addr;
+        self.bind.push(addr);
         self
     }
 
@@ -209,29 +264,23 @@ impl DhtBuilder {
     /// Binds the socket and starts the node. Fails if the socket cannot be bound or the state
     /// file exists but cannot be read.
     pub async fn build(self) -> Result<Dht, Error> {
+        let (socket, second) = self.sockets()?;
         let mut state = self.state;
         if let Some(path) = &self.state_file {
             if let Some(s) = SavedState::load_if_exists(path)? {
                 state = Some(s);
             }
         }
-        let socket = UdpSocket::bind(self.bind).await?;
         let local = socket.local_addr()?;
-        if self.recv_buffer > 0 {
-            // Room for bursts (the kernel caps it at net.core.rmem_max); a failure only costs
-            // headroom.
-            let sock = socket2::SockRef::from(&socket);
-            if let Err(e) = sock.set_recv_buffer_size(self.recv_buffer) {
-                tracing::debug!("SO_RCVBUF {}: {e}", self.recv_buffer);
-            }
-            tracing::debug!("receive buffer: {:?} bytes", sock.recv_buffer_size());
-        }
+        let locals: Vec<SocketAddr> = std::iter::once(local)
+            .chain(second.iter().filter_map(|s| s.local_addr().ok()))
+            .collect();
         let mut config = self.config;
         let mut seed = [0u8; 8];
         getrandom::fill(&mut seed).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
         config.seed = u64::from_le_bytes(seed) | 1;
-        config.ipv4 = local.is_ipv4();
-        config.ipv6 = local.is_ipv6();
+        config.ipv4 = locals.iter().any(SocketAddr::is_ipv4);
+        config.ipv6 = locals.iter().any(SocketAddr::is_ipv6);
         if let Some(s) = &state {
             config.id = Some(s.id);
         }
@@ -243,9 +292,11 @@ impl DhtBuilder {
         let state_local = state
             .as_ref()
             .is_some_and(|s| s.nodes.iter().any(|(_, a)| is_local(a.ip())));
-        config.allow_local_addrs |= is_local(local.ip()) || local_bootstrap || state_local;
+        config.allow_local_addrs |=
+            locals.iter().any(|a| is_local(a.ip())) || local_bootstrap || state_local;
         Ok(Driver::start(
             socket,
+            second,
             config,
             DriverConfig {
                 bootstrap: self.bootstrap,

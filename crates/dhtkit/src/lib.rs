@@ -155,6 +155,7 @@ struct Inner {
     tx: mpsc::Sender<Command>,
     events: broadcast::Sender<DhtEvent>,
     local_addr: SocketAddr,
+    local_addrs: Vec<SocketAddr>,
     id: Id,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -176,7 +177,8 @@ impl std::fmt::Debug for Dht {
 }
 
 impl Dht {
-    /// A builder with the defaults: bind `0.0.0.0:6881`, the public bootstrap routers.
+    /// A builder with the defaults: bind `0.0.0.0:6881` and `[::]:6881` (IPv4 only, with a
+    /// warning, where IPv6 is unavailable), the public bootstrap routers.
     pub fn builder() -> DhtBuilder {
         DhtBuilder::default()
     }
@@ -186,9 +188,14 @@ impl Dht {
         self.inner.id
     }
 
-    /// The bound address.
+    /// The bound address (the IPv4 one on a dual-stack node).
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr
+    }
+
+    /// Every bound address: one, or two on a dual-stack node (IPv4 first).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.inner.local_addrs
     }
 
     /// Subscribes to events from now on. The stream opens with a [`DhtEvent::Listening`].

@@ -89,9 +89,18 @@ struct Saving {
     waiters: Vec<oneshot::Sender<Result<(), Error>>>,
 }
 
+/// The second socket of a dual-stack node (BEP 32): the other address family.
+struct Second {
+    socket: UdpSocket,
+    udp: Option<quinn_udp::UdpSocketState>,
+}
+
 pub(crate) struct Driver {
     node: Node,
+    /// The first socket: the IPv4 one on a dual-stack node (the ban filter sits on it).
     socket: UdpSocket,
+    /// The IPv6 socket of a dual-stack node.
+    second: Option<Second>,
     /// Batched receive state (quinn-udp: `recvmmsg` on Linux, one datagram per call
     /// elsewhere); `None` if the socket refused its options, and then plain `recv_from`.
     udp: Option<quinn_udp::UdpSocketState>,
@@ -115,8 +124,18 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn start(socket: UdpSocket, config: Config, cfg: DriverConfig) -> Dht {
+    /// Starts the node on `socket`, and on `second` too for a dual-stack node (one socket
+    /// per address family, the IPv4 one first).
+    pub(crate) fn start(
+        socket: UdpSocket,
+        second: Option<UdpSocket>,
+        config: Config,
+        cfg: DriverConfig,
+    ) -> Dht {
         let local = socket.local_addr().expect("bound socket has an address");
+        let locals: Vec<SocketAddr> = std::iter::once(local)
+            .chain(second.iter().filter_map(|s| s.local_addr().ok()))
+            .collect();
         let epoch = TokioInstant::now();
         let mut node = Node::new(config, Instant::ZERO);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
@@ -135,8 +154,12 @@ impl Driver {
         if !cfg.bootstrap.is_empty() {
             node.expect_bootstrap();
         }
+        let families = (
+            locals.iter().any(SocketAddr::is_ipv4),
+            locals.iter().any(SocketAddr::is_ipv6),
+        );
         for name in &cfg.bootstrap {
-            tokio::spawn(resolve(name.clone(), local.is_ipv6(), tx.clone()));
+            tokio::spawn(resolve(name.clone(), families, tx.clone()));
         }
         let next_save = cfg
             .state_file
@@ -149,10 +172,15 @@ impl Driver {
                 None
             }
         };
+        let second = second.map(|socket| Second {
+            udp: quinn_udp::UdpSocketState::new((&socket).into()).ok(),
+            socket,
+        });
         let kfilter_on = cfg.kernel_filter && local.is_ipv4();
         let d = Driver {
             node,
             socket,
+            second,
             udp,
             kfilter: None,
             kfilter_on,
@@ -176,6 +204,7 @@ impl Driver {
                 tx,
                 events,
                 local_addr: local,
+                local_addrs: locals,
                 id,
                 task: Mutex::new(Some(task)),
             }),
@@ -202,7 +231,7 @@ impl Driver {
         let mut buf = vec![0u8; 65_536];
         let mut slots = vec![
             0u8;
-            if self.udp.is_some() {
+            if self.udp.is_some() || self.second.is_some() {
                 RECV_SLOTS * RECV_SLOT
             } else {
                 0
@@ -232,7 +261,23 @@ impl Driver {
                 }
                 self.socket.readable().await
             };
+            let readable6 = async {
+                match &self.second {
+                    Some(s) => s.socket.readable().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                r = readable6 => match r {
+                    Ok(()) => {
+                        self.recv_second(&mut slots, &mut meta);
+                        self.update_filter();
+                        self.flush().await;
+                    }
+                    Err(e) => {
+                        let _ = self.events.send(Event::SocketError { message: e.to_string() });
+                    }
+                },
                 r = readable, if batched => match r {
                     Ok(()) => {
                         let (handled, drained) = self.recv_batches(&mut slots, &mut meta);
@@ -334,6 +379,47 @@ impl Driver {
             }
         }
         (handled, drained)
+    }
+
+    /// Reads what the second (IPv6) socket holds, up to [`RECV_BATCH`] datagrams: in batches
+    /// when it has batched receive, one by one otherwise.
+    fn recv_second(&mut self, slots: &mut [u8], meta: &mut [quinn_udp::RecvMeta; RECV_SLOTS]) {
+        let Some(second) = &self.second else {
+            return;
+        };
+        let now = self.now();
+        let mut handled = 0;
+        while handled < RECV_BATCH {
+            let Some(udp) = &second.udp else {
+                match second.socket.try_recv_from(slots) {
+                    Ok((n, from)) => {
+                        self.node.handle_datagram(now, from, &slots[..n]);
+                        handled += 1;
+                        continue;
+                    }
+                    Err(_) => break,
+                }
+            };
+            let mut chunks = slots.chunks_exact_mut(RECV_SLOT);
+            let mut bufs: [std::io::IoSliceMut<'_>; RECV_SLOTS] = std::array::from_fn(|_| {
+                std::io::IoSliceMut::new(chunks.next().expect("RECV_SLOTS slots"))
+            });
+            let socket = &second.socket;
+            let r = socket.try_io(tokio::io::Interest::READABLE, || {
+                udp.recv(socket.into(), &mut bufs, meta)
+            });
+            let Ok(n) = r else { break };
+            for (m, b) in meta.iter().zip(bufs.iter()).take(n) {
+                let data = &b[..m.len.min(b.len())];
+                for d in data.chunks(m.stride.max(1)) {
+                    self.node.handle_datagram(now, m.addr, d);
+                    handled += 1;
+                }
+            }
+            if n < RECV_SLOTS {
+                break;
+            }
+        }
     }
 
     /// Brings the kernel's ban filter up to date: soon after new bans, and now and then
@@ -463,7 +549,12 @@ impl Driver {
         let mut sent = 0;
         while let Some(t) = self.node.poll_transmit() {
             sent += 1;
-            send_one(&self.socket, t.payload, t.dest).await;
+            // A dual-stack node sends each datagram from the socket of its family.
+            let socket = match &self.second {
+                Some(s) if t.dest.is_ipv6() != self.local.is_ipv6() => &s.socket,
+                _ => &self.socket,
+            };
+            send_one(socket, t.payload, t.dest).await;
         }
         while let Some(e) = self.node.poll_event() {
             self.on_event(e);
@@ -536,7 +627,9 @@ fn joined(r: Result<Result<usize, Error>, tokio::task::JoinError>) -> Result<usi
 
 /// Resolves one bootstrap name in the background (a few seconds at most) and reports the
 /// addresses, possibly none.
-async fn resolve(name: String, v6: bool, tx: mpsc::Sender<Command>) {
+/// Resolves a bootstrap name to the addresses of the families we have sockets for
+/// (`families`: IPv4, IPv6).
+async fn resolve(name: String, families: (bool, bool), tx: mpsc::Sender<Command>) {
     let mut out = Vec::new();
     if let Ok(a) = name.parse::<SocketAddr>() {
         out.push(a);
@@ -547,7 +640,7 @@ async fn resolve(name: String, v6: bool, tx: mpsc::Sender<Command>) {
             Err(_) => tracing::warn!("bootstrap node {name}: resolving timed out"),
         }
     }
-    out.retain(|a| a.is_ipv6() == v6);
+    out.retain(|a| if a.is_ipv6() { families.1 } else { families.0 });
     out.dedup();
     let _ = tx.send(Command::Resolved(out)).await;
 }
