@@ -42,7 +42,8 @@ pub struct TableConfig {
     pub k: usize,
     /// Most nodes in the table (replacement caches not counted).
     pub max_nodes: usize,
-    /// Allow at most one node per IP address.
+    /// Allow at most one node per IP address, in the table and among a lookup's candidates
+    /// (off only for test networks of many nodes on one address, such as `::1`).
     pub restrict_ips: bool,
     /// Most nodes in one bucket from one /24 (IPv4) or /64 (IPv6), as libtorrent (1). Only
     /// global addresses count: local and private networks (test networks, LANs) are exempt.

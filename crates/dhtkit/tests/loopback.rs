@@ -352,3 +352,88 @@ async fn bep44_put_and_get_over_loopback() {
     assert!(!all[1].stop_keeping(kept.target()).await.unwrap());
     shutdown(all).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_stack_nodes_serve_both_families() {
+    // Four dual-stack nodes (127.38.i.1 and ::1), two IPv6-only and an IPv4-only node.
+    // Every IPv6 node is on ::1, the one IPv6 loopback address: one node per IP and the
+    // per-IP query limit are lifted, as libtorrent's test networks do.
+    let lift = |c: &mut dhtkit_proto::Config| c.table.restrict_ips = false;
+    let dual = |i: u8, boot: Vec<SocketAddr>| async move {
+        Dht::builder()
+            .bind(SocketAddr::from(([127, 38, i, 1], 0)))
+            .bind("[::1]:0".parse().unwrap())
+            .per_ip_rate(0)
+            .config(lift)
+            .bootstrap(boot.iter().map(|a| a.to_string()))
+            .build()
+            .await
+            .expect("bind both families on loopback")
+    };
+    let first = dual(1, Vec::new()).await;
+    assert_eq!(first.local_addrs().len(), 2);
+    assert!(first.local_addrs()[0].is_ipv4() && first.local_addrs()[1].is_ipv6());
+    let seeds = first.local_addrs().to_vec();
+    let mut all = vec![first];
+    for i in 2..=4 {
+        all.push(dual(i, seeds.clone()).await);
+    }
+    let single = |bind: SocketAddr, boot: SocketAddr| async move {
+        Dht::builder()
+            .bind(bind)
+            .per_ip_rate(0)
+            .config(lift)
+            .bootstrap([boot.to_string()])
+            .build()
+            .await
+            .unwrap()
+    };
+    let v6a = single("[::1]:0".parse().unwrap(), seeds[1]).await;
+    let v6b = single("[::1]:0".parse().unwrap(), seeds[1]).await;
+    let v4 = single(SocketAddr::from(([127, 38, 9, 1], 0)), seeds[0]).await;
+    for d in all.iter().chain([&v6a, &v6b, &v4]) {
+        timeout(WAIT, d.bootstrapped()).await.unwrap().unwrap();
+    }
+    for d in all.iter().chain([&v6a, &v6b, &v4]) {
+        d.make_neighbours().await.unwrap();
+    }
+    // An IPv6 peer announced over IPv6 (nodes6 carry the lookup) is found by another
+    // IPv6-only node.
+    let ih: Id = "6666666666666666666666666666666666666666".parse().unwrap();
+    let a = timeout(WAIT, v6a.announce(ih, Some(4646)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(a.announced >= 2, "announced to {} nodes", a.announced);
+    let mut lookup = v6b.get_peers(ih).await.unwrap();
+    let want: SocketAddr = "[::1]:4646".parse().unwrap();
+    let mut found = Vec::new();
+    while let Some(p) = timeout(WAIT, lookup.next_peer()).await.unwrap() {
+        found.push(p);
+    }
+    assert_eq!(found, vec![want]);
+    // The dual-stack nodes keep a table per family, and their state has both.
+    let state = all[0].state().await.unwrap();
+    assert!(
+        state.nodes.iter().any(|(_, a)| a.is_ipv4()),
+        "{:?}",
+        state.nodes
+    );
+    assert!(
+        state.nodes.iter().any(|(_, a)| a.is_ipv6()),
+        "{:?}",
+        state.nodes
+    );
+    let ping = timeout(WAIT, v4.ping(all[1].local_addrs()[0]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ping, all[1].id());
+    let ping6 = timeout(WAIT, v6a.ping(all[1].local_addrs()[1]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ping6, all[1].id(), "one id on both sockets");
+    shutdown(all).await;
+    shutdown(vec![v6a, v6b, v4]).await;
+}

@@ -69,6 +69,8 @@ pub(crate) struct Lookup {
     k: usize,
     alpha: usize,
     max_cands: usize,
+    /// One candidate per IP ([`crate::routing::TableConfig::restrict_ips`]).
+    one_per_ip: bool,
     pub(crate) started: Instant,
     pub(crate) queries: u32,
     pub(crate) responses: u32,
@@ -113,6 +115,7 @@ impl Lookup {
             k,
             alpha: cfg.alpha.max(1),
             max_cands: cfg.max_lookup_candidates.max(k),
+            one_per_ip: cfg.table.restrict_ips,
             started: now,
             queries: 0,
             responses: 0,
@@ -179,11 +182,18 @@ impl Lookup {
     /// candidate in a full list. One candidate per IP: a host that claims many ids (a Sybil)
     /// gets one place in a lookup, as in libtorrent.
     pub(crate) fn add(&mut self, id: Option<Id>, addr: SocketAddr) {
+        let same_host = |c: &Candidate| {
+            if self.one_per_ip {
+                c.addr.ip() == addr.ip()
+            } else {
+                c.addr == addr
+            }
+        };
         if id == Some(self.own)
             || self
                 .cands
                 .iter()
-                .any(|c| c.addr.ip() == addr.ip() || (id.is_some() && c.id == id))
+                .any(|c| same_host(c) || (id.is_some() && c.id == id))
         {
             return;
         }
