@@ -196,6 +196,11 @@ struct NodeOpts {
     /// State file: loaded if present, written on exit (and periodically by `node`).
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Let several nodes share one IP, in the routing table and in lookups. For test
+    /// networks on one host (all IPv6 nodes on ::1); on the internet it lets one host take
+    /// many places (a Sybil).
+    #[arg(long)]
+    allow_shared_ips: bool,
 }
 
 #[derive(Args, Debug)]
@@ -346,6 +351,9 @@ fn builder(bind: &[String], opts: &NodeOpts) -> Result<DhtBuilder, BadInput> {
     let boot = bootstrap_list(&opts.bootstrap)?;
     if !boot.is_empty() {
         b = b.bootstrap(boot);
+    }
+    if opts.allow_shared_ips {
+        b = b.config(|c| c.table.restrict_ips = false);
     }
     if let Some(p) = &opts.state {
         // Check it now, so a corrupt file is a clean exit 2 rather than a failure later.

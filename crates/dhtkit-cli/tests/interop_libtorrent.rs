@@ -5,7 +5,9 @@
 //! (b) `dhtkit announce` announces one and libtorrent's `dht_get_peers` returns that peer;
 //! (c) every query libtorrent sent to a dhtkit node got a valid reply (no error, no silence);
 //! (d) BEP 44: an immutable item and a salted mutable one put by each side are read back by
-//!     the other, at the right seq; BEP 51: each side samples the other's nodes.
+//!     the other, at the right seq; BEP 51: each side samples the other's nodes;
+//! and, in a second test, the same announce and find both ways over IPv6 on ::1 (BEP 32:
+//! lookups there run on `nodes6`, peers are 18-byte compact entries).
 //!
 //! libtorrent's flood protection stays on, so dhtkit must be a polite peer.
 //! Needs the virtualenv that `.ci/setup-interop` creates (or `DHTKIT_LT_PYTHON`).
@@ -16,7 +18,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{dhtkit_announce, dhtkit_finds, dhtkit_nodes, lt_python, wait_for_tables, Harness};
+use common::{
+    dhtkit_announce, dhtkit_finds, dhtkit_node_with, dhtkit_nodes, lt_python, wait_for_tables,
+    Harness,
+};
 use serde_json::json;
 
 const DHTKIT_NET: u8 = 70;
@@ -338,4 +343,104 @@ fn mutable_target(public_hex: &str, salt: &str) -> String {
         .collect();
     let key: [u8; 32] = key.try_into().expect("a 32-byte public key");
     dhtkit::items::mutable_target(&key, salt.as_bytes()).to_hex()
+}
+
+#[test]
+fn libtorrent_and_dhtkit_over_ipv6() {
+    // Everyone on ::1 (the one IPv6 loopback address), so both sides lift one node per IP
+    // and their per-IP limits, as libtorrent's own test networks do.
+    const LT6: u16 = 26880;
+    const DK6: u16 = 26980;
+    let lt1 = format!("[::1]:{}", LT6 + 1);
+    let dk1 = format!("[::1]:{}", DK6 + 1);
+    let extra = ["--per-ip-rate", "0", "--allow-shared-ips"];
+    let _nodes: Vec<_> = (1..=4)
+        .map(|i| {
+            let boot = if i == 1 {
+                lt1.clone()
+            } else {
+                format!("{lt1},{dk1}")
+            };
+            dhtkit_node_with(&format!("[::1]:{}", DK6 + i), &boot, &extra)
+        })
+        .collect();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/lt_swarm.py");
+    let mut cmd = Command::new(lt_python());
+    cmd.arg(script)
+        .args(["--count", "4", "--ipv6", "--port", &LT6.to_string()])
+        .args(["--bootstrap", &format!("{dk1},{lt1}")]);
+    let (mut swarm, _) = Harness::start(cmd, Duration::from_secs(60));
+    let mut known: Vec<String> = (1..=4).map(|i| format!("[::1]:{}", LT6 + i)).collect();
+    known.extend((1..=2).map(|i| format!("[::1]:{}", DK6 + i)));
+    swarm.call(
+        json!({"cmd": "add_nodes", "addrs": known}),
+        Duration::from_secs(10),
+    );
+    wait_for_tables(&mut swarm, 3, Duration::from_secs(90), "libtorrent (IPv6)");
+    let boot = format!("[::1]:{},[::1]:{}", DK6 + 2, LT6 + 3);
+
+    // libtorrent announces an IPv6 peer; dhtkit finds it.
+    let ih = "6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a";
+    swarm.call(
+        json!({"cmd": "announce", "idx": 1, "ih": ih, "port": 7601}),
+        Duration::from_secs(10),
+    );
+    let mut found = false;
+    for _ in 0..5 {
+        let out = common::dhtkit()
+            .args(["get-peers", ih, "--bind", "[::1]:0", "--allow-shared-ips"])
+            .args(["--bootstrap", &boot, "--timeout", "15"])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == "[::1]:7601")
+        {
+            found = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert!(found, "dhtkit found libtorrent's IPv6 peer");
+
+    // dhtkit announces over IPv6; libtorrent finds the peer.
+    let ih2 = "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b";
+    let out = common::dhtkit()
+        .args([
+            "announce",
+            ih2,
+            "--port",
+            "7602",
+            "--json",
+            "--allow-shared-ips",
+        ])
+        .args(["--bind", "[::1]:0", "--bootstrap", &boot, "--timeout", "20"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["announced"].as_u64().unwrap() >= 2, "{v}");
+    assert!(v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["addr"].as_str().unwrap().starts_with("[::1]")));
+    let mut lt_found = false;
+    for _ in 0..3 {
+        let r = swarm.call(
+            json!({"cmd": "get_peers", "idx": 3, "ih": ih2, "want": "[::1]:7602", "timeout": 20}),
+            Duration::from_secs(40),
+        );
+        eprintln!("libtorrent get_peers over IPv6: {r}");
+        if r["found"] == true {
+            lt_found = true;
+            break;
+        }
+    }
+    assert!(lt_found, "libtorrent found dhtkit's IPv6 announce");
+    swarm.call(json!({"cmd": "quit"}), Duration::from_secs(10));
 }

@@ -123,8 +123,14 @@ pub fn dhtkit() -> Command {
 /// Starts `dhtkit node --events` on `bind`, waits for it to listen, and keeps draining its
 /// events so that the pipe never fills.
 pub fn dhtkit_node(bind: &str, bootstrap: &str) -> Killed {
+    dhtkit_node_with(bind, bootstrap, &[])
+}
+
+/// [`dhtkit_node`] with more options.
+pub fn dhtkit_node_with(bind: &str, bootstrap: &str, extra: &[&str]) -> Killed {
     let mut child = dhtkit()
         .args(["node", "--events", "--bind", bind, "--bootstrap", bootstrap])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

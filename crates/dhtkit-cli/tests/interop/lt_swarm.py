@@ -31,6 +31,7 @@ Commands (one JSON object per line) and answers (one JSON object per line):
   {"cmd": "sample", "idx": i, "addr": "ip:port", "timeout": s}   BEP 51 from one node
                                               -> {"samples": [hex], "num": n, "interval": s}
   {"cmd": "quit"}
+With --ipv6 every session listens on [::1] instead, on ports PORT+1..PORT+count.
 Every wait is bounded; the script exits when stdin closes.
 """
 
@@ -50,9 +51,10 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def make_session(ip, port, bootstrap):
+def make_session(ip, port, bootstrap, ipv6=False):
+    host = f"[{ip}]" if ipv6 else ip
     settings = {
-        "listen_interfaces": f"{ip}:{port}",
+        "listen_interfaces": f"{host}:{port}",
         "enable_dht": True,
         "enable_lsd": False,
         "enable_upnp": False,
@@ -70,14 +72,22 @@ def make_session(ip, port, bootstrap):
         | lt.alert_category.error,
         "alert_queue_size": 100000,
     }
+    if ipv6:
+        # Every IPv6 node here is on ::1: one IP for all, so the per-IP block goes.
+        settings["dht_block_ratelimit"] = 1000000
     return lt.session(settings)
 
 
 class Swarm:
-    def __init__(self, count, net, port, bootstrap):
+    def __init__(self, count, net, port, bootstrap, ipv6=False):
         self.sessions = []
         self.addrs = []
         for i in range(1, count + 1):
+            if ipv6:
+                # All on ::1, one port each.
+                self.addrs.append(f"[::1]:{port + i}")
+                self.sessions.append(make_session("::1", port + i, bootstrap, ipv6=True))
+                continue
             ip = f"127.{net}.{i}.1"
             self.addrs.append(f"{ip}:{port}")
             self.sessions.append(make_session(ip, port, bootstrap))
@@ -100,7 +110,8 @@ class Swarm:
                     ih = str(a.info_hash)
                     got = self.peers[i].setdefault(ih, set())
                     for p in a.peers():
-                        got.add(f"{p[0]}:{p[1]}")
+                        host = f"[{p[0]}]" if ":" in p[0] else p[0]
+                        got.add(f"{host}:{p[1]}")
                 elif isinstance(a, lt.dht_stats_alert):
                     self.tables[i] = sum(b["num_nodes"] for b in a.routing_table)
                 elif isinstance(a, lt.dht_immutable_item_alert):
@@ -248,8 +259,9 @@ def main():
     ap.add_argument("--net", type=int, default=80)
     ap.add_argument("--port", type=int, default=16881)
     ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--ipv6", action="store_true", help="every session on [::1], ports PORT+i")
     args = ap.parse_args()
-    swarm = Swarm(args.count, args.net, args.port, args.bootstrap)
+    swarm = Swarm(args.count, args.net, args.port, args.bootstrap, args.ipv6)
     log(f"lt_swarm: {args.count} libtorrent {lt.__version__} sessions on 127.{args.net}.x.1")
 
     def handle(cmd):
@@ -261,7 +273,7 @@ def main():
                 for a in cmd["addrs"]:
                     if a != swarm.addrs[i]:
                         ip, port = a.rsplit(":", 1)
-                        sess.add_dht_node((ip, int(port)))
+                        sess.add_dht_node((ip.strip("[]"), int(port)))
             return {"ok": True}
         if c == "announce":
             h = lt.sha1_hash(bytes.fromhex(cmd["ih"]))
