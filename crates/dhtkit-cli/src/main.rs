@@ -3,6 +3,8 @@
 //! Exit codes: 0 success; 1 nothing found (`get-peers` with no peer, a ping with no answer);
 //! 2 bad input (malformed hex or address, unreadable or corrupt state file, bad flags).
 #![forbid(unsafe_code)]
+// The doc comments here are `--help` text (clap), where `[::]:6881` is an address, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 mod config;
 mod crawl;

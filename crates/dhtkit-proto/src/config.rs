@@ -34,6 +34,14 @@ pub struct Config {
     /// How often an item kept alive with [`crate::Node::keep_item`] is put again (nodes drop
     /// items 2 hours after their last put; default 1 hour).
     pub item_refresh: Duration,
+    /// BEP 42: take a node id derived from our external address once other nodes agree on
+    /// it (the `ip` field of their replies), and derive it again when they agree on a new
+    /// one. Local and private addresses are never voted on. Default on.
+    pub secure_id: bool,
+    /// BEP 42: keep only nodes whose ids match their addresses in the routing table (local
+    /// and private addresses exempt). Default off, as in libtorrent: many nodes on the DHT
+    /// still have random ids.
+    pub enforce_secure_ids: bool,
     /// Lookup parallelism α (4: one more than BEP 5 suggests, for lookups that finish in about
     /// a second on real round trips; libtorrent uses 5).
     pub alpha: usize,
@@ -139,6 +147,8 @@ impl Default for Config {
             store: Some(StoreConfig::default()),
             items: Some(crate::items::ItemConfig::default()),
             item_refresh: Duration::from_secs(60 * 60),
+            secure_id: true,
+            enforce_secure_ids: false,
             alpha: 4,
             slow_timeout: Duration::from_secs(1),
             slow_timeout_min: Duration::from_millis(250),

@@ -300,6 +300,16 @@ pub enum Event {
         /// Nodes in the routing table.
         nodes: usize,
     },
+    /// BEP 42: other nodes agree that our external address is `ip`.
+    ExternalAddress {
+        /// The address.
+        ip: std::net::IpAddr,
+    },
+    /// Our node id changed (BEP 42: derived from a new external address).
+    IdChanged {
+        /// The new id.
+        id: Id,
+    },
 }
 
 impl Event {
@@ -321,6 +331,8 @@ impl Event {
             Event::LookupFinished(_) => "lookup_finished",
             Event::RequestFinished { .. } => "request_finished",
             Event::Bootstrapped { .. } => "bootstrapped",
+            Event::ExternalAddress { .. } => "external_address",
+            Event::IdChanged { .. } => "id_changed",
         }
     }
 }

@@ -60,6 +60,7 @@
 
 pub mod addr;
 pub mod bencode;
+pub mod bep42;
 pub mod compact;
 mod config;
 mod event;

@@ -159,6 +159,8 @@ impl EventJson for Event {
                     _ => put("timeout", json!(true)),
                 }
             }
+            Event::ExternalAddress { ip } => put("ip", json!(ip.to_string())),
+            Event::IdChanged { id } => put("id", json!(id.to_hex())),
             _ => {}
         }
         Json::Object(m)

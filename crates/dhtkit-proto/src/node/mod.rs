@@ -183,6 +183,8 @@ pub struct Node {
     events: EventQueue,
     next_request: u64,
     timers: Timers,
+    /// BEP 42: what other nodes say our external address is.
+    votes: crate::bep42::Votes,
 }
 
 /// The parts of a node, borrowed at once.
@@ -245,6 +247,7 @@ impl Node {
                 rotate: now + cfg.token_rotation,
                 expire: now + cfg.maintenance_interval,
             },
+            votes: crate::bep42::Votes::default(),
             cfg,
         }
     }
@@ -388,10 +391,48 @@ impl Node {
             }
             Ok(msg) => match &msg.body {
                 Body::Query(q) => self.on_query(now, from, &msg, q),
-                Body::Response(r) => self.on_response(now, from, msg.tid, r, v),
+                Body::Response(r) => {
+                    if let Some(seen) = msg.ip {
+                        self.external_vote(now, from, seen);
+                    }
+                    self.on_response(now, from, msg.tid, r, v)
+                }
                 Body::Error(e) => self.on_error(now, from, msg.tid, e.code, e.message),
             },
         }
+    }
+
+    /// BEP 42: `from` says it sees us at `seen`. When the nodes agree on a new external
+    /// address that our id does not match, we take an id derived from it.
+    fn external_vote(&mut self, now: Instant, from: SocketAddr, seen: SocketAddr) {
+        let Some(ip) = self.votes.vote(from.ip(), seen.ip()) else {
+            return;
+        };
+        self.events.push(Event::ExternalAddress { ip });
+        if self.cfg.secure_id && !crate::bep42::id_matches(&self.id, ip) {
+            let id = crate::bep42::derive_id(ip, &mut self.rng);
+            self.set_id(now, id);
+        }
+    }
+
+    /// Takes a new node id: every message says it from now on, and the routing tables are
+    /// rebuilt around it. Reported as [`Event::IdChanged`].
+    pub fn set_id(&mut self, now: Instant, id: Id) {
+        if id == self.id {
+            return;
+        }
+        self.id = id;
+        self.rpc.set_id(id);
+        let cfg = &self.cfg;
+        for s in [self.v4.as_mut(), self.v6.as_mut()].into_iter().flatten() {
+            s.set_own(id, cfg, now);
+        }
+        self.events.push(Event::IdChanged { id });
+    }
+
+    /// BEP 42: the external address other nodes agree on, if they do.
+    pub fn external_ip(&self) -> Option<std::net::IpAddr> {
+        self.votes.believed()
     }
 
     fn invalid(&mut self, from: SocketAddr, reason: &'static str) {

@@ -371,6 +371,11 @@ impl Rpc {
         self.header.id
     }
 
+    /// Takes a new node id (BEP 42).
+    pub(crate) fn set_id(&mut self, id: Id) {
+        self.header.id = id;
+    }
+
     /// The `v` every message carries.
     pub(crate) fn version(&self) -> Option<[u8; 4]> {
         self.header.version

@@ -174,6 +174,12 @@ impl Lookup {
         }
     }
 
+    /// Our id changed (BEP 42): never ask it.
+    pub(crate) fn set_own(&mut self, own: Id) {
+        self.own = own;
+        self.cands.retain(|c| c.id != Some(own));
+    }
+
     fn dist(&self, id: Option<Id>) -> Distance {
         id.map_or(Distance::MAX, |i| i.distance(&self.target))
     }
@@ -415,6 +421,37 @@ impl Lookup {
         true
     }
 
+    /// Where to announce or put: k of the nodes that answered with a token, nodes whose ids
+    /// match their addresses (BEP 42; local addresses count as matching) first, closest
+    /// first, from the 2k closest; then the closest others to make up k.
+    pub(crate) fn store_targets(&self) -> Vec<(Id, SocketAddr, &[u8])> {
+        let with_token: Vec<(Id, SocketAddr, &[u8])> = self
+            .cands
+            .iter()
+            .filter_map(|c| match &c.state {
+                State::Responded { token: Some(t) } => Some((c.id?, c.addr, &t[..])),
+                _ => None,
+            })
+            .take(2 * self.k)
+            .collect();
+        let (mut out, rest): (Vec<_>, Vec<_>) = with_token
+            .into_iter()
+            .partition(|(id, addr, _)| crate::bep42::id_matches(id, addr.ip()));
+        out.truncate(self.k);
+        let room = self.k - out.len();
+        out.extend(rest.into_iter().take(room));
+        out.sort_by_key(|(id, _, _)| id.distance(&self.target));
+        out
+    }
+
+    /// The token the candidate at `addr` gave us, if it answered with one.
+    pub(crate) fn token_of(&self, addr: &SocketAddr) -> Option<&[u8]> {
+        self.cands.iter().find_map(|c| match &c.state {
+            State::Responded { token: Some(t) } if c.addr == *addr => Some(&t[..]),
+            _ => None,
+        })
+    }
+
     /// The k closest candidates that answered, with the tokens they gave.
     pub(crate) fn closest_responded(
         &self,
@@ -594,10 +631,13 @@ impl Search {
             }
         }
         let raw = if self.v6 { r.nodes6 } else { r.nodes };
+        let enforce = ctx.cfg.enforce_secure_ids;
         for (id, addr) in compact::nodes(raw.unwrap_or_default(), self.v6) {
             if ctx.rpc.may_contact(&addr, false) {
                 l.add(Some(id), addr);
-                self.table.heard_about(ctx.now, id, addr);
+                if !enforce || crate::bep42::id_matches(&id, addr.ip()) {
+                    self.table.heard_about(ctx.now, id, addr);
+                }
             }
         }
         if let (
@@ -664,10 +704,8 @@ impl Search {
             // A lost announce or put is sent again with the token that node gave us: under
             // loss, the peer or item would otherwise be stored on fewer of the closest nodes.
             let Some(method) = l
-                .closest_responded()
-                .find(|(_, a, _)| *a == p.addr)
-                .and_then(|(_, _, t)| t.map(<[u8]>::to_vec))
-                .and_then(|token| l.store_request(token))
+                .token_of(&p.addr)
+                .and_then(|token| l.store_request(token.to_vec()))
             else {
                 return false;
             };
@@ -685,8 +723,9 @@ impl Search {
     fn start_store(&mut self, ctx: &mut Ctx<'_>, lid: LookupId) {
         let l = &self.lookups[&lid];
         let to: Vec<(Id, SocketAddr, Request)> = l
-            .closest_responded()
-            .filter_map(|(id, addr, tok)| Some((id, addr, l.store_request(tok?.to_vec())?)))
+            .store_targets()
+            .into_iter()
+            .filter_map(|(id, addr, tok)| Some((id, addr, l.store_request(tok.to_vec())?)))
             .collect();
         let mut pending = 0;
         for (id, addr, method) in to {

@@ -81,6 +81,20 @@ impl Search {
         }
     }
 
+    /// Takes a new node id (BEP 42): the table is rebuilt around it with the nodes it held
+    /// (their buckets depend on our id), and lookups going on skip the new id.
+    pub(crate) fn set_own(&mut self, own: Id, cfg: &Config, now: Instant) {
+        let mut table = RoutingTable::new(own, cfg.table, now);
+        for e in self.table.iter() {
+            table.restore(now, e.id, e.addr);
+        }
+        self.table = table;
+        self.own = own;
+        for l in self.lookups.values_mut() {
+            l.set_own(own);
+        }
+    }
+
     pub(crate) fn is_v6(&self) -> bool {
         self.v6
     }
@@ -120,7 +134,14 @@ impl Search {
         }
         let rtt = ctx.now.saturating_since(p.sent);
         ctx.rpc.observe_rtt(p, ctx.now);
-        let seen = self.table.node_seen(ctx.now, r.id, from, Some(rtt));
+        // BEP 42 enforced: a node whose id does not match its address stays out of the table
+        // (its answer still serves the lookup that asked).
+        let admissible = !ctx.cfg.enforce_secure_ids || crate::bep42::id_matches(&r.id, from.ip());
+        let seen = if admissible {
+            self.table.node_seen(ctx.now, r.id, from, Some(rtt))
+        } else {
+            Default::default()
+        };
         if seen.added {
             ctx.events.push(Event::NodeAdded {
                 id: r.id,
