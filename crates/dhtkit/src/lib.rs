@@ -156,7 +156,8 @@ struct Inner {
     events: broadcast::Sender<DhtEvent>,
     local_addr: SocketAddr,
     local_addrs: Vec<SocketAddr>,
-    id: Id,
+    /// The node's id; the driver updates it when BEP 42 derives a new one.
+    id: Arc<Mutex<Id>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -170,7 +171,7 @@ pub struct Dht {
 impl std::fmt::Debug for Dht {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dht")
-            .field("id", &self.inner.id)
+            .field("id", &self.id())
             .field("local_addr", &self.inner.local_addr)
             .finish()
     }
@@ -185,7 +186,7 @@ impl Dht {
 
     /// Our node id.
     pub fn id(&self) -> Id {
-        self.inner.id
+        *self.inner.id.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The bound address (the IPv4 one on a dual-stack node).
@@ -205,7 +206,7 @@ impl Dht {
             lost: 0,
             first: Some(DhtEvent::Listening {
                 addr: self.inner.local_addr,
-                id: self.inner.id,
+                id: self.id(),
             }),
         }
     }

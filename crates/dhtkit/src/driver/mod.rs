@@ -97,6 +97,8 @@ struct Second {
 
 pub(crate) struct Driver {
     node: Node,
+    /// Shared with the handles: the current node id.
+    id: Arc<Mutex<dhtkit_proto::Id>>,
     /// The first socket: the IPv4 one on a dual-stack node (the ban filter sits on it).
     socket: UdpSocket,
     /// The IPv6 socket of a dual-stack node.
@@ -177,8 +179,10 @@ impl Driver {
             socket,
         });
         let kfilter_on = cfg.kernel_filter && local.is_ipv4();
+        let id_cell = Arc::new(Mutex::new(id));
         let d = Driver {
             node,
+            id: id_cell.clone(),
             socket,
             second,
             udp,
@@ -205,7 +209,7 @@ impl Driver {
                 events,
                 local_addr: local,
                 local_addrs: locals,
-                id,
+                id: id_cell,
                 task: Mutex::new(Some(task)),
             }),
         }
@@ -565,6 +569,9 @@ impl Driver {
     /// Hands an event to whoever waits for it, then to subscribers.
     fn on_event(&mut self, e: Event) {
         match &e {
+            Event::IdChanged { id } => {
+                *self.id.lock().unwrap_or_else(|p| p.into_inner()) = *id;
+            }
             Event::PeerFound { lookup, peer, .. } => match self.lookups.get_mut(lookup) {
                 Some(LookupWaiter::GetPeers { peers, .. }) => {
                     let _ = peers.send(*peer);
