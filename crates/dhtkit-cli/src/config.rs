@@ -377,7 +377,7 @@ mod tests {
         assert!(with_file("[nod]\nbind = \"x\"\n", &["node"]).is_err());
         assert!(with_file("nonsense = 1\n", &["node"]).is_err());
         assert!(with_file("[node]\nread-only = \"yes\"\n", &["node"]).is_err());
-        assert!(with_file("[node]\nbind = [1, 2]\n", &["node"]).is_err());
+        assert!(with_file("[node]\nmax-nodes = [1, 2]\n", &["node"]).is_err());
         assert!(with_file("[node\n", &["node"]).is_err());
     }
 }
