@@ -465,7 +465,7 @@ fn a_config_file_sets_options_and_the_command_line_wins() {
     let (code, out, err) = run(&["--config", c, "config", "node", "--bind", "127.41.8.9:1"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("[node]"), "{out}");
-    assert!(out.contains("bind = \"127.41.8.9:1\""), "{out}");
+    assert!(out.contains("bind = [\"127.41.8.9:1\"]"), "{out}");
     assert!(out.contains("max-nodes = 50"), "{out}");
     assert!(
         out.contains("bootstrap = [\"127.41.8.2:1\", \"127.41.8.3:1\"]"),
@@ -473,7 +473,7 @@ fn a_config_file_sets_options_and_the_command_line_wins() {
     );
     assert!(out.contains("save-interval = 300  # default"), "{out}");
     assert!(
-        out.contains("bind = \"127.41.8.9:1\"  # command line"),
+        out.contains("bind = [\"127.41.8.9:1\"]  # command line"),
         "{out}"
     );
     assert!(out.contains("max-nodes = 50  # config file"), "{out}");
@@ -483,7 +483,7 @@ fn a_config_file_sets_options_and_the_command_line_wins() {
     std::fs::write(&printed, &out).unwrap();
     let (code, again, err) = run(&["--config", printed.to_str().unwrap(), "config", "node"]);
     assert_eq!(code, 0, "{err}");
-    assert!(again.contains("bind = \"127.41.8.9:1\""), "{again}");
+    assert!(again.contains("bind = [\"127.41.8.9:1\"]"), "{again}");
     // Without a command: every command's table.
     let (_, all, _) = run(&["--config", c, "config"]);
     for t in ["[node]", "[crawl]", "[web]", "[search]", "[get-peers]"] {
