@@ -4,6 +4,9 @@
 //! addresses are remembered: while the table holds fewer than k nodes after a bootstrap, the
 //! search tries again through them, backing off from 5 seconds to 5 minutes.
 //!
+//! When the first bootstrap ends, every bucket is refreshed once (a lookup for a random id
+//! in it), so that nodes all over the keyspace hear from us and check us.
+//!
 //! Lookups started while the first bootstrap runs (or while the driver still waits for
 //! bootstrap addresses and the table is empty) are held, and start when it ends; the end is
 //! reported as [`Event::Bootstrapped`]. A search that was never asked to bootstrap holds
@@ -151,5 +154,14 @@ impl Search {
         });
         self.release_held(ctx);
         self.announce_due(ctx);
+        // Make ourselves known beyond the few nodes nearest our id: one refresh lookup per
+        // bucket, as a fresh libtorrent node does. Nodes that only hear a query from us do
+        // not keep us (mainline adds only nodes that answer its own queries; libtorrent
+        // keeps a querier as unverified and may never check it), so until someone who keeps
+        // us hands us out, their lookups do not find us. A read-only node (BEP 43) is never
+        // kept anyway, and skips this.
+        if !ctx.cfg.read_only && !self.table.is_empty() {
+            self.refresh_all(ctx);
+        }
     }
 }

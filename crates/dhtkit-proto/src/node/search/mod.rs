@@ -126,6 +126,14 @@ impl Search {
             self.verifying.remove(&p.addr);
         }
         if r.id == self.own {
+            // We asked ourselves (others still list us under an id we had before BEP 42
+            // gave us a new one, say): a lookup must not wait for that candidate.
+            if let Purpose::Lookup(lid) = p.purpose {
+                if let Some(l) = self.lookups.get_mut(&lid) {
+                    l.on_failed(&from);
+                }
+                self.drive(ctx, lid);
+            }
             return;
         }
         if let Some(old) = p.node_id.filter(|id| *id != r.id) {
