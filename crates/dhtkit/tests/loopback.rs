@@ -412,6 +412,40 @@ async fn dual_stack_nodes_serve_both_families() {
         found.push(p);
     }
     assert_eq!(found, vec![want]);
+    // A dual-stack node looks in both families: it finds the IPv6 peer too.
+    let mut lookup = all[2].get_peers(ih).await.unwrap();
+    let mut found = Vec::new();
+    while let Some(p) = timeout(WAIT, lookup.next_peer()).await.unwrap() {
+        found.push(p);
+    }
+    assert_eq!(
+        found,
+        vec![want],
+        "a dual-stack get_peers reaches IPv6 peers"
+    );
+    // And it announces in both: an IPv4-only and an IPv6-only node find it, each at its
+    // address in their family.
+    let ih2: Id = "3232323232323232323232323232323232323232".parse().unwrap();
+    let a = timeout(WAIT, all[3].announce(ih2, None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        a.announced >= 4,
+        "announced to {} nodes in all",
+        a.announced
+    );
+    for (asker, want) in [
+        (&v4, all[3].local_addrs()[0]),
+        (&v6b, all[3].local_addrs()[1]),
+    ] {
+        let mut lookup = asker.get_peers(ih2).await.unwrap();
+        let mut found = Vec::new();
+        while let Some(p) = timeout(WAIT, lookup.next_peer()).await.unwrap() {
+            found.push(p);
+        }
+        assert_eq!(found, vec![want]);
+    }
     // The dual-stack nodes keep a table per family, and their state has both.
     let state = all[0].state().await.unwrap();
     assert!(

@@ -89,6 +89,22 @@ impl Node {
         })
     }
 
+    /// Starts a lookup of any kind in one address family (`v6`); `None` if the node has no
+    /// such family or no free lookup slot. A dual-stack node runs a lookup per family to
+    /// reach the peers and nodes of both.
+    pub fn start_lookup_in(
+        &mut self,
+        now: Instant,
+        kind: LookupKind,
+        target: Id,
+        v6: bool,
+    ) -> Option<LookupId> {
+        let p = self.parts(now);
+        let mut ctx = p.ctx;
+        let s = if v6 { p.v6 } else { p.v4 }?;
+        s.start_lookup(&mut ctx, kind, target, &[])
+    }
+
     /// Starts a lookup of any kind in the node's first family. Returns `None` when
     /// [`crate::Config::max_lookups`] lookups are already running. Lookups started while the first
     /// bootstrap runs wait for it.

@@ -118,6 +118,29 @@ impl Driver {
                     let _ = accepted.send(Err(Error::Refused("too many lookups running")));
                     return;
                 };
+                // A dual-stack node looks for peers, and announces, in both families: the
+                // second family's lookup serves the same caller.
+                let twin_kind = match &what {
+                    LookupCommand::GetPeers { .. } => Some(LookupKind::GetPeers),
+                    LookupCommand::Announce(port, _) => Some(LookupKind::Announce {
+                        port: *port,
+                        seed: false,
+                    }),
+                    _ => None,
+                };
+                if let (Some(kind), true) = (twin_kind, self.second.is_some()) {
+                    let v6 = !self.local.is_ipv6();
+                    if let Some(twin) = self.node.start_lookup_in(now, kind, target, v6) {
+                        self.twin_of.insert(twin, lid);
+                        self.paired.insert(
+                            lid,
+                            super::Paired {
+                                running: 2,
+                                ..Default::default()
+                            },
+                        );
+                    }
+                }
                 let waiter = match what {
                     LookupCommand::FindNode(tx)
                     | LookupCommand::Scrape(tx)

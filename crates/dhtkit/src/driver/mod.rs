@@ -95,8 +95,25 @@ struct Second {
     udp: Option<quinn_udp::UdpSocketState>,
 }
 
+/// A lookup a dual-stack node runs in both families for one caller: the first family's
+/// result, completed by the second's.
+#[derive(Default)]
+struct Paired {
+    /// Lookups of the pair still running.
+    running: usize,
+    /// The first family's result, once in.
+    first: Option<LookupResult>,
+    /// Nodes that stored our announce, and peers found, in the second family.
+    announced: usize,
+    peers_found: usize,
+}
+
 pub(crate) struct Driver {
     node: Node,
+    /// Second-family lookup → the first-family lookup whose caller it serves.
+    twin_of: HashMap<LookupId, LookupId>,
+    /// First-family lookups with a twin, by id.
+    paired: HashMap<LookupId, Paired>,
     /// Shared with the handles: the current node id.
     id: Arc<Mutex<dhtkit_proto::Id>>,
     /// The first socket: the IPv4 one on a dual-stack node (the ban filter sits on it).
@@ -182,6 +199,8 @@ impl Driver {
         let id_cell = Arc::new(Mutex::new(id));
         let d = Driver {
             node,
+            twin_of: HashMap::new(),
+            paired: HashMap::new(),
             id: id_cell.clone(),
             socket,
             second,
@@ -572,28 +591,23 @@ impl Driver {
             Event::IdChanged { id } => {
                 *self.id.lock().unwrap_or_else(|p| p.into_inner()) = *id;
             }
-            Event::PeerFound { lookup, peer, .. } => match self.lookups.get_mut(lookup) {
+            Event::PeerFound { lookup, peer, .. } => match self
+                .lookups
+                .get_mut(self.twin_of.get(lookup).unwrap_or(lookup))
+            {
                 Some(LookupWaiter::GetPeers { peers, .. }) => {
                     let _ = peers.send(*peer);
                 }
                 Some(LookupWaiter::Announce { peers, .. }) => peers.push(*peer),
                 _ => {}
             },
-            Event::LookupFinished(r) => match self.lookups.remove(&r.id) {
-                Some(LookupWaiter::Whole(tx)) => {
-                    let _ = tx.send(Ok(r.clone()));
-                }
-                Some(LookupWaiter::GetPeers { done, .. }) => {
-                    let _ = done.send(r.clone());
-                }
-                Some(LookupWaiter::Announce { reply, peers }) => {
-                    let _ = reply.send(Ok(AnnounceResult {
-                        announced: r.announced,
-                        peers,
-                        lookup: r.clone(),
-                    }));
-                }
+            Event::LookupFinished(r) if self.paired_done(r).is_none() => {}
+            Event::LookupFinished(_) => match self.paired_result(&e).and_then(|r| {
+                let w = self.lookups.remove(&r.id)?;
+                Some((w, r))
+            }) {
                 None => {}
+                Some((w, r)) => self.complete(w, &r),
             },
             Event::RequestFinished { id, outcome, .. } => {
                 if let Some(tx) = self.requests.remove(id) {
@@ -604,6 +618,59 @@ impl Driver {
             _ => {}
         }
         let _ = self.events.send(e);
+    }
+
+    /// For a finished lookup: `None` while its twin (dual-stack) still runs, else `Some(())`.
+    fn paired_done(&mut self, r: &LookupResult) -> Option<()> {
+        let first = self.twin_of.get(&r.id).copied().unwrap_or(r.id);
+        let Some(p) = self.paired.get_mut(&first) else {
+            return Some(());
+        };
+        p.running = p.running.saturating_sub(1);
+        if first == r.id {
+            p.first = Some(r.clone());
+        } else {
+            p.announced += r.announced;
+            p.peers_found += r.peers_found;
+        }
+        (p.running == 0).then_some(())
+    }
+
+    /// The result to hand the caller: a lone lookup's, or a finished pair's, merged.
+    fn paired_result(&mut self, e: &Event) -> Option<LookupResult> {
+        let Event::LookupFinished(r) = e else {
+            return None;
+        };
+        let first = self.twin_of.get(&r.id).copied().unwrap_or(r.id);
+        match self.paired.remove(&first) {
+            None => Some(r.clone()),
+            Some(p) => {
+                self.twin_of.retain(|_, f| *f != first);
+                let mut out = p.first.unwrap_or_else(|| r.clone());
+                out.announced += p.announced;
+                out.peers_found += p.peers_found;
+                Some(out)
+            }
+        }
+    }
+
+    /// Hands a finished lookup to its caller.
+    fn complete(&mut self, w: LookupWaiter, r: &LookupResult) {
+        match w {
+            LookupWaiter::Whole(tx) => {
+                let _ = tx.send(Ok(r.clone()));
+            }
+            LookupWaiter::GetPeers { done, .. } => {
+                let _ = done.send(r.clone());
+            }
+            LookupWaiter::Announce { reply, peers } => {
+                let _ = reply.send(Ok(AnnounceResult {
+                    announced: r.announced,
+                    peers,
+                    lookup: r.clone(),
+                }));
+            }
+        }
     }
 
     fn wake_bootstrap_waiters(&mut self) {
