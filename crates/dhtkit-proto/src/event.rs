@@ -174,6 +174,9 @@ pub struct LookupResult {
     /// BEP 33 ([`LookupKind::Scrape`]): the estimated seeds and other peers, from the union
     /// of the filters the nodes sent; `None` if no node sent any.
     pub scrape: Option<ScrapeEstimate>,
+    /// BEP 33: the merged filters behind [`LookupResult::scrape`] (seeds, other peers), to
+    /// merge with other lookups' (a dual-stack node scrapes in both families).
+    pub scrape_filters: Option<Box<(crate::scrape::Bloom, crate::scrape::Bloom)>>,
     /// BEP 44 ([`LookupKind::PutItem`]): the KRPC error codes nodes answered our put with
     /// (301 and 302 say a newer item is stored).
     pub put_errors: Vec<i64>,

@@ -446,6 +446,29 @@ async fn dual_stack_nodes_serve_both_families() {
         }
         assert_eq!(found, vec![want]);
     }
+    // BEP 44 and BEP 33 in both families too: an item put over IPv6 only is read by a
+    // dual-stack node, and a dual-stack scrape counts the IPv6 announcer.
+    let item = dhtkit::Item::immutable(dhtkit::items::bencode_bytes(b"over IPv6"));
+    let put = timeout(WAIT, v6a.put(item.clone(), None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(put.stored >= 2, "stored on {} nodes", put.stored);
+    let got = timeout(WAIT, all[1].get(item.target(), b""))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, Some(item));
+    let s = timeout(WAIT, all[1].scrape(ih))
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("filters");
+    assert_eq!(
+        (s.seeds, s.peers),
+        (0, 1),
+        "the IPv6 announcer, counted once"
+    );
     // The dual-stack nodes keep a table per family, and their state has both.
     let state = all[0].state().await.unwrap();
     assert!(

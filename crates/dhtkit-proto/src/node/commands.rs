@@ -63,9 +63,22 @@ impl Node {
     /// `salt` (empty for none) and the highest seq that verifies wins; an immutable one must
     /// hash to `target`. The result is in [`crate::LookupResult::item`].
     pub fn get_item(&mut self, now: Instant, target: Id, salt: &[u8]) -> Option<LookupId> {
-        let mut p = self.parts(now);
-        let (s, ctx) = p.primary()?;
-        s.start_lookup_with(ctx, LookupKind::GetItem, target, &[], |l| {
+        let v6 = self.v4.is_none();
+        self.get_item_in(now, target, salt, v6)
+    }
+
+    /// [`Node::get_item`] in one address family (`v6`).
+    pub fn get_item_in(
+        &mut self,
+        now: Instant,
+        target: Id,
+        salt: &[u8],
+        v6: bool,
+    ) -> Option<LookupId> {
+        let p = self.parts(now);
+        let mut ctx = p.ctx;
+        let s = if v6 { p.v6 } else { p.v4 }?;
+        s.start_lookup_with(&mut ctx, LookupKind::GetItem, target, &[], |l| {
             l.salt = salt.to_vec();
         })
     }
@@ -80,10 +93,23 @@ impl Node {
         item: crate::items::Item,
         cas: Option<i64>,
     ) -> Option<LookupId> {
+        let v6 = self.v4.is_none();
+        self.put_item_in(now, item, cas, v6)
+    }
+
+    /// [`Node::put_item`] in one address family (`v6`).
+    pub fn put_item_in(
+        &mut self,
+        now: Instant,
+        item: crate::items::Item,
+        cas: Option<i64>,
+        v6: bool,
+    ) -> Option<LookupId> {
         let target = item.target();
-        let mut p = self.parts(now);
-        let (s, ctx) = p.primary()?;
-        s.start_lookup_with(ctx, LookupKind::PutItem, target, &[], |l| {
+        let p = self.parts(now);
+        let mut ctx = p.ctx;
+        let s = if v6 { p.v6 } else { p.v4 }?;
+        s.start_lookup_with(&mut ctx, LookupKind::PutItem, target, &[], |l| {
             l.item = Some(item);
             l.cas = cas;
         })

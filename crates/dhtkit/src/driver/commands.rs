@@ -118,19 +118,36 @@ impl Driver {
                     let _ = accepted.send(Err(Error::Refused("too many lookups running")));
                     return;
                 };
-                // A dual-stack node looks for peers, and announces, in both families: the
-                // second family's lookup serves the same caller.
-                let twin_kind = match &what {
-                    LookupCommand::GetPeers { .. } => Some(LookupKind::GetPeers),
-                    LookupCommand::Announce(port, _) => Some(LookupKind::Announce {
-                        port: *port,
-                        seed: false,
-                    }),
-                    _ => None,
+                // A dual-stack node runs the lookup in both families (find_node excepted:
+                // its result is the first family's closest nodes); the second family's
+                // lookup serves the same caller.
+                let v6 = !self.local.is_ipv6();
+                let twin = match (&what, self.second.is_some()) {
+                    (_, false) | (LookupCommand::FindNode(_), _) => None,
+                    (LookupCommand::GetPeers { .. }, _) => {
+                        self.node
+                            .start_lookup_in(now, LookupKind::GetPeers, target, v6)
+                    }
+                    (LookupCommand::Announce(port, _), _) => {
+                        let kind = LookupKind::Announce {
+                            port: *port,
+                            seed: false,
+                        };
+                        self.node.start_lookup_in(now, kind, target, v6)
+                    }
+                    (LookupCommand::Scrape(_), _) => {
+                        self.node
+                            .start_lookup_in(now, LookupKind::Scrape, target, v6)
+                    }
+                    (LookupCommand::GetItem { salt, .. }, _) => {
+                        self.node.get_item_in(now, target, salt, v6)
+                    }
+                    (LookupCommand::PutItem { item, cas, .. }, _) => {
+                        self.node.put_item_in(now, item.clone(), *cas, v6)
+                    }
                 };
-                if let (Some(kind), true) = (twin_kind, self.second.is_some()) {
-                    let v6 = !self.local.is_ipv6();
-                    if let Some(twin) = self.node.start_lookup_in(now, kind, target, v6) {
+                {
+                    if let Some(twin) = twin {
                         self.twin_of.insert(twin, lid);
                         self.paired.insert(
                             lid,

@@ -103,9 +103,8 @@ struct Paired {
     running: usize,
     /// The first family's result, once in.
     first: Option<LookupResult>,
-    /// Nodes that stored our announce, and peers found, in the second family.
-    announced: usize,
-    peers_found: usize,
+    /// The second family's result, once in.
+    second: Option<LookupResult>,
 }
 
 pub(crate) struct Driver {
@@ -630,8 +629,7 @@ impl Driver {
         if first == r.id {
             p.first = Some(r.clone());
         } else {
-            p.announced += r.announced;
-            p.peers_found += r.peers_found;
+            p.second = Some(r.clone());
         }
         (p.running == 0).then_some(())
     }
@@ -647,8 +645,9 @@ impl Driver {
             Some(p) => {
                 self.twin_of.retain(|_, f| *f != first);
                 let mut out = p.first.unwrap_or_else(|| r.clone());
-                out.announced += p.announced;
-                out.peers_found += p.peers_found;
+                if let Some(b) = p.second {
+                    merge_family(&mut out, b);
+                }
                 Some(out)
             }
         }
@@ -684,6 +683,45 @@ impl Driver {
 }
 
 /// A save task's result, with a panic in it turned into an error.
+/// Folds the second family's lookup into the first's: counts add up, scrape filters are
+/// merged, errors are kept, and the better
+/// BEP 44 item wins (the higher seq; any one for an immutable item). The closest nodes stay
+/// the first family's.
+fn merge_family(out: &mut LookupResult, b: LookupResult) {
+    out.announced += b.announced;
+    out.peers_found += b.peers_found;
+    out.queries += b.queries;
+    out.responses += b.responses;
+    out.timeouts += b.timeouts;
+    out.duration = out.duration.max(b.duration);
+    out.put_errors.extend(b.put_errors);
+    // The same peers may come back in both families (a dual-stack node's filters cover all
+    // it stores): merge the filters, then estimate.
+    if let Some(f) = b.scrape_filters {
+        let merged = match out.scrape_filters.take() {
+            Some(mut m) => {
+                m.0.merge(&f.0);
+                m.1.merge(&f.1);
+                m
+            }
+            None => f,
+        };
+        out.scrape = Some(dhtkit_proto::ScrapeEstimate {
+            seeds: merged.0.estimate(),
+            peers: merged.1.estimate(),
+        });
+        out.scrape_filters = Some(merged);
+    }
+    let better = match (&out.item, &b.item) {
+        (None, Some(_)) => true,
+        (Some(x), Some(y)) => y.seq() > x.seq(),
+        _ => false,
+    };
+    if better {
+        out.item = b.item;
+    }
+}
+
 /// Sends one datagram: straight to the socket, waiting for room only when its buffer is full.
 async fn send_one(socket: &UdpSocket, payload: &[u8], dest: SocketAddr) {
     let r = match socket.try_send_to(payload, dest) {

@@ -777,10 +777,11 @@ impl Search {
             announced: l.announced,
             item: (l.kind == LookupKind::GetItem).then_some(l.item).flatten(),
             put_errors: l.put_errors,
-            scrape: l.blooms.map(|b| crate::event::ScrapeEstimate {
+            scrape: l.blooms.as_ref().map(|b| crate::event::ScrapeEstimate {
                 seeds: b.0.estimate(),
                 peers: b.1.estimate(),
             }),
+            scrape_filters: l.blooms,
             queries: l.queries,
             responses: l.responses,
             timeouts: l.timeouts,
