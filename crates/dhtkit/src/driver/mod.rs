@@ -350,9 +350,9 @@ impl Driver {
         }
     }
 
-    /// Reads what the socket holds, a batch of up to [`RECV_SLOTS`] buffers per system call,
-    /// until it is empty or [`RECV_BATCH`] datagrams were handled; returns how many, and
-    /// whether the socket was left empty.
+    /// Reads what the first socket holds, a batch of up to [`RECV_SLOTS`] buffers per system
+    /// call, until it is empty or [`RECV_BATCH`] datagrams were handled; returns how many,
+    /// and whether the socket was left empty.
     fn recv_batches(
         &mut self,
         slots: &mut [u8],
@@ -362,45 +362,15 @@ impl Driver {
             return (0, true);
         };
         let now = self.now();
-        let mut handled = 0;
-        let mut drained = false;
-        while handled < RECV_BATCH {
-            let mut chunks = slots.chunks_exact_mut(RECV_SLOT);
-            let mut bufs: [std::io::IoSliceMut<'_>; RECV_SLOTS] = std::array::from_fn(|_| {
-                std::io::IoSliceMut::new(chunks.next().expect("RECV_SLOTS slots"))
-            });
-            let socket = &self.socket;
-            let r = socket.try_io(tokio::io::Interest::READABLE, || {
-                udp.recv(socket.into(), &mut bufs, meta)
-            });
-            let n = match r {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    drained = true;
-                    break;
-                }
-                Err(e) => {
-                    // ICMP port-unreachable surfaces here on Linux; the node carries on.
-                    let _ = self.events.send(Event::SocketError {
-                        message: e.to_string(),
-                    });
-                    break;
-                }
-            };
-            for (m, b) in meta.iter().zip(bufs.iter()).take(n) {
-                let data = &b[..m.len.min(b.len())];
-                // Coalesced datagrams (GRO) sit `stride` bytes apart.
-                for d in data.chunks(m.stride.max(1)) {
-                    self.node.handle_datagram(now, m.addr, d);
-                    handled += 1;
-                }
-            }
-            if n < RECV_SLOTS {
-                drained = true;
-                break;
-            }
-        }
-        (handled, drained)
+        read_batched(
+            &mut self.node,
+            &self.events,
+            &self.socket,
+            udp,
+            now,
+            slots,
+            meta,
+        )
     }
 
     /// Reads what the second (IPv6) socket holds, up to [`RECV_BATCH`] datagrams: in batches
@@ -410,36 +380,25 @@ impl Driver {
             return;
         };
         let now = self.now();
-        let mut handled = 0;
-        while handled < RECV_BATCH {
-            let Some(udp) = &second.udp else {
-                match second.socket.try_recv_from(slots) {
-                    Ok((n, from)) => {
-                        self.node.handle_datagram(now, from, &slots[..n]);
-                        handled += 1;
-                        continue;
-                    }
-                    Err(_) => break,
-                }
-            };
-            let mut chunks = slots.chunks_exact_mut(RECV_SLOT);
-            let mut bufs: [std::io::IoSliceMut<'_>; RECV_SLOTS] = std::array::from_fn(|_| {
-                std::io::IoSliceMut::new(chunks.next().expect("RECV_SLOTS slots"))
-            });
-            let socket = &second.socket;
-            let r = socket.try_io(tokio::io::Interest::READABLE, || {
-                udp.recv(socket.into(), &mut bufs, meta)
-            });
-            let Ok(n) = r else { break };
-            for (m, b) in meta.iter().zip(bufs.iter()).take(n) {
-                let data = &b[..m.len.min(b.len())];
-                for d in data.chunks(m.stride.max(1)) {
-                    self.node.handle_datagram(now, m.addr, d);
-                    handled += 1;
-                }
+        match &second.udp {
+            Some(udp) => {
+                read_batched(
+                    &mut self.node,
+                    &self.events,
+                    &second.socket,
+                    udp,
+                    now,
+                    slots,
+                    meta,
+                );
             }
-            if n < RECV_SLOTS {
-                break;
+            None => {
+                for _ in 0..RECV_BATCH {
+                    let Ok((n, from)) = second.socket.try_recv_from(slots) else {
+                        break;
+                    };
+                    self.node.handle_datagram(now, from, &slots[..n]);
+                }
             }
         }
     }
@@ -683,6 +642,59 @@ impl Driver {
 }
 
 /// A save task's result, with a panic in it turned into an error.
+/// Reads what `socket` holds into `node`, a batch of up to [`RECV_SLOTS`] buffers per
+/// system call, until it is empty or [`RECV_BATCH`] datagrams were handled; returns how many,
+/// and whether the socket was left empty.
+#[allow(clippy::too_many_arguments)]
+fn read_batched(
+    node: &mut Node,
+    events: &broadcast::Sender<Event>,
+    socket: &UdpSocket,
+    udp: &quinn_udp::UdpSocketState,
+    now: Instant,
+    slots: &mut [u8],
+    meta: &mut [quinn_udp::RecvMeta; RECV_SLOTS],
+) -> (usize, bool) {
+    let mut handled = 0;
+    let mut drained = false;
+    while handled < RECV_BATCH {
+        let mut chunks = slots.chunks_exact_mut(RECV_SLOT);
+        let mut bufs: [std::io::IoSliceMut<'_>; RECV_SLOTS] = std::array::from_fn(|_| {
+            std::io::IoSliceMut::new(chunks.next().expect("RECV_SLOTS slots"))
+        });
+        let r = socket.try_io(tokio::io::Interest::READABLE, || {
+            udp.recv(socket.into(), &mut bufs, meta)
+        });
+        let n = match r {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                drained = true;
+                break;
+            }
+            Err(e) => {
+                // ICMP port-unreachable surfaces here on Linux; the node carries on.
+                let _ = events.send(Event::SocketError {
+                    message: e.to_string(),
+                });
+                break;
+            }
+        };
+        for (m, b) in meta.iter().zip(bufs.iter()).take(n) {
+            let data = &b[..m.len.min(b.len())];
+            // Coalesced datagrams (GRO) sit `stride` bytes apart.
+            for d in data.chunks(m.stride.max(1)) {
+                node.handle_datagram(now, m.addr, d);
+                handled += 1;
+            }
+        }
+        if n < RECV_SLOTS {
+            drained = true;
+            break;
+        }
+    }
+    (handled, drained)
+}
+
 /// Folds the second family's lookup into the first's: counts add up, scrape filters are
 /// merged, errors are kept, and the better
 /// BEP 44 item wins (the higher seq; any one for an immutable item). The closest nodes stay
