@@ -447,6 +447,21 @@ impl Method<Vec<u8>> {
         Method::SampleInfohashes { target }
     }
 
+    /// BEP 44 `put` of `item` with a token from an earlier `get` to the same node; `cas`
+    /// asks the node to replace only that seq.
+    pub fn put(token: Vec<u8>, item: &crate::items::Item, cas: Option<i64>) -> Request {
+        let s = item.signed.as_ref();
+        Method::Put {
+            token,
+            v: item.value.clone(),
+            k: s.map(|s| s.key.to_vec()),
+            sig: s.map(|s| s.sig.to_vec()),
+            salt: s.map(|s| s.salt.clone()).filter(|x| !x.is_empty()),
+            seq: s.map(|s| s.seq),
+            cas,
+        }
+    }
+
     /// BEP 44 `get` for `target`; with `seq`, the value is sent only if newer.
     pub fn get(target: Id, seq: Option<i64>) -> Request {
         Method::Get { target, seq }

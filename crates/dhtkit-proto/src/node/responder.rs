@@ -517,16 +517,7 @@ mod tests {
     }
 
     fn put(token: &[u8], item: &Item, cas: Option<i64>) -> crate::krpc::Request {
-        let s = item.signed.as_ref();
-        Method::Put {
-            token: token.to_vec(),
-            v: item.value.clone(),
-            k: s.map(|s| s.key.to_vec()),
-            sig: s.map(|s| s.sig.to_vec()),
-            salt: s.map(|s| s.salt.clone()),
-            seq: s.map(|s| s.seq),
-            cas,
-        }
+        crate::krpc::Request::put(token.to_vec(), item, cas)
     }
 
     fn code(a: Answer, e: &OwnedValue) -> i64 {

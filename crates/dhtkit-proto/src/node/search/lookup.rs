@@ -20,7 +20,7 @@ use std::time::Duration;
 use super::{Ctx, Search};
 use crate::event::{Event, LookupId, LookupKind, LookupResult};
 use crate::items::Item;
-use crate::krpc::{Method, MethodKind, Request, Response};
+use crate::krpc::{MethodKind, Request, Response};
 use crate::node::rpc::{Outgoing, Pending, Purpose};
 use crate::{compact, Config, Distance, Id, Instant};
 
@@ -157,19 +157,7 @@ impl Lookup {
             LookupKind::Announce { port, seed } => {
                 Some(Request::announce_peer(self.target, port, token, seed))
             }
-            LookupKind::PutItem => {
-                let item = self.item.as_ref()?;
-                let s = item.signed.as_ref();
-                Some(Method::Put {
-                    token,
-                    v: item.value.clone(),
-                    k: s.map(|s| s.key.to_vec()),
-                    sig: s.map(|s| s.sig.to_vec()),
-                    salt: s.map(|s| s.salt.clone()).filter(|x| !x.is_empty()),
-                    seq: s.map(|s| s.seq),
-                    cas: self.cas,
-                })
-            }
+            LookupKind::PutItem => Some(Request::put(token, self.item.as_ref()?, self.cas)),
             _ => None,
         }
     }
