@@ -154,7 +154,8 @@ pub struct LookupResult {
     pub kind: LookupKind,
     /// The target id or infohash.
     pub target: Id,
-    /// The closest nodes that answered, closest first (at most k).
+    /// The closest nodes that answered, closest first (at most k; a dual-stack driver that
+    /// merges its two families' lookups holds up to k of each).
     pub closest: Vec<(Id, SocketAddr)>,
     /// Distinct peers found (get_peers and announce).
     pub peers_found: usize,

@@ -253,7 +253,8 @@ impl Dht {
         .await?
     }
 
-    /// The nodes closest to `target`, by an iterative lookup.
+    /// The nodes closest to `target`, by an iterative lookup, closest first. A dual-stack
+    /// node looks in both families and returns up to k of each, merged by distance.
     pub async fn find_node(&self, target: Id) -> Result<Vec<(Id, SocketAddr)>, Error> {
         let (tx, rx) = oneshot::channel();
         self.lookup(target, LookupCommand::FindNode(tx)).await?;

@@ -469,6 +469,24 @@ async fn dual_stack_nodes_serve_both_families() {
         (0, 1),
         "the IPv6 announcer, counted once"
     );
+    // find_node too: a dual-stack node's answer has nodes of both families, closest first;
+    // an IPv6-only node's has IPv6 nodes only.
+    let target = all[3].id();
+    let closest = timeout(WAIT, all[0].find_node(target))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(closest.iter().any(|(_, a)| a.is_ipv4()), "{closest:?}");
+    assert!(closest.iter().any(|(_, a)| a.is_ipv6()), "{closest:?}");
+    assert!(
+        closest
+            .windows(2)
+            .all(|w| w[0].0.distance(&target) <= w[1].0.distance(&target)),
+        "closest first: {closest:?}"
+    );
+    assert_eq!(closest[0].0, target, "the target node itself answered");
+    let closest6 = timeout(WAIT, v6b.find_node(target)).await.unwrap().unwrap();
+    assert!(!closest6.is_empty() && closest6.iter().all(|(_, a)| a.is_ipv6()));
     // The dual-stack nodes keep a table per family, and their state has both.
     let state = all[0].state().await.unwrap();
     assert!(

@@ -118,12 +118,15 @@ impl Driver {
                     let _ = accepted.send(Err(Error::Refused("too many lookups running")));
                     return;
                 };
-                // A dual-stack node runs the lookup in both families (find_node excepted:
-                // its result is the first family's closest nodes); the second family's
+                // A dual-stack node runs the lookup in both families; the second family's
                 // lookup serves the same caller.
                 let v6 = !self.local.is_ipv6();
                 let twin = match (&what, self.second.is_some()) {
-                    (_, false) | (LookupCommand::FindNode(_), _) => None,
+                    (_, false) => None,
+                    (LookupCommand::FindNode(_), _) => {
+                        self.node
+                            .start_lookup_in(now, LookupKind::FindNode, target, v6)
+                    }
                     (LookupCommand::GetPeers { .. }, _) => {
                         self.node
                             .start_lookup_in(now, LookupKind::GetPeers, target, v6)
@@ -146,17 +149,15 @@ impl Driver {
                         self.node.put_item_in(now, item.clone(), *cas, v6)
                     }
                 };
-                {
-                    if let Some(twin) = twin {
-                        self.twin_of.insert(twin, lid);
-                        self.paired.insert(
-                            lid,
-                            super::Paired {
-                                running: 2,
-                                ..Default::default()
-                            },
-                        );
-                    }
+                if let Some(twin) = twin {
+                    self.twin_of.insert(twin, lid);
+                    self.paired.insert(
+                        lid,
+                        super::Paired {
+                            running: 2,
+                            ..Default::default()
+                        },
+                    );
                 }
                 let waiter = match what {
                     LookupCommand::FindNode(tx)

@@ -641,7 +641,6 @@ impl Driver {
     }
 }
 
-/// A save task's result, with a panic in it turned into an error.
 /// Reads what `socket` holds into `node`, a batch of up to [`RECV_SLOTS`] buffers per
 /// system call, until it is empty or [`RECV_BATCH`] datagrams were handled; returns how many,
 /// and whether the socket was left empty.
@@ -695,11 +694,15 @@ fn read_batched(
     (handled, drained)
 }
 
-/// Folds the second family's lookup into the first's: counts add up, scrape filters are
-/// merged, errors are kept, and the better
-/// BEP 44 item wins (the higher seq; any one for an immutable item). The closest nodes stay
-/// the first family's.
+/// Folds the second family's lookup into the first's: counts add up, the closest nodes of
+/// both families are merged (closest first, up to k of each), scrape filters are merged,
+/// errors are kept, and the better BEP 44 item wins (the higher seq; any one for an immutable
+/// item).
 fn merge_family(out: &mut LookupResult, b: LookupResult) {
+    let target = out.target;
+    out.closest.extend(b.closest);
+    // Stable: at equal distance (one dual-stack node in both lists) the first family leads.
+    out.closest.sort_by_key(|(id, _)| id.distance(&target));
     out.announced += b.announced;
     out.peers_found += b.peers_found;
     out.queries += b.queries;
@@ -749,10 +752,9 @@ fn joined(r: Result<Result<usize, Error>, tokio::task::JoinError>) -> Result<usi
     r.unwrap_or_else(|e| Err(Error::Io(std::io::Error::other(e))))
 }
 
-/// Resolves one bootstrap name in the background (a few seconds at most) and reports the
-/// addresses, possibly none.
-/// Resolves a bootstrap name to the addresses of the families we have sockets for
-/// (`families`: IPv4, IPv6).
+/// Resolves one bootstrap name in the background (a few seconds at most) to the addresses
+/// of the families we have sockets for (`families`: IPv4, IPv6), and reports them, possibly
+/// none.
 async fn resolve(name: String, families: (bool, bool), tx: mpsc::Sender<Command>) {
     let mut out = Vec::new();
     if let Ok(a) = name.parse::<SocketAddr>() {
