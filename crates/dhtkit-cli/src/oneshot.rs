@@ -74,14 +74,23 @@ fn clear_progress() {
     }
 }
 
-/// The exit code for a bounded call: `on_ok` for an answer, 1 (with the reason on stderr) for
-/// an error or a timeout.
-fn outcome<T>(
-    r: Result<Result<T, dhtkit::Error>, tokio::time::error::Elapsed>,
-    on_ok: impl FnOnce(T) -> ExitCode,
-) -> ExitCode {
-    match r {
-        Ok(Ok(v)) => on_ok(v),
+/// The frame every one-shot but `get-peers` shares: check `--timeout`, start a read-only
+/// node, run `work` within the timeout, then `report` its answer and return the exit code it
+/// gives; an error or a timeout is reported on stderr with exit code 1. The node shuts down
+/// either way.
+async fn one_shot<T>(
+    b: DhtBuilder,
+    c: &Common,
+    work: impl AsyncFnOnce(&Dht) -> Result<T, dhtkit::Error>,
+    report: impl AsyncFnOnce(&Dht, T) -> ExitCode,
+) -> Result<ExitCode, BadInput> {
+    let limit = timeout_of(c)?;
+    let dht = match start(b).await {
+        Ok(d) => d,
+        Err(code) => return Ok(code),
+    };
+    let code = match tokio::time::timeout(limit, work(&dht)).await {
+        Ok(Ok(v)) => report(&dht, v).await,
         Ok(Err(e)) => {
             eprintln!("error: {e}");
             ExitCode::from(1)
@@ -90,7 +99,15 @@ fn outcome<T>(
             eprintln!("error: timed out");
             ExitCode::from(1)
         }
-    }
+    };
+    dht.shutdown().await;
+    Ok(code)
+}
+
+/// Exit code 1 with the reason on stderr, for a lookup that found nothing.
+async fn found_nothing(dht: &Dht, had: &str) -> ExitCode {
+    eprintln!("{}", why_nothing(dht, had).await);
+    ExitCode::from(1)
 }
 
 fn emit(line: impl std::fmt::Display) -> bool {
@@ -124,24 +141,22 @@ pub(crate) async fn ping(
     addr: SocketAddr,
     c: &Common,
 ) -> Result<ExitCode, BadInput> {
-    let limit = timeout_of(c)?;
-    let dht = match start(b).await {
-        Ok(d) => d,
-        Err(code) => return Ok(code),
-    };
     let started = std::time::Instant::now();
-    let r = tokio::time::timeout(limit, dht.ping(addr)).await;
-    let code = outcome(r, |id| {
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        if c.json {
-            emit(json!({"addr": addr.to_string(), "id": id.to_hex(), "rtt_ms": ms}));
-        } else {
-            emit(format!("{id} {addr} {ms:.1} ms"));
-        }
-        ExitCode::SUCCESS
-    });
-    dht.shutdown().await;
-    Ok(code)
+    one_shot(
+        b,
+        c,
+        async |dht| dht.ping(addr).await,
+        async |_, id| {
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            if c.json {
+                emit(json!({"addr": addr.to_string(), "id": id.to_hex(), "rtt_ms": ms}));
+            } else {
+                emit(format!("{id} {addr} {ms:.1} ms"));
+            }
+            ExitCode::SUCCESS
+        },
+    )
+    .await
 }
 
 pub(crate) async fn find_node(
@@ -150,38 +165,35 @@ pub(crate) async fn find_node(
     via: Option<SocketAddr>,
     c: &Common,
 ) -> Result<ExitCode, BadInput> {
-    let limit = timeout_of(c)?;
-    let dht = match start(b).await {
-        Ok(d) => d,
-        Err(code) => return Ok(code),
-    };
-    let work = async {
-        match via {
-            Some(v) => dht.find_node_via(target, v).await,
-            None => dht.find_node(target).await,
-        }
-    };
-    let r = tokio::time::timeout(limit, with_progress(&dht, || 0, work)).await;
-    if matches!(&r, Ok(Ok(nodes)) if nodes.is_empty()) {
-        eprintln!("{}", why_nothing(&dht, "returned a node").await);
-    }
-    let code = outcome(r, |nodes| {
-        if nodes.is_empty() {
-            return ExitCode::from(1);
-        }
-        for (id, addr) in nodes {
-            if c.json {
-                emit(
-                    json!({"id": id.to_hex(), "addr": addr.to_string(), "distance": dhtkit_distance(&id, &target)}),
-                );
-            } else {
-                emit(format!("{id} {addr}"));
+    one_shot(
+        b,
+        c,
+        async |dht| {
+            let work = async {
+                match via {
+                    Some(v) => dht.find_node_via(target, v).await,
+                    None => dht.find_node(target).await,
+                }
+            };
+            with_progress(dht, || 0, work).await
+        },
+        async |dht, nodes| {
+            if nodes.is_empty() {
+                return found_nothing(dht, "returned a node").await;
             }
-        }
-        ExitCode::SUCCESS
-    });
-    dht.shutdown().await;
-    Ok(code)
+            for (id, addr) in nodes {
+                if c.json {
+                    emit(
+                        json!({"id": id.to_hex(), "addr": addr.to_string(), "distance": dhtkit_distance(&id, &target)}),
+                    );
+                } else {
+                    emit(format!("{id} {addr}"));
+                }
+            }
+            ExitCode::SUCCESS
+        },
+    )
+    .await
 }
 
 fn dhtkit_distance(a: &Id, b: &Id) -> String {
@@ -239,31 +251,29 @@ pub(crate) async fn announce(
     port: Option<u16>,
     c: &Common,
 ) -> Result<ExitCode, BadInput> {
-    let limit = timeout_of(c)?;
-    let dht = match start(b).await {
-        Ok(d) => d,
-        Err(code) => return Ok(code),
-    };
-    let r = tokio::time::timeout(limit, with_progress(&dht, || 0, dht.announce(ih, port))).await;
-    let code = outcome(r, |a| {
-        if c.json {
-            emit(json!({
-                "info_hash": ih.to_hex(),
-                "announced": a.announced,
-                "nodes": a.lookup.closest.iter().map(|(id, addr)| json!({"id": id.to_hex(), "addr": addr.to_string()})).collect::<Vec<_>>(),
-                "peers": a.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            }));
-        } else {
-            emit(format!("announced {ih} to {} nodes", a.announced));
-        }
-        if a.announced > 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        }
-    });
-    dht.shutdown().await;
-    Ok(code)
+    one_shot(
+        b,
+        c,
+        async |dht| with_progress(dht, || 0, dht.announce(ih, port)).await,
+        async |_, a| {
+            if c.json {
+                emit(json!({
+                    "info_hash": ih.to_hex(),
+                    "announced": a.announced,
+                    "nodes": a.lookup.closest.iter().map(|(id, addr)| json!({"id": id.to_hex(), "addr": addr.to_string()})).collect::<Vec<_>>(),
+                    "peers": a.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                }));
+            } else {
+                emit(format!("announced {ih} to {} nodes", a.announced));
+            }
+            if a.announced > 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        },
+    )
+    .await
 }
 
 /// Reads an ed25519 secret seed: 64 hex digits (surrounding whitespace ignored).
@@ -319,50 +329,50 @@ pub(crate) async fn put(
     signing: Option<Signing>,
     c: &Common,
 ) -> Result<ExitCode, BadInput> {
-    let limit = timeout_of(c)?;
     let target = match &signing {
         None => dhtkit::items::immutable_target(&value),
         Some((seed, salt, _)) => {
             dhtkit::items::mutable_target(&dhtkit::items::public_key(seed), salt)
         }
     };
-    let dht = match start(b).await {
-        Ok(d) => d,
-        Err(code) => return Ok(code),
-    };
-    if !c.json {
-        emit(target);
-    }
-    let work = async {
-        match &signing {
-            None => dht.put_immutable(value.clone()).await,
-            Some((seed, salt, seq)) => dht.put_mutable(seed, salt, value.clone(), *seq).await,
-        }
-    };
-    let r = tokio::time::timeout(limit, with_progress(&dht, || 0, work)).await;
-    let code = outcome(r, |p| {
-        if c.json {
-            emit(json!({
-                "target": target.to_hex(),
-                "seq": p.seq,
-                "stored": p.stored,
-                "errors": p.errors,
-            }));
-        } else {
-            let seq = p.seq.map(|s| format!(" (seq {s})")).unwrap_or_default();
-            emit(format!("stored on {} nodes{seq}", p.stored));
-        }
-        if p.stored == 0 && !p.errors.is_empty() {
-            eprintln!("error: no node stored it; they answered {:?}", p.errors);
-        }
-        if p.stored > 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        }
-    });
-    dht.shutdown().await;
-    Ok(code)
+    one_shot(
+        b,
+        c,
+        async |dht| {
+            if !c.json {
+                emit(target);
+            }
+            let work = async {
+                match &signing {
+                    None => dht.put_immutable(value).await,
+                    Some((seed, salt, seq)) => dht.put_mutable(seed, salt, value, *seq).await,
+                }
+            };
+            with_progress(dht, || 0, work).await
+        },
+        async |_, p| {
+            if c.json {
+                emit(json!({
+                    "target": target.to_hex(),
+                    "seq": p.seq,
+                    "stored": p.stored,
+                    "errors": p.errors,
+                }));
+            } else {
+                let seq = p.seq.map(|s| format!(" (seq {s})")).unwrap_or_default();
+                emit(format!("stored on {} nodes{seq}", p.stored));
+            }
+            if p.stored == 0 && !p.errors.is_empty() {
+                eprintln!("error: no node stored it; they answered {:?}", p.errors);
+            }
+            if p.stored > 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        },
+    )
+    .await
 }
 
 /// An item's value for printing: a byte string's contents as text; any other bencode value
@@ -380,38 +390,30 @@ pub(crate) async fn get(
     salt: &[u8],
     c: &Common,
 ) -> Result<ExitCode, BadInput> {
-    let limit = timeout_of(c)?;
-    let dht = match start(b).await {
-        Ok(d) => d,
-        Err(code) => return Ok(code),
-    };
-    let r = tokio::time::timeout(limit, with_progress(&dht, || 0, dht.get(target, salt))).await;
-    if matches!(&r, Ok(Ok(None))) {
-        eprintln!(
-            "{}",
-            why_nothing(&dht, &format!("holds an item under {target}")).await
-        );
-    }
-    let code = outcome(r, |item| {
-        let Some(item) = item else {
-            return ExitCode::from(1);
-        };
-        let s = item.signed.as_ref();
-        if c.json {
-            emit(json!({
-                "target": target.to_hex(),
-                "value": value_text(&item.value),
-                "seq": s.map(|s| s.seq),
-                "key": s.map(|s| hex(&s.key)),
-                "sig": s.map(|s| hex(&s.sig)),
-            }));
-        } else {
-            emit(value_text(&item.value));
-        }
-        ExitCode::SUCCESS
-    });
-    dht.shutdown().await;
-    Ok(code)
+    one_shot(
+        b,
+        c,
+        async |dht| with_progress(dht, || 0, dht.get(target, salt)).await,
+        async |dht, item| {
+            let Some(item) = item else {
+                return found_nothing(dht, &format!("holds an item under {target}")).await;
+            };
+            let s = item.signed.as_ref();
+            if c.json {
+                emit(json!({
+                    "target": target.to_hex(),
+                    "value": value_text(&item.value),
+                    "seq": s.map(|s| s.seq),
+                    "key": s.map(|s| hex(&s.key)),
+                    "sig": s.map(|s| hex(&s.sig)),
+                }));
+            } else {
+                emit(value_text(&item.value));
+            }
+            ExitCode::SUCCESS
+        },
+    )
+    .await
 }
 
 pub(crate) async fn sample(
@@ -419,54 +421,44 @@ pub(crate) async fn sample(
     addr: SocketAddr,
     c: &Common,
 ) -> Result<ExitCode, BadInput> {
-    let limit = timeout_of(c)?;
-    let dht = match start(b).await {
-        Ok(d) => d,
-        Err(code) => return Ok(code),
-    };
-    let r = tokio::time::timeout(limit, dht.sample_infohashes(addr)).await;
-    let code = outcome(r, |s| {
-        if c.json {
-            emit(json!({
-                "interval": s.interval,
-                "num": s.num,
-                "samples": s.samples.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
-            }));
-        } else {
-            for ih in &s.samples {
-                emit(ih);
+    one_shot(
+        b,
+        c,
+        async |dht| dht.sample_infohashes(addr).await,
+        async |_, s| {
+            if c.json {
+                emit(json!({
+                    "interval": s.interval,
+                    "num": s.num,
+                    "samples": s.samples.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+                }));
+            } else {
+                for ih in &s.samples {
+                    emit(ih);
+                }
             }
-        }
-        ExitCode::SUCCESS
-    });
-    dht.shutdown().await;
-    Ok(code)
+            ExitCode::SUCCESS
+        },
+    )
+    .await
 }
 
 pub(crate) async fn scrape(b: DhtBuilder, ih: Id, c: &Common) -> Result<ExitCode, BadInput> {
-    let limit = timeout_of(c)?;
-    let dht = match start(b).await {
-        Ok(d) => d,
-        Err(code) => return Ok(code),
-    };
-    let r = tokio::time::timeout(limit, with_progress(&dht, || 0, dht.scrape(ih))).await;
-    if matches!(&r, Ok(Ok(None))) {
-        eprintln!(
-            "{}",
-            why_nothing(&dht, &format!("stores peers for {ih}")).await
-        );
-    }
-    let code = outcome(r, |s| {
-        let Some(s) = s else {
-            return ExitCode::from(1);
-        };
-        if c.json {
-            emit(json!({"seeds": s.seeds, "peers": s.peers}));
-        } else {
-            emit(format!("{} seeds, {} peers", s.seeds, s.peers));
-        }
-        ExitCode::SUCCESS
-    });
-    dht.shutdown().await;
-    Ok(code)
+    one_shot(
+        b,
+        c,
+        async |dht| with_progress(dht, || 0, dht.scrape(ih)).await,
+        async |dht, s| {
+            let Some(s) = s else {
+                return found_nothing(dht, &format!("stores peers for {ih}")).await;
+            };
+            if c.json {
+                emit(json!({"seeds": s.seeds, "peers": s.peers}));
+            } else {
+                emit(format!("{} seeds, {} peers", s.seeds, s.peers));
+            }
+            ExitCode::SUCCESS
+        },
+    )
+    .await
 }
