@@ -11,13 +11,15 @@ use dhtkit_crawl::{CrawlConfig, CrawlStats, Crawler};
 use serde_json::json;
 
 use crate::time::{parse_rfc3339, rfc3339};
-use crate::{parse_addr, parse_id, parse_secs, BadInput};
+use crate::{parse_binds, parse_id, parse_secs, BadInput};
 
 #[derive(Args, Debug)]
 pub(crate) struct CrawlArgs {
-    /// UDP address of the first node (node i binds port + i).
-    #[arg(long, default_value = "0.0.0.0:6881")]
-    bind: String,
+    /// UDP address of the first node (node i binds port + i). Give an IPv4 and an IPv6
+    /// address to crawl both families (BEP 32). Default: 0.0.0.0:6881 and [::]:6881 (IPv4
+    /// only, with a warning, where IPv6 is unavailable).
+    #[arg(long, value_name = "ADDR:PORT")]
+    bind: Vec<String>,
     /// Bootstrap node HOST:PORT; repeat or separate with commas. Replaces the default routers.
     #[arg(long, value_delimiter = ',')]
     bootstrap: Vec<String>,
@@ -34,6 +36,14 @@ pub(crate) struct CrawlArgs {
     /// Routing table size of each node.
     #[arg(long, default_value_t = 1280)]
     max_nodes: usize,
+    /// Queries each node answers per second from one IP (burst: ten seconds' worth); 0 = no
+    /// limit. Default as `node` and libtorrent.
+    #[arg(long, value_name = "QPS", default_value_t = 5)]
+    per_ip_rate: u32,
+    /// Let several nodes share one IP, in the routing tables and in lookups. For test
+    /// networks on one host (all IPv6 nodes on ::1); never on the internet.
+    #[arg(long)]
+    allow_shared_ips: bool,
     /// Metadata connections at once.
     #[arg(long, default_value_t = 200)]
     metadata_concurrency: usize,
@@ -95,10 +105,12 @@ fn crawler_name(bind: &std::net::SocketAddr) -> String {
 
 pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
     let mut cfg = CrawlConfig::default();
-    cfg.bind = parse_addr(&a.bind)?;
+    cfg.bind = parse_binds(&a.bind)?;
     cfg.bootstrap = crate::bootstrap_list(&a.bootstrap)?;
     cfg.nodes = a.nodes.clamp(1, 256);
     cfg.max_nodes = a.max_nodes;
+    cfg.per_ip_rate = a.per_ip_rate;
+    cfg.allow_shared_ips = a.allow_shared_ips;
     cfg.rate = a.rate.max(1);
     cfg.metadata = !a.no_metadata;
     cfg.metadata_concurrency = a.metadata_concurrency.max(1);
@@ -119,7 +131,12 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
         .map(|s| parse_secs("--duration", s))
         .transpose()?;
     let spec = db_spec(a.db.as_deref());
-    let (at, name) = (spec.clone(), crawler_name(&cfg.bind));
+    let first = cfg
+        .bind
+        .first()
+        .copied()
+        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 6881)));
+    let (at, name) = (spec.clone(), crawler_name(&first));
     // Opening may block (PostgreSQL's client runs a runtime of its own).
     let store = tokio::task::spawn_blocking(move || store::open_writer(&at, &name))
         .await
@@ -152,7 +169,12 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
     eprintln!(
         "dhtkit crawl: {} nodes from {}, id {}, database {}",
         crawler.nodes().len(),
-        first.local_addr(),
+        first
+            .local_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(" and "),
         first.id(),
         shown
     );

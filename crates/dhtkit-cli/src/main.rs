@@ -336,8 +336,8 @@ pub(crate) fn bootstrap_list(given: &[String]) -> Result<Vec<String>, BadInput> 
     Ok(boot)
 }
 
-fn builder(bind: &[String], opts: &NodeOpts) -> Result<DhtBuilder, BadInput> {
-    let mut b = Dht::builder();
+/// `--bind`, given at most twice: one address, or an IPv4 and an IPv6 one.
+fn parse_binds(bind: &[String]) -> Result<Vec<SocketAddr>, BadInput> {
     let addrs = bind
         .iter()
         .map(|a| parse_addr(a))
@@ -347,7 +347,12 @@ fn builder(bind: &[String], opts: &NodeOpts) -> Result<DhtBuilder, BadInput> {
             "--bind takes at most one IPv4 and one IPv6 address".into(),
         ));
     }
-    for a in addrs {
+    Ok(addrs)
+}
+
+fn builder(bind: &[String], opts: &NodeOpts) -> Result<DhtBuilder, BadInput> {
+    let mut b = Dht::builder();
+    for a in parse_binds(bind)? {
         b = b.bind(a);
     }
     let boot = bootstrap_list(&opts.bootstrap)?;

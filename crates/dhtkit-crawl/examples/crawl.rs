@@ -14,7 +14,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = args.next().unwrap_or_else(|| "crawl.sqlite".into());
     let secs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(60);
     let mut cfg = CrawlConfig::default();
-    cfg.bind = "0.0.0.0:0".parse()?;
+    cfg.bind = vec!["0.0.0.0:0".parse()?];
     cfg.bootstrap = args.collect();
     let store = SqliteStore::open(db.as_ref())?;
     let crawler = Crawler::start(cfg, Box::new(store), None).await?;

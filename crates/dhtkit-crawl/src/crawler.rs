@@ -35,14 +35,23 @@ use crate::writer::{self, Writer};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CrawlConfig {
-    /// UDP address of the first node; node `i` binds port + `i`.
-    pub bind: SocketAddr,
+    /// UDP addresses of the first node: one, or an IPv4 and an IPv6 address for dual-stack
+    /// nodes (BEP 32: one id, a socket and a routing table per family). Node `i` binds each
+    /// port + `i` (port 0 stays 0). Empty: `0.0.0.0:6881` and `[::]:6881`, carrying on
+    /// IPv4-only, with a warning, where IPv6 is unavailable.
+    pub bind: Vec<SocketAddr>,
     /// Bootstrap nodes (`host:port`); empty uses dhtkit's default routers.
     pub bootstrap: Vec<String>,
     /// Honest nodes run in this process (distinct ids spread over the keyspace).
     pub nodes: usize,
     /// Routing table size of each node.
     pub max_nodes: usize,
+    /// Queries each node answers per second from one IP (burst: ten seconds' worth); 0 lifts
+    /// the limit. Default 5, as a dhtkit node and libtorrent.
+    pub per_ip_rate: u32,
+    /// Let several nodes share one IP in the tables and lookups: for test networks on one
+    /// host (every IPv6 node on `::1`), never on the internet. Default off.
+    pub allow_shared_ips: bool,
     /// Outbound DHT queries per second, for all nodes and the BEP 51 walk together (answers
     /// to other nodes' queries are not counted).
     pub rate: u32,
@@ -85,10 +94,12 @@ pub struct CrawlConfig {
 impl Default for CrawlConfig {
     fn default() -> Self {
         CrawlConfig {
-            bind: SocketAddr::from(([0, 0, 0, 0], 6881)),
+            bind: Vec::new(),
             bootstrap: Vec::new(),
             nodes: 1,
             max_nodes: 1280,
+            per_ip_rate: 5,
+            allow_shared_ips: false,
             rate: 500,
             metadata: true,
             metadata_concurrency: 200,
@@ -199,7 +210,10 @@ impl Crawler {
                 concurrency: 32,
                 rate: walk_rate(&cfg),
                 shorten_to: cfg.sample_interval,
-                allow_local: dhtkit::addr::is_local(cfg.bind.ip()),
+                allow_local: dhts
+                    .iter()
+                    .flat_map(|d| d.local_addrs().to_vec())
+                    .any(|a| dhtkit::addr::is_local(a.ip())),
             };
             tasks.push(tokio::spawn(walker::run(
                 dhts.clone(),
@@ -264,26 +278,46 @@ fn walk_rate(cfg: &CrawlConfig) -> u32 {
     }
 }
 
+/// The addresses the first node binds, and whether the IPv6 one is optional (the default
+/// pair: a host without IPv6 runs IPv4-only).
+fn bind_addrs(cfg: &CrawlConfig) -> (Vec<SocketAddr>, bool) {
+    if cfg.bind.is_empty() {
+        let v4 = SocketAddr::from(([0, 0, 0, 0], 6881));
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 6881));
+        (vec![v4, v6], true)
+    } else {
+        (cfg.bind.clone(), false)
+    }
+}
+
 /// Starts `cfg.nodes` nodes on consecutive ports with ids spread over the keyspace.
 async fn start_nodes(cfg: &CrawlConfig) -> Result<Vec<Dht>, CrawlError> {
     let n = cfg.nodes.max(1);
+    let (mut addrs, mut v6_optional) = bind_addrs(cfg);
     let mut dhts: Vec<Dht> = Vec::with_capacity(n);
     for i in 0..n {
-        let mut bind = cfg.bind;
-        if bind.port() != 0 {
-            bind.set_port(bind.port().wrapping_add(i as u16));
-        }
+        let binds: Vec<SocketAddr> = addrs
+            .iter()
+            .map(|a| {
+                let mut a = *a;
+                if a.port() != 0 {
+                    a.set_port(a.port().wrapping_add(i as u16));
+                }
+                a
+            })
+            .collect();
         let mut id = crate::random_id();
         id.0[0] = ((i * 256) / n) as u8;
         let mut boot: Vec<String> = cfg.bootstrap.clone();
         if let Some(first) = dhts.first() {
-            boot.push(first.local_addr().to_string());
+            boot.extend(first.local_addrs().iter().map(|a| a.to_string()));
         }
         let mut b = Dht::builder()
-            .bind(bind)
             .node_id(id)
             .max_nodes(cfg.max_nodes)
+            .per_ip_rate(cfg.per_ip_rate)
             .config(|c| {
+                c.table.restrict_ips = !cfg.allow_shared_ips;
                 c.max_query_rate = (cfg.rate.saturating_sub(walk_rate(cfg)) / n as u32).max(1);
                 c.max_query_burst = c.max_query_burst.min(c.max_query_rate.max(1));
                 // The nodes share one IP, and their answers count against it too: each node
@@ -302,10 +336,18 @@ async fn start_nodes(cfg: &CrawlConfig) -> Result<Vec<Dht>, CrawlError> {
             };
             b = b.state_file(path);
         }
-        let d = b
-            .build()
-            .await
-            .map_err(|source| CrawlError::Node { index: i, source })?;
+        let with =
+            |b: dhtkit::DhtBuilder, binds: &[SocketAddr]| binds.iter().fold(b, |b, a| b.bind(*a));
+        let d = match with(b.clone(), &binds).build().await {
+            Err(e) if v6_optional && binds.len() == 2 => {
+                tracing::warn!("IPv6 unavailable ({e}): crawling on IPv4 only");
+                addrs.retain(SocketAddr::is_ipv4);
+                v6_optional = false;
+                with(b, &binds[..1]).build().await
+            }
+            r => r,
+        }
+        .map_err(|source| CrawlError::Node { index: i, source })?;
         dhts.push(d);
     }
     Ok(dhts)

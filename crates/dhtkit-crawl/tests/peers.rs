@@ -1,6 +1,7 @@
 //! Metadata fetching against scripted peers on loopback: an honest one (v1 and v2 hashes), and
 //! every way a peer can lie or stall. None of the lies produces metadata, and none outlives the
-//! fetch deadline.
+//! fetch deadline. Last, a whole dual-stack crawler indexes a torrent announced over IPv6 and
+//! fetches it from the honest peer on `::1`.
 
 #[path = "support/wire.rs"]
 mod wire;
@@ -111,7 +112,11 @@ async fn serve(mut s: TcpStream, kind: Peer, info: Vec<u8>) {
 }
 
 async fn peer(kind: Peer, info: Vec<u8>) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    peer_at("127.0.0.1:0", kind, info).await
+}
+
+async fn peer_at(bind: &str, kind: Peer, info: Vec<u8>) -> SocketAddr {
+    let l = TcpListener::bind(bind).await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
@@ -181,4 +186,95 @@ async fn lying_peers_never_give_metadata() {
         .await
         .unwrap_err();
     assert_eq!(err.reason(), "connect");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dual_stack_crawler_indexes_a_torrent_announced_over_ipv6() {
+    use dhtkit::Dht;
+    use dhtkit_crawl::{CrawlConfig, CrawlStats, Crawler, SqliteStore, StoreRead};
+
+    let info = info_dict("seen over IPv6", 40_000);
+    let ih = v1(&info);
+    let seeder = peer_at("[::1]:0", Peer::Honest, info).await;
+    // Two IPv6-only dhtkit nodes (every IPv6 node is on ::1, so one node per IP and the
+    // per-IP limit are lifted, as on libtorrent's test networks).
+    let v6_node = |boot: Vec<String>| async move {
+        Dht::builder()
+            .bind("[::1]:0".parse().unwrap())
+            .per_ip_rate(0)
+            .config(|c| c.table.restrict_ips = false)
+            .bootstrap(boot)
+            .build()
+            .await
+            .unwrap()
+    };
+    let a = v6_node(Vec::new()).await;
+    let dir = std::env::temp_dir().join(format!("dhtkit-crawl-v6-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("crawl.sqlite");
+    let mut cfg = CrawlConfig::default();
+    cfg.bind = vec!["127.63.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()];
+    cfg.bootstrap = vec![a.local_addr().to_string()];
+    cfg.per_ip_rate = 0;
+    cfg.allow_shared_ips = true;
+    cfg.fetch.deadline = Duration::from_secs(5);
+    let crawler = Crawler::start(cfg, Box::new(SqliteStore::open(&db).unwrap()), None)
+        .await
+        .unwrap();
+    let node = &crawler.nodes()[0];
+    assert_eq!(
+        node.local_addrs().len(),
+        2,
+        "the crawler's node is dual-stack"
+    );
+    let crawler_v6 = node.local_addrs()[1];
+    let b = v6_node(vec![a.local_addr().to_string()]).await;
+    for d in [&a, &b] {
+        tokio::time::timeout(Duration::from_secs(20), d.bootstrapped())
+            .await
+            .unwrap()
+            .unwrap();
+        d.make_neighbours().await.unwrap();
+    }
+    // The announce names the seeder's port; the crawler sees it on its IPv6 socket, from
+    // [::1], so the seeder is [::1]:port.
+    let announced =
+        tokio::time::timeout(Duration::from_secs(20), b.announce(ih, Some(seeder.port())))
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(
+        announced
+            .lookup
+            .closest
+            .iter()
+            .any(|(_, at)| *at == crawler_v6),
+        "the announce reached the crawler: {:?}",
+        announced.lookup.closest
+    );
+    let stats = crawler.stats().clone();
+    let t0 = Instant::now();
+    while CrawlStats::get(&stats.fetched) == 0 && t0.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The BEP 51 walk reaches the IPv6 nodes too (they queried the crawler, so it knows them).
+    while CrawlStats::get(&stats.samples_answered) == 0 && t0.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(CrawlStats::get(&stats.fetched), 1, "{:?}", stats.failures());
+    assert!(
+        CrawlStats::get(&stats.samples_answered) > 0,
+        "no IPv6 node answered a sample"
+    );
+    crawler.shutdown().await;
+    a.shutdown().await;
+    b.shutdown().await;
+    let store = SqliteStore::open_read_only(&db).unwrap();
+    let t = store.torrent(&ih).unwrap().expect("the infohash is stored");
+    assert_eq!(
+        t.metadata.expect("with its metadata").name,
+        "seen over IPv6"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
