@@ -278,22 +278,27 @@ fn walk_rate(cfg: &CrawlConfig) -> u32 {
     }
 }
 
-/// The addresses the first node binds, and whether the IPv6 one is optional (the default
-/// pair: a host without IPv6 runs IPv4-only).
-fn bind_addrs(cfg: &CrawlConfig) -> (Vec<SocketAddr>, bool) {
-    if cfg.bind.is_empty() {
-        let v4 = SocketAddr::from(([0, 0, 0, 0], 6881));
-        let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 6881));
-        (vec![v4, v6], true)
-    } else {
-        (cfg.bind.clone(), false)
+/// The addresses the first node binds: `cfg.bind`, or by default `0.0.0.0:6881` and
+/// `[::]:6881`, without the IPv6 one (and with a warning) where this host has no IPv6.
+fn bind_addrs(cfg: &CrawlConfig) -> Vec<SocketAddr> {
+    if !cfg.bind.is_empty() {
+        return cfg.bind.clone();
+    }
+    let v4 = SocketAddr::from(([0, 0, 0, 0], 6881));
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 6881));
+    match std::net::UdpSocket::bind(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))) {
+        Ok(_) => vec![v4, v6],
+        Err(e) => {
+            tracing::warn!("IPv6 unavailable ({e}): crawling on IPv4 only");
+            vec![v4]
+        }
     }
 }
 
 /// Starts `cfg.nodes` nodes on consecutive ports with ids spread over the keyspace.
 async fn start_nodes(cfg: &CrawlConfig) -> Result<Vec<Dht>, CrawlError> {
     let n = cfg.nodes.max(1);
-    let (mut addrs, mut v6_optional) = bind_addrs(cfg);
+    let addrs = bind_addrs(cfg);
     let mut dhts: Vec<Dht> = Vec::with_capacity(n);
     for i in 0..n {
         let binds: Vec<SocketAddr> = addrs
@@ -312,7 +317,9 @@ async fn start_nodes(cfg: &CrawlConfig) -> Result<Vec<Dht>, CrawlError> {
         if let Some(first) = dhts.first() {
             boot.extend(first.local_addrs().iter().map(|a| a.to_string()));
         }
-        let mut b = Dht::builder()
+        let mut b = binds
+            .iter()
+            .fold(Dht::builder(), |b, a| b.bind(*a))
             .node_id(id)
             .max_nodes(cfg.max_nodes)
             .per_ip_rate(cfg.per_ip_rate)
@@ -336,18 +343,10 @@ async fn start_nodes(cfg: &CrawlConfig) -> Result<Vec<Dht>, CrawlError> {
             };
             b = b.state_file(path);
         }
-        let with =
-            |b: dhtkit::DhtBuilder, binds: &[SocketAddr]| binds.iter().fold(b, |b, a| b.bind(*a));
-        let d = match with(b.clone(), &binds).build().await {
-            Err(e) if v6_optional && binds.len() == 2 => {
-                tracing::warn!("IPv6 unavailable ({e}): crawling on IPv4 only");
-                addrs.retain(SocketAddr::is_ipv4);
-                v6_optional = false;
-                with(b, &binds[..1]).build().await
-            }
-            r => r,
-        }
-        .map_err(|source| CrawlError::Node { index: i, source })?;
+        let d = b
+            .build()
+            .await
+            .map_err(|source| CrawlError::Node { index: i, source })?;
         dhts.push(d);
     }
     Ok(dhts)
