@@ -318,8 +318,17 @@ impl ItemStore {
 
     /// Stores a checked `item` (see [`Item::from_put`]) under its target, unless the stored
     /// one is newer (302) or `cas` does not match the stored one's seq (301). Putting the
-    /// same item again renews its lifetime.
+    /// same item again renews its lifetime. A store configured for no items acknowledges and
+    /// keeps nothing (as a node without a store does); one configured for fewer bytes than
+    /// this item refuses it (205) and keeps what it has.
     pub fn put(&mut self, now: Instant, item: Item, cas: Option<i64>) -> Result<(), Refusal> {
+        let size = item.bytes();
+        if self.cfg.max_items == 0 {
+            return Ok(());
+        }
+        if size > self.cfg.max_bytes {
+            return Err(refuse(ERR_TOO_BIG, "item too big for this node's store"));
+        }
         let target = item.target();
         if let (Some(old), Some(new)) = (self.items.get(&target), &item.signed) {
             let old_seq = old.item.seq().unwrap_or(i64::MIN);
@@ -331,16 +340,12 @@ impl ItemStore {
             }
         }
         self.remove(&target);
-        let size = item.bytes();
         while !self.items.is_empty()
             && (self.items.len() >= self.cfg.max_items || self.bytes + size > self.cfg.max_bytes)
         {
             let (_, oldest) = self.lru.pop_first().expect("in step with items");
             let gone = self.items.remove(&oldest).expect("in step with lru");
             self.bytes -= gone.item.bytes();
-        }
-        if self.cfg.max_items == 0 || size > self.cfg.max_bytes {
-            return Ok(());
         }
         self.tick += 1;
         self.lru.insert(self.tick, target);
@@ -518,5 +523,95 @@ mod tests {
             assert!(s.bytes() <= 30);
         }
         assert_eq!(s.len(), 2, "12 bytes each, 30 bytes in all");
+    }
+
+    #[test]
+    fn a_store_that_cannot_hold_an_item_refuses_it_and_keeps_its_own() {
+        let small = Item::immutable(bencode_bytes(b"ok"));
+        let big = Item::immutable(bencode_bytes(&[b'x'; 100]));
+        let mut s = ItemStore::new(ItemConfig {
+            max_items: 10,
+            max_bytes: 50,
+            lifetime: Duration::from_secs(60),
+        });
+        s.put(Instant::ZERO, small.clone(), None).unwrap();
+        let err = s.put(Instant::ZERO, big, None).unwrap_err();
+        assert_eq!(err.code, ERR_TOO_BIG);
+        assert_eq!(
+            s.peek(&small.target()),
+            Some(&small),
+            "nothing evicted for it"
+        );
+        let mut none = ItemStore::new(ItemConfig {
+            max_items: 0,
+            ..ItemConfig::default()
+        });
+        none.put(Instant::ZERO, small, None).unwrap();
+        assert!(none.is_empty(), "acknowledged, not kept");
+    }
+
+    /// One step of the property test: put an item for key `key` (of 3) and salt `salt` (of
+    /// 2) at `seq`, with `cas` when given, a value of `len` bytes; or, with `key` 3, move time.
+    type Op = (u8, u8, i64, Option<i64>, usize);
+
+    fn apply(s: &mut ItemStore, now: &mut Instant, (key, salt, seq, cas, len): Op) {
+        if key == 3 {
+            *now = *now + Duration::from_secs(len as u64);
+            s.expire(*now);
+            return;
+        }
+        let item = if key == 0 && salt == 0 {
+            Item::immutable(bencode_bytes(&vec![b'i'; len]))
+        } else {
+            Item::mutable(&[key; 32], &[salt], seq, bencode_bytes(&vec![b'm'; len]))
+        };
+        let target = item.target();
+        let before = s.peek(&target).cloned();
+        let (len_before, bytes_before) = (s.len(), s.bytes());
+        match s.put(*now, item.clone(), cas) {
+            Ok(()) => {
+                assert_eq!(s.peek(&target), Some(&item), "a put item is there");
+                if let (Some(old), Some(new)) = (before.as_ref().and_then(Item::seq), item.seq()) {
+                    assert!(new >= old, "seq went back from {old} to {new}");
+                }
+            }
+            Err(e) => {
+                assert!([ERR_CAS_MISMATCH, ERR_SEQ_TOO_LOW, ERR_TOO_BIG].contains(&e.code));
+                assert_eq!(
+                    s.peek(&target),
+                    before.as_ref(),
+                    "a refused put changes nothing"
+                );
+                assert_eq!((s.len(), s.bytes()), (len_before, bytes_before));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        // Every put signs with ed25519: 64 runs keep this under two seconds.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn bounded_and_monotonic_under_random_puts(
+            ops in proptest::collection::vec(
+                (0u8..4, 0u8..2, 0i64..6, proptest::option::of(0i64..6), 0usize..120),
+                1..200,
+            )
+        ) {
+            let cfg = ItemConfig {
+                max_items: 4,
+                max_bytes: 600,
+                lifetime: Duration::from_secs(300),
+            };
+            let mut s = ItemStore::new(cfg);
+            let mut now = Instant::ZERO;
+            for op in ops {
+                apply(&mut s, &mut now, op);
+                proptest::prop_assert!(s.len() <= cfg.max_items);
+                proptest::prop_assert!(s.bytes() <= cfg.max_bytes);
+                let sum: usize = s.items.values().map(|x| x.item.bytes()).sum();
+                proptest::prop_assert_eq!(sum, s.bytes());
+                proptest::prop_assert_eq!(s.lru.len(), s.items.len());
+            }
+        }
     }
 }
