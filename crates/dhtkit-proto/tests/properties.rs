@@ -55,6 +55,32 @@ proptest! {
         prop_assert_eq!(back.to_bytes(), bytes);
     }
 
+    /// `raw` is a value's exact encoding, at the top and inside lists and dictionaries (a
+    /// BEP 44 `v` of any type is kept as it came).
+    #[test]
+    fn raw_is_the_exact_encoding(v in value()) {
+        let bytes = v.to_bytes();
+        let mut d = Decoder::new(Limits::default());
+        let top = d.decode(&bytes).expect("own encoding decodes");
+        prop_assert_eq!(top.raw(), &bytes[..]);
+        let inner: Vec<(Vec<u8>, Vec<u8>)> = match &v {
+            OwnedValue::List(l) => l
+                .iter()
+                .zip(top.as_list().expect("a list").iter())
+                .map(|(o, x)| (o.to_bytes(), x.raw().to_vec()))
+                .collect(),
+            OwnedValue::Dict(m) => m
+                .values()
+                .zip(top.as_dict().expect("a dict").iter())
+                .map(|(o, (_, x))| (o.to_bytes(), x.raw().to_vec()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (want, got) in inner {
+            prop_assert_eq!(got, want);
+        }
+    }
+
     #[test]
     fn decoder_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let mut d = Decoder::new(Limits::default());

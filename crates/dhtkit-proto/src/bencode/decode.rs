@@ -334,7 +334,9 @@ impl<'a> Value<'a> {
     /// The exact bytes this value was encoded as.
     pub fn raw(&self) -> &'a [u8] {
         let t = self.tok();
-        &self.buf[t.start as usize..t.end as usize]
+        // An integer's `end` is its digits' end: its encoding goes on to the `e`.
+        let end = t.end as usize + usize::from(t.kind == TokKind::Int);
+        &self.buf[t.start as usize..end]
     }
 
     /// The integer, if this is one.

@@ -541,6 +541,13 @@ mod tests {
         let (_, r) = f.ask(me, &query(crate::krpc::Request::get(imm.target(), None)));
         assert_eq!(field(&r, "v"), Some(&OwnedValue::Bytes(b"hello".to_vec())));
         assert!(field(&r, "seq").is_none() && field(&r, "k").is_none());
+        // `v` may be any bencoded value; an integer is kept whole, `e` included, so it is
+        // stored under the hash of its real encoding and served as a valid reply.
+        let int = Item::immutable(b"i42e".to_vec());
+        let (a, _) = f.ask(me, &query(put(&token, &int, None)));
+        assert_eq!(a, Answer::Response);
+        let (_, r) = f.ask(me, &query(crate::krpc::Request::get(int.target(), None)));
+        assert_eq!(field(&r, "v"), Some(&OwnedValue::Int(42)));
 
         let seed = [9u8; 32];
         let m1 = Item::mutable(&seed, b"salt", 1, b"li1ei2ee".to_vec());
