@@ -153,7 +153,7 @@ impl Driver {
                     self.twin_of.insert(twin, lid);
                     self.paired.insert(
                         lid,
-                        super::Paired {
+                        super::pairs::Paired {
                             running: 2,
                             ..Default::default()
                         },

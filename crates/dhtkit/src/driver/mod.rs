@@ -18,13 +18,18 @@ use dhtkit_proto::{
 };
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio::time::Instant as TokioInstant;
 
 mod commands;
 mod filter;
+mod io;
+mod pairs;
+mod save;
 
 pub(crate) use commands::{Command, LookupCommand};
+use io::{send_one, RECV_SLOT, RECV_SLOTS};
+use pairs::Paired;
+use save::{joined, Saving};
 
 use crate::state::SavedState;
 use crate::{AnnounceResult, Dht, Error, Inner};
@@ -40,11 +45,6 @@ const RECV_BATCH: usize = 256;
 /// system calls and one wake-up per millisecond) instead of one wake-up per datagram.
 const BUSY: usize = 32;
 const COALESCE: Duration = Duration::from_millis(1);
-/// Receive buffers for one batched read (`recvmmsg` on Linux): slots of [`RECV_SLOT`] bytes.
-/// A slot may hold several datagrams of one sender when the kernel coalesces them (GRO).
-const RECV_SLOTS: usize = 32;
-const RECV_SLOT: usize = 16 * 1024;
-
 pub(crate) struct DriverConfig {
     pub bootstrap: Vec<String>,
     pub state: Option<SavedState>,
@@ -83,28 +83,10 @@ enum LookupWaiter {
     },
 }
 
-/// A state save running on the blocking pool, and who waits for it.
-struct Saving {
-    task: JoinHandle<Result<usize, Error>>,
-    waiters: Vec<oneshot::Sender<Result<(), Error>>>,
-}
-
 /// The second socket of a dual-stack node (BEP 32): the other address family.
 struct Second {
     socket: UdpSocket,
     udp: Option<quinn_udp::UdpSocketState>,
-}
-
-/// A lookup a dual-stack node runs in both families for one caller: the first family's
-/// result, completed by the second's.
-#[derive(Default)]
-struct Paired {
-    /// Lookups of the pair still running.
-    running: usize,
-    /// The first family's result, once in.
-    first: Option<LookupResult>,
-    /// The second family's result, once in.
-    second: Option<LookupResult>,
 }
 
 pub(crate) struct Driver {
@@ -350,59 +332,6 @@ impl Driver {
         }
     }
 
-    /// Reads what the first socket holds, a batch of up to [`RECV_SLOTS`] buffers per system
-    /// call, until it is empty or [`RECV_BATCH`] datagrams were handled; returns how many,
-    /// and whether the socket was left empty.
-    fn recv_batches(
-        &mut self,
-        slots: &mut [u8],
-        meta: &mut [quinn_udp::RecvMeta; RECV_SLOTS],
-    ) -> (usize, bool) {
-        let Some(udp) = &self.udp else {
-            return (0, true);
-        };
-        let now = self.now();
-        read_batched(
-            &mut self.node,
-            &self.events,
-            &self.socket,
-            udp,
-            now,
-            slots,
-            meta,
-        )
-    }
-
-    /// Reads what the second (IPv6) socket holds, up to [`RECV_BATCH`] datagrams: in batches
-    /// when it has batched receive, one by one otherwise.
-    fn recv_second(&mut self, slots: &mut [u8], meta: &mut [quinn_udp::RecvMeta; RECV_SLOTS]) {
-        let Some(second) = &self.second else {
-            return;
-        };
-        let now = self.now();
-        match &second.udp {
-            Some(udp) => {
-                read_batched(
-                    &mut self.node,
-                    &self.events,
-                    &second.socket,
-                    udp,
-                    now,
-                    slots,
-                    meta,
-                );
-            }
-            None => {
-                for _ in 0..RECV_BATCH {
-                    let Ok((n, from)) = second.socket.try_recv_from(slots) else {
-                        break;
-                    };
-                    self.node.handle_datagram(now, from, &slots[..n]);
-                }
-            }
-        }
-    }
-
     /// Brings the kernel's ban filter up to date: soon after new bans, and now and then
     /// while it holds addresses whose bans may have ended.
     fn update_filter(&mut self) {
@@ -455,72 +384,6 @@ impl Driver {
             if self.saving.is_none() {
                 self.start_save(Vec::new());
             }
-        }
-    }
-
-    fn saved_state(&self) -> SavedState {
-        SavedState::from_node(self.node.export_state())
-    }
-
-    /// Writes the state file on the blocking pool; `waiters` hear when it is done.
-    fn start_save(&mut self, mut waiters: Vec<oneshot::Sender<Result<(), Error>>>) {
-        let Some(path) = self.cfg.state_file.clone() else {
-            for w in waiters {
-                let _ = w.send(Err(Error::Refused("no state file configured")));
-            }
-            return;
-        };
-        if self.saving.is_some() {
-            self.save_again.append(&mut waiters);
-            return;
-        }
-        let state = self.saved_state();
-        let task = tokio::task::spawn_blocking(move || {
-            state.save(&path)?;
-            Ok(state.nodes.len())
-        });
-        self.saving = Some(Saving { task, waiters });
-    }
-
-    fn save_done(&mut self, r: Result<usize, Error>) {
-        let Some(s) = self.saving.take() else { return };
-        match &r {
-            Ok(nodes) => {
-                let _ = self.events.send(Event::StateSaved { nodes: *nodes });
-            }
-            Err(e) => {
-                tracing::warn!("saving state failed: {e}");
-                let _ = self.events.send(Event::SocketError {
-                    message: e.to_string(),
-                });
-            }
-        }
-        for w in s.waiters {
-            let _ = w.send(match &r {
-                Ok(_) => Ok(()),
-                Err(e) => Err(Error::Io(std::io::Error::other(e.to_string()))),
-            });
-        }
-        if !self.save_again.is_empty() {
-            let again = std::mem::take(&mut self.save_again);
-            self.start_save(again);
-        }
-    }
-
-    /// Waits for the running save and any queued behind it.
-    async fn wait_saves(&mut self) {
-        while let Some(s) = self.saving.as_mut() {
-            let r = (&mut s.task).await;
-            self.save_done(joined(r));
-        }
-    }
-
-    /// On shutdown: let running saves finish, then write the latest state.
-    async fn final_save(&mut self) {
-        self.wait_saves().await;
-        if self.cfg.state_file.is_some() {
-            self.start_save(Vec::new());
-            self.wait_saves().await;
         }
     }
 
@@ -578,40 +441,6 @@ impl Driver {
         let _ = self.events.send(e);
     }
 
-    /// For a finished lookup: `None` while its twin (dual-stack) still runs, else `Some(())`.
-    fn paired_done(&mut self, r: &LookupResult) -> Option<()> {
-        let first = self.twin_of.get(&r.id).copied().unwrap_or(r.id);
-        let Some(p) = self.paired.get_mut(&first) else {
-            return Some(());
-        };
-        p.running = p.running.saturating_sub(1);
-        if first == r.id {
-            p.first = Some(r.clone());
-        } else {
-            p.second = Some(r.clone());
-        }
-        (p.running == 0).then_some(())
-    }
-
-    /// The result to hand the caller: a lone lookup's, or a finished pair's, merged.
-    fn paired_result(&mut self, e: &Event) -> Option<LookupResult> {
-        let Event::LookupFinished(r) = e else {
-            return None;
-        };
-        let first = self.twin_of.get(&r.id).copied().unwrap_or(r.id);
-        match self.paired.remove(&first) {
-            None => Some(r.clone()),
-            Some(p) => {
-                self.twin_of.retain(|_, f| *f != first);
-                let mut out = p.first.unwrap_or_else(|| r.clone());
-                if let Some(b) = p.second {
-                    merge_family(&mut out, b);
-                }
-                Some(out)
-            }
-        }
-    }
-
     /// Hands a finished lookup to its caller.
     fn complete(&mut self, w: LookupWaiter, r: &LookupResult) {
         match w {
@@ -639,117 +468,6 @@ impl Driver {
             }
         }
     }
-}
-
-/// Reads what `socket` holds into `node`, a batch of up to [`RECV_SLOTS`] buffers per
-/// system call, until it is empty or [`RECV_BATCH`] datagrams were handled; returns how many,
-/// and whether the socket was left empty.
-#[allow(clippy::too_many_arguments)]
-fn read_batched(
-    node: &mut Node,
-    events: &broadcast::Sender<Event>,
-    socket: &UdpSocket,
-    udp: &quinn_udp::UdpSocketState,
-    now: Instant,
-    slots: &mut [u8],
-    meta: &mut [quinn_udp::RecvMeta; RECV_SLOTS],
-) -> (usize, bool) {
-    let mut handled = 0;
-    let mut drained = false;
-    while handled < RECV_BATCH {
-        let mut chunks = slots.chunks_exact_mut(RECV_SLOT);
-        let mut bufs: [std::io::IoSliceMut<'_>; RECV_SLOTS] = std::array::from_fn(|_| {
-            std::io::IoSliceMut::new(chunks.next().expect("RECV_SLOTS slots"))
-        });
-        let r = socket.try_io(tokio::io::Interest::READABLE, || {
-            udp.recv(socket.into(), &mut bufs, meta)
-        });
-        let n = match r {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                drained = true;
-                break;
-            }
-            Err(e) => {
-                // ICMP port-unreachable surfaces here on Linux; the node carries on.
-                let _ = events.send(Event::SocketError {
-                    message: e.to_string(),
-                });
-                break;
-            }
-        };
-        for (m, b) in meta.iter().zip(bufs.iter()).take(n) {
-            let data = &b[..m.len.min(b.len())];
-            // Coalesced datagrams (GRO) sit `stride` bytes apart.
-            for d in data.chunks(m.stride.max(1)) {
-                node.handle_datagram(now, m.addr, d);
-                handled += 1;
-            }
-        }
-        if n < RECV_SLOTS {
-            drained = true;
-            break;
-        }
-    }
-    (handled, drained)
-}
-
-/// Folds the second family's lookup into the first's: counts add up, the closest nodes of
-/// both families are merged (closest first, up to k of each), scrape filters are merged,
-/// errors are kept, and the better BEP 44 item wins (the higher seq; any one for an immutable
-/// item).
-fn merge_family(out: &mut LookupResult, b: LookupResult) {
-    let target = out.target;
-    out.closest.extend(b.closest);
-    // Stable: at equal distance (one dual-stack node in both lists) the first family leads.
-    out.closest.sort_by_key(|(id, _)| id.distance(&target));
-    out.announced += b.announced;
-    out.peers_found += b.peers_found;
-    out.queries += b.queries;
-    out.responses += b.responses;
-    out.timeouts += b.timeouts;
-    out.duration = out.duration.max(b.duration);
-    out.put_errors.extend(b.put_errors);
-    // The same peers may come back in both families (a dual-stack node's filters cover all
-    // it stores): merge the filters, then estimate.
-    if let Some(f) = b.scrape_filters {
-        let merged = match out.scrape_filters.take() {
-            Some(mut m) => {
-                m.0.merge(&f.0);
-                m.1.merge(&f.1);
-                m
-            }
-            None => f,
-        };
-        out.scrape = Some(dhtkit_proto::ScrapeEstimate {
-            seeds: merged.0.estimate(),
-            peers: merged.1.estimate(),
-        });
-        out.scrape_filters = Some(merged);
-    }
-    let better = match (&out.item, &b.item) {
-        (None, Some(_)) => true,
-        (Some(x), Some(y)) => y.seq() > x.seq(),
-        _ => false,
-    };
-    if better {
-        out.item = b.item;
-    }
-}
-
-/// Sends one datagram: straight to the socket, waiting for room only when its buffer is full.
-async fn send_one(socket: &UdpSocket, payload: &[u8], dest: SocketAddr) {
-    let r = match socket.try_send_to(payload, dest) {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => socket.send_to(payload, dest).await,
-        r => r,
-    };
-    if let Err(e) = r {
-        tracing::debug!("send to {dest} failed: {e}");
-    }
-}
-
-fn joined(r: Result<Result<usize, Error>, tokio::task::JoinError>) -> Result<usize, Error> {
-    r.unwrap_or_else(|e| Err(Error::Io(std::io::Error::other(e))))
 }
 
 /// Resolves one bootstrap name in the background (a few seconds at most) to the addresses
