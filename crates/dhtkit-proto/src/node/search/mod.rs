@@ -7,6 +7,7 @@
 
 mod advertise;
 mod bootstrap;
+mod drive;
 mod lookup;
 mod upkeep;
 
