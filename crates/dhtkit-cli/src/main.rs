@@ -249,9 +249,10 @@ struct NodeArgs {
 
 #[derive(Args, Debug)]
 struct Common {
-    /// UDP address to bind (default: an ephemeral port, so it runs beside a node on 6881);
-    /// give it twice (IPv4 and IPv6) to look up over both families.
-    #[arg(long, default_values_t = ["0.0.0.0:0".to_string()])]
+    /// UDP address to bind; give it twice (IPv4 and IPv6) to look up over both families.
+    /// Default: an ephemeral port (so it runs beside a node on 6881) on 0.0.0.0, and on [::]
+    /// too where this host has a route to the IPv6 internet.
+    #[arg(long, value_name = "ADDR:PORT")]
     bind: Vec<String>,
     #[command(flatten)]
     opts: NodeOpts,
@@ -334,6 +335,29 @@ pub(crate) fn bootstrap_list(given: &[String]) -> Result<Vec<String>, BadInput> 
         }
     }
     Ok(boot)
+}
+
+impl Common {
+    /// `--bind` as given, or the one-shot default.
+    fn binds(&self) -> Vec<String> {
+        if !self.bind.is_empty() {
+            return self.bind.clone();
+        }
+        let mut b = vec!["0.0.0.0:0".to_string()];
+        if ipv6_routed() {
+            b.push("[::]:0".to_string());
+        }
+        b
+    }
+}
+
+/// Whether this host has a route to the IPv6 internet: connecting a UDP socket only looks the
+/// route up (no packet is sent). A host with IPv6 on loopback alone has none, so a one-shot
+/// there does not wait on IPv6 routers it cannot reach.
+fn ipv6_routed() -> bool {
+    std::net::UdpSocket::bind("[::]:0")
+        .and_then(|s| s.connect("[2001:4860:4860::8888]:6881"))
+        .is_ok()
 }
 
 /// `--bind`, given at most twice: one address, or an IPv4 and an IPv6 one.
@@ -468,7 +492,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
         }
         Command::Ping { addr, common } => {
             let addr = parse_addr(&addr)?;
-            let b = builder(&common.bind, &common.opts)?;
+            let b = builder(&common.binds(), &common.opts)?;
             oneshot::ping(b, addr, &common).await
         }
         Command::FindNode {
@@ -478,12 +502,12 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
         } => {
             let target = parse_id("target", &target)?;
             let via = via.as_deref().map(parse_addr).transpose()?;
-            let b = builder(&common.bind, &common.opts)?;
+            let b = builder(&common.binds(), &common.opts)?;
             oneshot::find_node(b, target, via, &common).await
         }
         Command::GetPeers { info_hash, common } => {
             let ih = parse_id("infohash", &info_hash)?;
-            let b = builder(&common.bind, &common.opts)?;
+            let b = builder(&common.binds(), &common.opts)?;
             oneshot::get_peers(b, ih, &common).await
         }
         Command::Announce {
@@ -494,7 +518,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
         } => {
             let ih = parse_id("infohash", &info_hash)?;
             let port = if implied_port { None } else { port };
-            let b = builder(&common.bind, &common.opts)?;
+            let b = builder(&common.binds(), &common.opts)?;
             oneshot::announce(b, ih, port, &common).await
         }
         Command::Put {
@@ -516,7 +540,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
                     v.len()
                 )));
             }
-            let b = builder(&common.bind, &common.opts)?;
+            let b = builder(&common.binds(), &common.opts)?;
             oneshot::put(b, v, seed.map(|s| (s, salt, seq)), &common).await
         }
         Command::Get {
@@ -525,19 +549,19 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
             common,
         } => {
             let target = parse_id("target", &target)?;
-            let b = builder(&common.bind, &common.opts)?;
+            let b = builder(&common.binds(), &common.opts)?;
             let salt = salt.unwrap_or_default().into_bytes();
             oneshot::get(b, target, &salt, &common).await
         }
         Command::Keygen { file } => oneshot::keygen(&file),
         Command::Scrape { info_hash, common } => {
             let ih = parse_id("infohash", &info_hash)?;
-            let b = builder(&common.bind, &common.opts)?;
+            let b = builder(&common.binds(), &common.opts)?;
             oneshot::scrape(b, ih, &common).await
         }
         Command::Sample { addr, common } => {
             let addr = parse_addr(&addr)?;
-            let b = builder(&common.bind, &common.opts)?;
+            let b = builder(&common.binds(), &common.opts)?;
             oneshot::sample(b, addr, &common).await
         }
         Command::Crawl(a) => crawl::crawl(a).await,
