@@ -251,7 +251,7 @@ struct NodeArgs {
 struct Common {
     /// UDP address to bind; give it twice (IPv4 and IPv6) to look up over both families.
     /// Default: an ephemeral port (so it runs beside a node on 6881) on 0.0.0.0, and on [::]
-    /// too where this host has a route to the IPv6 internet.
+    /// too where this host has a route to the IPv6 internet or an IPv6 address is named.
     #[arg(long, value_name = "ADDR:PORT")]
     bind: Vec<String>,
     #[command(flatten)]
@@ -338,13 +338,20 @@ pub(crate) fn bootstrap_list(given: &[String]) -> Result<Vec<String>, BadInput> 
 }
 
 impl Common {
-    /// `--bind` as given, or the one-shot default.
-    fn binds(&self) -> Vec<String> {
+    /// `--bind` as given, or the one-shot default: IPv4, and IPv6 too where the host routes
+    /// it or where this command must reach an IPv6 address (`to`, or a `--bootstrap` one).
+    fn binds(&self, to: Option<SocketAddr>) -> Vec<String> {
         if !self.bind.is_empty() {
             return self.bind.clone();
         }
+        let v6_needed = to.is_some_and(|a| a.is_ipv6())
+            || self
+                .opts
+                .bootstrap
+                .iter()
+                .any(|n| n.trim().parse::<SocketAddr>().is_ok_and(|a| a.is_ipv6()));
         let mut b = vec!["0.0.0.0:0".to_string()];
-        if ipv6_routed() {
+        if v6_needed || ipv6_routed() {
             b.push("[::]:0".to_string());
         }
         b
@@ -492,7 +499,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
         }
         Command::Ping { addr, common } => {
             let addr = parse_addr(&addr)?;
-            let b = builder(&common.binds(), &common.opts)?;
+            let b = builder(&common.binds(Some(addr)), &common.opts)?;
             oneshot::ping(b, addr, &common).await
         }
         Command::FindNode {
@@ -502,12 +509,12 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
         } => {
             let target = parse_id("target", &target)?;
             let via = via.as_deref().map(parse_addr).transpose()?;
-            let b = builder(&common.binds(), &common.opts)?;
+            let b = builder(&common.binds(via), &common.opts)?;
             oneshot::find_node(b, target, via, &common).await
         }
         Command::GetPeers { info_hash, common } => {
             let ih = parse_id("infohash", &info_hash)?;
-            let b = builder(&common.binds(), &common.opts)?;
+            let b = builder(&common.binds(None), &common.opts)?;
             oneshot::get_peers(b, ih, &common).await
         }
         Command::Announce {
@@ -518,7 +525,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
         } => {
             let ih = parse_id("infohash", &info_hash)?;
             let port = if implied_port { None } else { port };
-            let b = builder(&common.binds(), &common.opts)?;
+            let b = builder(&common.binds(None), &common.opts)?;
             oneshot::announce(b, ih, port, &common).await
         }
         Command::Put {
@@ -540,7 +547,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
                     v.len()
                 )));
             }
-            let b = builder(&common.binds(), &common.opts)?;
+            let b = builder(&common.binds(None), &common.opts)?;
             oneshot::put(b, v, seed.map(|s| (s, salt, seq)), &common).await
         }
         Command::Get {
@@ -549,19 +556,19 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
             common,
         } => {
             let target = parse_id("target", &target)?;
-            let b = builder(&common.binds(), &common.opts)?;
+            let b = builder(&common.binds(None), &common.opts)?;
             let salt = salt.unwrap_or_default().into_bytes();
             oneshot::get(b, target, &salt, &common).await
         }
         Command::Keygen { file } => oneshot::keygen(&file),
         Command::Scrape { info_hash, common } => {
             let ih = parse_id("infohash", &info_hash)?;
-            let b = builder(&common.binds(), &common.opts)?;
+            let b = builder(&common.binds(None), &common.opts)?;
             oneshot::scrape(b, ih, &common).await
         }
         Command::Sample { addr, common } => {
             let addr = parse_addr(&addr)?;
-            let b = builder(&common.binds(), &common.opts)?;
+            let b = builder(&common.binds(Some(addr)), &common.opts)?;
             oneshot::sample(b, addr, &common).await
         }
         Command::Crawl(a) => crawl::crawl(a).await,
