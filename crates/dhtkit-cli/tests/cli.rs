@@ -198,6 +198,45 @@ fn node_announce_get_peers_find_node_ping_over_loopback() {
 }
 
 #[test]
+fn one_shots_bind_ipv6_when_they_name_an_ipv6_address() {
+    // No --bind: a one-shot adds [::]:0 to 0.0.0.0:0 when its target or bootstrap is IPv6,
+    // whether or not the host routes IPv6.
+    let mut child = bin()
+        .args([
+            "node",
+            "--events",
+            "--bind",
+            "[::1]:0",
+            "--bootstrap",
+            "[::1]:9",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let _node = NodeProc(child);
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).expect("first line is JSON");
+    let at = v["addr"].as_str().expect("listening address").to_string();
+    assert!(at.starts_with("[::1]:"), "{line}");
+    let (code, out, err) = run(&["ping", &at, "--timeout", "10"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&at), "{out}");
+    let (code, out, err) = run(&[
+        "find-node",
+        "0123456789abcdef0123456789abcdef01234567",
+        "--bootstrap",
+        &at,
+        "--timeout",
+        "10",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&at), "{out}");
+}
+
+#[test]
 fn node_events_are_json_lines() {
     let (_a, mut out) = start_node(&[
         "--bind",
