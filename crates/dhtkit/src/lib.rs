@@ -70,7 +70,7 @@ pub struct DhtStats {
     pub id: Id,
     /// The bound address.
     pub local_addr: SocketAddr,
-    /// Nodes in the routing table.
+    /// Nodes in the routing table (both tables on a dual-stack node).
     pub nodes: usize,
     /// Peers in the peer store.
     pub peers_stored: usize,
@@ -448,7 +448,7 @@ impl Dht {
         self.call(|r| Command::Send(bytes, addr, r)).await?
     }
 
-    /// A snapshot of the routing table.
+    /// A snapshot of the routing table: both tables on a dual-stack node, IPv4 first.
     pub async fn routing_table(&self) -> Result<Vec<NodeInfo>, Error> {
         self.call(Command::RoutingTable).await
     }

@@ -487,6 +487,10 @@ async fn dual_stack_nodes_serve_both_families() {
     assert_eq!(closest[0].0, target, "the target node itself answered");
     let closest6 = timeout(WAIT, v6b.find_node(target)).await.unwrap().unwrap();
     assert!(!closest6.is_empty() && closest6.iter().all(|(_, a)| a.is_ipv6()));
+    // The snapshot and the count cover both tables.
+    let table = all[0].routing_table().await.unwrap();
+    assert!(table.iter().any(|n| n.addr.is_ipv4()) && table.iter().any(|n| n.addr.is_ipv6()));
+    assert_eq!(all[0].stats().await.unwrap().nodes, table.len());
     // The dual-stack nodes keep a table per family, and their state has both.
     let state = all[0].state().await.unwrap();
     assert!(

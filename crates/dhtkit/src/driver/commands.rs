@@ -207,15 +207,18 @@ impl Driver {
                 });
             }
             Command::RoutingTable(r) => {
-                let table = self.node.routing_table();
-                let cfg = *table.config();
-                let nodes = table
-                    .iter()
-                    .map(|e| NodeInfo {
-                        id: e.id,
-                        addr: e.addr,
-                        good: e.status(now, &cfg) == Status::Good,
-                        rtt: e.rtt,
+                // Both families' tables on a dual-stack node, IPv4 first.
+                let nodes = [false, true]
+                    .into_iter()
+                    .filter_map(|v6| self.node.routing_table_for(v6))
+                    .flat_map(|table| {
+                        let cfg = *table.config();
+                        table.iter().map(move |e| NodeInfo {
+                            id: e.id,
+                            addr: e.addr,
+                            good: e.status(now, &cfg) == Status::Good,
+                            rtt: e.rtt,
+                        })
                     })
                     .collect();
                 let _ = r.send(nodes);
@@ -225,7 +228,7 @@ impl Driver {
                 let _ = r.send(DhtStats {
                     id: self.node.id(),
                     local_addr: self.local,
-                    nodes: self.node.routing_table().len(),
+                    nodes: self.table_len(),
                     peers_stored: store.map_or(0, |s| s.len()),
                     infohashes_stored: store.map_or(0, |s| s.infohashes()),
                     lookups_running: self.node.lookups_running(),

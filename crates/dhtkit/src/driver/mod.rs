@@ -460,9 +460,18 @@ impl Driver {
         }
     }
 
+    /// Nodes in the routing tables (both, on a dual-stack node).
+    fn table_len(&self) -> usize {
+        [false, true]
+            .into_iter()
+            .filter_map(|v6| self.node.routing_table_for(v6))
+            .map(|t| t.len())
+            .sum()
+    }
+
     fn wake_bootstrap_waiters(&mut self) {
         if self.node.is_bootstrapped() {
-            let nodes = self.node.routing_table().len();
+            let nodes = self.table_len();
             for w in self.bootstrap_waiters.drain(..) {
                 let _ = w.send(nodes);
             }
