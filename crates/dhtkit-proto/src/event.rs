@@ -187,8 +187,8 @@ pub struct LookupResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// From the driver: the socket is bound. Every subscription to a running node's events
-    /// opens with it.
+    /// From the driver: a socket is bound. Every subscription to a running node's events
+    /// opens with one per bound address.
     Listening {
         /// The local address.
         addr: SocketAddr,

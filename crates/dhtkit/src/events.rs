@@ -167,20 +167,21 @@ impl EventJson for Event {
     }
 }
 
-/// A subscription to a node's events. It starts with an [`Event::Listening`] describing the
-/// node, then delivers events as they happen. Bounded: a consumer that falls behind loses the
+/// A subscription to a node's events. It starts with an [`Event::Listening`] for each bound
+/// address (two on a dual-stack node, IPv4 first), then delivers events as they happen. Bounded: a consumer that falls behind loses the
 /// oldest events, and [`EventStream::lost`] counts them; the node itself never waits for a
 /// consumer.
 pub struct EventStream {
     pub(crate) rx: broadcast::Receiver<Event>,
     pub(crate) lost: u64,
-    pub(crate) first: Option<Event>,
+    /// Events to deliver before the live ones, in reverse order.
+    pub(crate) first: Vec<Event>,
 }
 
 impl EventStream {
     /// The next event; `None` once the node has shut down.
     pub async fn recv(&mut self) -> Option<Event> {
-        if let Some(e) = self.first.take() {
+        if let Some(e) = self.first.pop() {
             return Some(e);
         }
         loop {

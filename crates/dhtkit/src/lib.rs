@@ -199,15 +199,20 @@ impl Dht {
         &self.inner.local_addrs
     }
 
-    /// Subscribes to events from now on. The stream opens with a [`DhtEvent::Listening`].
+    /// Subscribes to events from now on. The stream opens with a [`DhtEvent::Listening`] for
+    /// each bound address (IPv4 first on a dual-stack node).
     pub fn events(&self) -> EventStream {
+        let id = self.id();
         EventStream {
             rx: self.inner.events.subscribe(),
             lost: 0,
-            first: Some(DhtEvent::Listening {
-                addr: self.inner.local_addr,
-                id: self.id(),
-            }),
+            first: self
+                .inner
+                .local_addrs
+                .iter()
+                .rev()
+                .map(|&addr| DhtEvent::Listening { addr, id })
+                .collect(),
         }
     }
 

@@ -373,6 +373,14 @@ async fn dual_stack_nodes_serve_both_families() {
     let first = dual(1, Vec::new()).await;
     assert_eq!(first.local_addrs().len(), 2);
     assert!(first.local_addrs()[0].is_ipv4() && first.local_addrs()[1].is_ipv6());
+    // A subscription opens with one Listening event per socket.
+    let mut ev = first.events();
+    for want in first.local_addrs().to_vec() {
+        match ev.recv().await {
+            Some(dhtkit::DhtEvent::Listening { addr, .. }) => assert_eq!(addr, want),
+            other => panic!("expected Listening on {want}, got {other:?}"),
+        }
+    }
     let seeds = first.local_addrs().to_vec();
     let mut all = vec![first];
     for i in 2..=4 {
