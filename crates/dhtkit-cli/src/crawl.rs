@@ -131,11 +131,7 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
         .map(|s| parse_secs("--duration", s))
         .transpose()?;
     let spec = db_spec(a.db.as_deref());
-    let first = cfg
-        .bind
-        .first()
-        .copied()
-        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 6881)));
+    let first = cfg.bind.first().copied().unwrap_or(dhtkit::DEFAULT_BIND[0]);
     let (at, name) = (spec.clone(), crawler_name(&first));
     // Opening may block (PostgreSQL's client runs a runtime of its own).
     let store = tokio::task::spawn_blocking(move || store::open_writer(&at, &name))

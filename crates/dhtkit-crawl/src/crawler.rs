@@ -284,13 +284,11 @@ fn bind_addrs(cfg: &CrawlConfig) -> Vec<SocketAddr> {
     if !cfg.bind.is_empty() {
         return cfg.bind.clone();
     }
-    let v4 = SocketAddr::from(([0, 0, 0, 0], 6881));
-    let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 6881));
     match std::net::UdpSocket::bind(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))) {
-        Ok(_) => vec![v4, v6],
+        Ok(_) => dhtkit::DEFAULT_BIND.to_vec(),
         Err(e) => {
             tracing::warn!("IPv6 unavailable ({e}): crawling on IPv4 only");
-            vec![v4]
+            dhtkit::DEFAULT_BIND[..1].to_vec()
         }
     }
 }

@@ -20,6 +20,21 @@ pub const DEFAULT_BOOTSTRAP: &[&str] = &[
     "dht.libtorrent.org:25401",
 ];
 
+/// The addresses a node binds when none is given: `0.0.0.0:6881` and `[::]:6881` (the IPv6
+/// one is dropped, with a warning, where the host has no IPv6).
+pub const DEFAULT_BIND: [SocketAddr; 2] = [
+    SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::UNSPECIFIED,
+        6881,
+    )),
+    SocketAddr::V6(std::net::SocketAddrV6::new(
+        std::net::Ipv6Addr::UNSPECIFIED,
+        6881,
+        0,
+        0,
+    )),
+];
+
 /// Configures and starts a [`Dht`]. Get one from [`Dht::builder`].
 #[derive(Debug, Clone)]
 pub struct DhtBuilder {
@@ -62,10 +77,7 @@ impl DhtBuilder {
         addrs.sort_by_key(SocketAddr::is_ipv6);
         let default = addrs.is_empty();
         if default {
-            addrs = vec![
-                SocketAddr::from(([0, 0, 0, 0], 6881)),
-                SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 6881)),
-            ];
+            addrs = DEFAULT_BIND.to_vec();
         }
         let first = self.socket(addrs[0])?;
         let second = match addrs.get(1) {

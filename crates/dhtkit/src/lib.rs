@@ -32,7 +32,7 @@ mod state;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-pub use builder::{DhtBuilder, DEFAULT_BOOTSTRAP};
+pub use builder::{DhtBuilder, DEFAULT_BIND, DEFAULT_BOOTSTRAP};
 pub use dhtkit_proto::bencode::OwnedValue;
 pub use dhtkit_proto::items::{self, Item};
 /// The events a node reports: the protocol core's own type, handed on unchanged.

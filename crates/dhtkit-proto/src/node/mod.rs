@@ -291,6 +291,13 @@ impl Node {
         self.primary().table()
     }
 
+    /// The node's routing tables: IPv4 first, then IPv6 (one of them on a single-stack node).
+    pub fn routing_tables(&self) -> impl Iterator<Item = &RoutingTable> {
+        [&self.v4, &self.v6]
+            .into_iter()
+            .filter_map(|s| s.as_ref().map(Search::table))
+    }
+
     /// The routing table of one family, if the node has it.
     pub fn routing_table_for(&self, v6: bool) -> Option<&RoutingTable> {
         if v6 { &self.v6 } else { &self.v4 }

@@ -208,9 +208,9 @@ impl Driver {
             }
             Command::RoutingTable(r) => {
                 // Both families' tables on a dual-stack node, IPv4 first.
-                let nodes = [false, true]
-                    .into_iter()
-                    .filter_map(|v6| self.node.routing_table_for(v6))
+                let nodes = self
+                    .node
+                    .routing_tables()
                     .flat_map(|table| {
                         let cfg = *table.config();
                         table.iter().map(move |e| NodeInfo {

@@ -462,11 +462,7 @@ impl Driver {
 
     /// Nodes in the routing tables (both, on a dual-stack node).
     fn table_len(&self) -> usize {
-        [false, true]
-            .into_iter()
-            .filter_map(|v6| self.node.routing_table_for(v6))
-            .map(|t| t.len())
-            .sum()
+        self.node.routing_tables().map(|t| t.len()).sum()
     }
 
     fn wake_bootstrap_waiters(&mut self) {
