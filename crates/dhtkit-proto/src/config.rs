@@ -186,3 +186,19 @@ impl Default for Config {
         }
     }
 }
+
+impl Config {
+    /// The `stock` preset: lookups as a stock client runs them (libtorrent's defaults, and
+    /// dhtkit's before the live-DHT work): α = 3, a fixed one-second short timeout instead of
+    /// one adapted to the measured round trips. Everything else as [`Config::default`].
+    /// Benchmarks run it beside the default so that every figure is a ratio measured in the
+    /// same run.
+    pub fn stock() -> Config {
+        Config {
+            alpha: 3,
+            slow_timeout: Duration::from_secs(1),
+            slow_timeout_min: Duration::from_secs(1),
+            ..Config::default()
+        }
+    }
+}

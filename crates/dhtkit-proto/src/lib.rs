@@ -70,6 +70,7 @@ pub mod krpc;
 mod node;
 pub mod routing;
 pub mod scrape;
+mod size;
 pub mod store;
 mod time;
 pub mod token;

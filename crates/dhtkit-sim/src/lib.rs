@@ -11,9 +11,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod live;
 mod net;
 
-pub use net::{Behaviour, Latency, Sim, SimConfig, SimStats};
+pub use live::{Live, LiveConfig};
+pub use net::{Behaviour, Latency, LogNormalRtt, Sim, SimConfig, SimStats};
 
 use dhtkit_proto::{Id, Instant};
 

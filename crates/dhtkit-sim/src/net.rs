@@ -46,6 +46,47 @@ pub struct SimConfig {
     /// Keep every event of every node (otherwise only lookup results, peers found, request
     /// results and bootstrap ends are kept, which is what tests read).
     pub record_all_events: bool,
+    /// Round trips drawn from a log-normal distribution instead of `latency`'s uniform
+    /// range (the live-DHT model); `latency.jitter` still applies per packet.
+    pub lognormal: Option<LogNormalRtt>,
+    /// Check the contacts of one `nodes`/`nodes6` reply in this many (0: none): how many
+    /// name an address where no node answers (gone, behind NAT, or never there). Counted in
+    /// [`SimStats::contacts_checked`] and [`SimStats::contacts_unreachable`].
+    pub sample_contacts: u32,
+    /// How long a NATed node's mapping to an address stays open after it last sent there
+    /// (see [`Sim::set_nat`]; default 2 minutes, within common home routers' UDP timeouts).
+    pub nat_timeout: Duration,
+}
+
+/// Round trips from a log-normal distribution: each pair of nodes gets a fixed round trip
+/// with the given median and 90th percentile. Half of its logarithm's variance comes from
+/// the two nodes (each node's own access link: some nodes are fast to everyone) and half from
+/// the pair (distance), so the marginal over all pairs is exactly log-normal.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LogNormalRtt {
+    /// Median round trip.
+    pub median: Duration,
+    /// 90th percentile round trip.
+    pub p90: Duration,
+}
+
+impl LogNormalRtt {
+    /// σ of the logarithm: the p90 sits 1.2816 σ above the median.
+    pub fn sigma(&self) -> f64 {
+        let (m, p) = (self.median.as_secs_f64(), self.p90.as_secs_f64());
+        if m <= 0.0 || p <= m {
+            return 0.0;
+        }
+        (p / m).ln() / 1.281_551_565_5
+    }
+
+    /// The round trip for standard-normal draws of the two nodes (`za`, `zb`) and the pair
+    /// (`zp`).
+    pub fn rtt(&self, za: f64, zb: f64, zp: f64) -> Duration {
+        let z = 0.5 * za + 0.5 * zb + std::f64::consts::FRAC_1_SQRT_2 * zp;
+        let secs = self.median.as_secs_f64() * (self.sigma() * z).exp();
+        Duration::from_secs_f64(secs.clamp(0.002, 30.0))
+    }
 }
 
 impl Default for SimConfig {
@@ -60,6 +101,9 @@ impl Default for SimConfig {
             loss: 0.0,
             corrupt: 0.0,
             record_all_events: false,
+            lognormal: None,
+            sample_contacts: 0,
+            nat_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -77,6 +121,12 @@ pub struct SimStats {
     pub undeliverable: u64,
     /// Timer wake-ups handled.
     pub wakeups: u64,
+    /// Unsolicited datagrams dropped at a NATed node.
+    pub nat_dropped: u64,
+    /// Contacts in sampled `nodes` replies (see [`SimConfig::sample_contacts`]).
+    pub contacts_checked: u64,
+    /// Of those, contacts at an address where no node would answer a query.
+    pub contacts_unreachable: u64,
 }
 
 struct Packet {
@@ -84,6 +134,9 @@ struct Packet {
     seq: u64,
     from: SocketAddr,
     to: usize,
+    /// The slot's generation when sent: a node that replaced a departed one in the same
+    /// slot does not get the departed node's packets.
+    gen: u32,
     data: Vec<u8>,
 }
 
@@ -123,9 +176,15 @@ struct SimNode {
     /// Its IPv6 address, when it has both families.
     addr6: Option<SocketAddr>,
     alive: bool,
+    /// Behind a NAT: only datagrams from addresses it sent to lately reach it.
+    nat: Option<Box<NatMap>>,
+    /// Bumped each time the slot gets a new node.
+    gen: u32,
     behaviour: Behaviour,
     deadline: Option<Instant>,
     events: Vec<Event>,
+    /// When each of `events` was recorded (same length).
+    event_times: Vec<Instant>,
 }
 
 /// A simulated network.
@@ -239,12 +298,67 @@ impl Sim {
             addr,
             addr6,
             alive: true,
+            nat: None,
+            gen: 0,
             behaviour: Behaviour::Honest,
             deadline: None,
             events: Vec::new(),
+            event_times: Vec::new(),
         });
         self.flush(i);
         i
+    }
+
+    /// Replaces node `i` (gone or not) with a new node at `addr`, for churn that keeps memory
+    /// flat: the old node's state is dropped, its address is free again (others may still
+    /// have it in their tables: their queries go unanswered), and datagrams still on their way
+    /// to it are lost. The newcomer is honest, not behind NAT, and knows nobody.
+    ///
+    /// # Panics
+    /// If `addr` is taken by another node.
+    pub fn replace_node(&mut self, i: usize, mut cfg: Config, addr: SocketAddr) {
+        let old = &self.nodes[i];
+        for a in [Some(old.addr), old.addr6].into_iter().flatten() {
+            self.by_addr.remove(&a);
+        }
+        assert!(self.by_addr.insert(addr, i).is_none(), "{addr} is taken");
+        if cfg.seed == 0 {
+            cfg.seed = self.rng.random();
+        }
+        cfg.allow_local_addrs = true;
+        cfg.ipv4 = addr.is_ipv4();
+        cfg.ipv6 = addr.is_ipv6();
+        let sn = &mut self.nodes[i];
+        sn.node = Node::new(cfg, self.now);
+        sn.addr = addr;
+        sn.addr6 = None;
+        sn.alive = true;
+        sn.nat = None;
+        sn.gen = sn.gen.wrapping_add(1);
+        sn.behaviour = Behaviour::Honest;
+        sn.deadline = None;
+        sn.events = Vec::new();
+        sn.event_times = Vec::new();
+        self.flush(i);
+    }
+
+    /// Puts node `i` behind an address-restricted NAT (or takes it out): a datagram reaches
+    /// it only from an address it sent to within [`SimConfig::nat_timeout`]. So it gets the
+    /// answers to its queries, and nodes it queried lately can reach it (and keep it in their
+    /// tables), but nobody they tell about it can: as on the live DHT, where about half the
+    /// contacts in `nodes` replies never answer.
+    pub fn set_nat(&mut self, i: usize, nat: bool) {
+        self.nodes[i].nat = nat.then(Box::default);
+    }
+
+    /// True if node `i` is behind a NAT.
+    pub fn is_nat(&self, i: usize) -> bool {
+        self.nodes[i].nat.is_some()
+    }
+
+    /// The index of the node at `addr`, if any.
+    pub fn index_of(&self, addr: &SocketAddr) -> Option<usize> {
+        self.by_addr.get(addr).copied()
     }
 
     /// Node `i`'s first address (IPv4 if it has one).
@@ -289,6 +403,7 @@ impl Sim {
     pub fn kill(&mut self, i: usize) {
         self.nodes[i].alive = false;
         self.nodes[i].events.clear();
+        self.nodes[i].event_times.clear();
     }
 
     /// Node `i` comes back with the state it had when it left (its timers resume at once).
@@ -307,10 +422,35 @@ impl Sim {
 
     /// Takes the events node `i` has recorded.
     pub fn take_events(&mut self, i: usize) -> Vec<Event> {
+        self.nodes[i].event_times.clear();
         std::mem::take(&mut self.nodes[i].events)
     }
 
+    /// Takes the events node `i` has recorded, each with the virtual time it happened.
+    pub fn take_timed_events(&mut self, i: usize) -> Vec<(Instant, Event)> {
+        let sn = &mut self.nodes[i];
+        let times = std::mem::take(&mut sn.event_times);
+        times
+            .into_iter()
+            .zip(std::mem::take(&mut sn.events))
+            .collect()
+    }
+
+    /// The base round trip between two addresses (twice the one-way base latency; jitter
+    /// not included).
+    pub fn rtt(&self, a: &SocketAddr, b: &SocketAddr) -> Duration {
+        self.link_base(a, b) * 2
+    }
+
     fn link_base(&self, a: &SocketAddr, b: &SocketAddr) -> Duration {
+        if let Some(ln) = self.cfg.lognormal {
+            let (x, y) = if a < b { (a, b) } else { (b, a) };
+            let seed = self.cfg.seed ^ 0x0dd5_1ab1_e5ee_d001;
+            let za = normal(hash_addrs(seed, x, None));
+            let zb = normal(hash_addrs(seed, y, None));
+            let zp = normal(hash_addrs(seed, x, Some(y)));
+            return ln.rtt(za, zb, zp) / 2;
+        }
         let l = self.cfg.latency;
         if l.max <= l.min {
             return l.min;
@@ -334,6 +474,9 @@ impl Sim {
                 break;
             };
             let (dest, mut data) = (t.dest, t.payload.to_vec());
+            if let Some(m) = &mut sn.nat {
+                m.opened(nat_key(&dest), now);
+            }
             // A datagram leaves from the node's address of the destination's family.
             let Some(from) = [Some(sn.addr), sn.addr6]
                 .into_iter()
@@ -364,11 +507,13 @@ impl Sim {
             };
             let at = now + self.link_base(&from, &dest) + Duration::from_micros(extra);
             self.seq += 1;
+            let gen = self.nodes[to].gen;
             self.packets.push(Reverse(Packet {
                 at,
                 seq: self.seq,
                 from,
                 to,
+                gen,
                 data,
             }));
         }
@@ -384,6 +529,7 @@ impl Sim {
                 );
             if keep && sn.alive {
                 sn.events.push(e);
+                sn.event_times.push(now);
             }
         }
         let d = sn.node.poll_timeout();
@@ -423,9 +569,20 @@ impl Sim {
             }
             let Reverse(p) = self.packets.pop().expect("peeked");
             self.now = self.now.max(p.at);
-            if !self.nodes[p.to].alive {
+            let dest = &self.nodes[p.to];
+            if !dest.alive || dest.gen != p.gen {
                 self.stats.undeliverable += 1;
                 return true;
+            }
+            let timeout = self.cfg.nat_timeout;
+            if let Some(m) = &dest.nat {
+                if !m.allows(nat_key(&p.from), self.now, timeout) {
+                    self.stats.nat_dropped += 1;
+                    return true;
+                }
+            }
+            if self.cfg.sample_contacts > 0 && p.seq % u64::from(self.cfg.sample_contacts) == 0 {
+                self.check_contacts(&p.data);
             }
             self.stats.delivered += 1;
             let now = self.now;
@@ -557,6 +714,7 @@ impl Sim {
         self.run_for(settle);
         for i in 0..self.nodes.len() {
             self.nodes[i].events.clear();
+            self.nodes[i].event_times.clear();
         }
     }
 }
@@ -617,6 +775,7 @@ impl Sim {
                 seq: self.seq,
                 from: me,
                 to,
+                gen: self.nodes[to].gen,
                 data: reply,
             }));
         }
@@ -638,4 +797,104 @@ fn link_key(a: &SocketAddr) -> impl Iterator<Item = u8> {
     };
     k[n..n + 2].copy_from_slice(&a.port().to_be_bytes());
     k.into_iter().take(n + 2)
+}
+
+impl Sim {
+    /// True if a query sent to `addr` now by a node that never sent to it would be answered:
+    /// a live node, not behind NAT, is there.
+    pub fn answers_at(&self, addr: &SocketAddr) -> bool {
+        self.by_addr
+            .get(addr)
+            .is_some_and(|&i| self.nodes[i].alive && self.nodes[i].nat.is_none())
+    }
+
+    /// Counts the contacts of a `nodes`/`nodes6` reply that nobody would answer.
+    fn check_contacts(&mut self, data: &[u8]) {
+        use dhtkit_proto::bencode::{Decoder, Limits};
+        use dhtkit_proto::krpc::{Body, Message};
+        let mut d = Decoder::new(Limits::default());
+        let Ok(v) = d.decode(data) else { return };
+        let Ok(m) = Message::parse(v) else { return };
+        let Body::Response(r) = &m.body else { return };
+        let mut contacts = Vec::new();
+        if let Some(n) = r.nodes {
+            contacts.extend(dhtkit_proto::compact::nodes(n, false));
+        }
+        if let Some(n) = r.nodes6 {
+            contacts.extend(dhtkit_proto::compact::nodes(n, true));
+        }
+        for (_, a) in contacts {
+            self.stats.contacts_checked += 1;
+            if !self.answers_at(&a) {
+                self.stats.contacts_unreachable += 1;
+            }
+        }
+    }
+}
+
+/// The mappings of an address-restricted NAT: the last [`NatMap::SLOTS`] addresses a node
+/// sent to, with when (a home router keeps far more, but a DHT node talks to few at once).
+struct NatMap {
+    slots: [(u32, u32); NatMap::SLOTS],
+    next: usize,
+}
+
+impl Default for NatMap {
+    fn default() -> Self {
+        NatMap {
+            slots: [(0, 0); NatMap::SLOTS],
+            next: 0,
+        }
+    }
+}
+
+impl NatMap {
+    const SLOTS: usize = 64;
+
+    fn ms(now: Instant) -> u32 {
+        u32::try_from(now.as_millis()).unwrap_or(u32::MAX)
+    }
+
+    fn opened(&mut self, key: u32, now: Instant) {
+        let t = Self::ms(now);
+        if let Some(s) = self.slots.iter_mut().find(|s| s.0 == key && s.1 != 0) {
+            s.1 = t.max(1);
+            return;
+        }
+        self.slots[self.next] = (key, t.max(1));
+        self.next = (self.next + 1) % Self::SLOTS;
+    }
+
+    fn allows(&self, key: u32, now: Instant, timeout: Duration) -> bool {
+        let t = Self::ms(now);
+        let window = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        self.slots
+            .iter()
+            .any(|s| s.0 == key && s.1 != 0 && t.saturating_sub(s.1) <= window)
+    }
+}
+
+/// The key a NAT mapping is kept under: a hash of the remote address.
+fn nat_key(a: &SocketAddr) -> u32 {
+    hash_addrs(0x6e61_74, a, None) as u32
+}
+
+/// A 64-bit hash of one address (or an ordered pair), seeded.
+fn hash_addrs(seed: u64, a: &SocketAddr, b: Option<&SocketAddr>) -> u64 {
+    let mut h = seed ^ 0x51_7cc1_b727_220a;
+    let bytes = link_key(a).chain(b.into_iter().flat_map(link_key));
+    for byte in bytes {
+        h = (h ^ byte as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    // Finalise (splitmix64) so nearby addresses get unrelated values.
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// A standard-normal value from 64 random bits (Box-Muller over two 32-bit halves).
+fn normal(bits: u64) -> f64 {
+    let u1 = ((bits >> 32) as f64 + 0.5) / 4_294_967_296.0;
+    let u2 = ((bits & 0xffff_ffff) as f64 + 0.5) / 4_294_967_296.0;
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }

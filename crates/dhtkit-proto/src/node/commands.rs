@@ -30,6 +30,21 @@ impl Node {
         added
     }
 
+    /// Adds nodes known to answer to the routing tables as if each had just answered one of
+    /// our queries in `rtt` (for a network built in one go, such as the simulator's model of
+    /// a settled DHT; a driver restoring saved state uses [`Node::import_state`], which
+    /// verifies). Returns how many were added.
+    pub fn import_verified(
+        &mut self,
+        now: Instant,
+        nodes: &[(Id, SocketAddr, Option<Duration>)],
+    ) -> usize {
+        let mut added = 0;
+        self.parts(now)
+            .each(|s, ctx| added += s.import_verified(ctx, nodes));
+        added
+    }
+
     /// Starts a lookup for the nodes closest to `target`.
     pub fn find_node(&mut self, now: Instant, target: Id) -> Option<LookupId> {
         self.start_lookup(now, LookupKind::FindNode, target)

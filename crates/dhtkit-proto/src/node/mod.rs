@@ -106,6 +106,10 @@ pub struct Stats {
     pub pending_full: u64,
     /// Background queries not sent because of the per-destination or node-wide rate limit.
     pub dest_limited: u64,
+    /// Estimated number of nodes in the DHT (of the node's first family, IPv4 if it has it):
+    /// the median over the last 32 lookups of the size that the distances to their closest
+    /// nodes imply. `None` until a few lookups have ended.
+    pub dht_size_estimate: Option<u64>,
 }
 
 /// A histogram of lookup durations (for metrics): fixed bounds, cumulative counts.
@@ -321,6 +325,7 @@ impl Node {
             events_dropped: self.events.dropped,
             bans: self.rpc.inbound_bans(),
             tracked_ips: self.rpc.tracked_ips() as u64,
+            dht_size_estimate: self.primary().size_estimate(),
             ..self.rpc.stats.clone()
         }
     }

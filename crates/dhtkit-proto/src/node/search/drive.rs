@@ -306,6 +306,8 @@ impl Search {
             .closest_responded()
             .map(|(id, addr, _)| (id, addr))
             .collect();
+        self.size
+            .record(&l.target, closest.iter().map(|c| c.0), ctx.cfg.table.k);
         if matches!(l.kind, LookupKind::Refresh | LookupKind::Bootstrap) {
             let b = self.table.bucket_index(&l.target);
             self.table.touch_bucket(b, now);

@@ -60,6 +60,8 @@ pub(crate) struct Search {
     adverts: Adverts,
     timers: Timers,
     scratch: Vec<(Id, SocketAddr)>,
+    /// The DHT's size, from the distances our lookups ended at.
+    size: crate::size::SizeEstimator,
 }
 
 impl Search {
@@ -79,7 +81,13 @@ impl Search {
                 redrive: None,
             },
             scratch: Vec::new(),
+            size: Default::default(),
         }
+    }
+
+    /// The estimated number of nodes in this family's DHT, once a few lookups have ended.
+    pub(crate) fn size_estimate(&self) -> Option<u64> {
+        self.size.estimate()
     }
 
     /// Takes a new node id (BEP 42): the table is rebuilt around it with the nodes it held
@@ -291,6 +299,26 @@ impl Search {
                     id: *id,
                     addr: *addr,
                 });
+            }
+        }
+        added
+    }
+
+    /// Nodes known to answer, entered as if each had just answered us (`rtt` its round trip).
+    pub(crate) fn import_verified(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        nodes: &[(Id, SocketAddr, Option<std::time::Duration>)],
+    ) -> usize {
+        let mut added = 0;
+        for &(id, addr, rtt) in nodes {
+            if addr.is_ipv6() != self.v6 || !ctx.rpc.may_contact(&addr, false) {
+                continue;
+            }
+            let seen = self.table.node_seen(ctx.now, id, addr, rtt);
+            if seen.added {
+                added += 1;
+                ctx.events.push(Event::NodeAdded { id, addr });
             }
         }
         added
