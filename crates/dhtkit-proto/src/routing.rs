@@ -15,7 +15,7 @@
 //! and queried us within 15 minutes), questionable after that, and bad after repeated failures.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use rand::Rng;
@@ -102,19 +102,6 @@ pub struct NodeEntry {
 }
 
 impl NodeEntry {
-    fn new(id: Id, addr: SocketAddr, now: Instant) -> Self {
-        NodeEntry {
-            id,
-            addr,
-            added: now,
-            last_response: None,
-            last_query: None,
-            failures: 0,
-            rtt: None,
-            pinged: None,
-        }
-    }
-
     /// The node's status at `now`.
     pub fn status(&self, now: Instant, cfg: &TableConfig) -> Status {
         if self.failures >= cfg.max_failures {
@@ -129,16 +116,161 @@ impl NodeEntry {
             Status::Questionable
         }
     }
+}
 
-    fn last_activity(&self) -> Instant {
-        self.last_response.unwrap_or(self.added)
+/// An address in 20 bytes (a `SocketAddr` takes 32): the IP's bytes (IPv4 in the first four),
+/// the port and the family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Addr {
+    ip: [u8; 16],
+    port: u16,
+    v6: bool,
+}
+
+impl Addr {
+    fn new(a: &SocketAddr) -> Addr {
+        let mut ip = [0u8; 16];
+        let v6 = match a.ip() {
+            IpAddr::V4(v) => {
+                ip[..4].copy_from_slice(&v.octets());
+                false
+            }
+            IpAddr::V6(v) => {
+                ip = v.octets();
+                true
+            }
+        };
+        Addr {
+            ip,
+            port: a.port(),
+            v6,
+        }
+    }
+
+    fn ip(&self) -> IpAddr {
+        if self.v6 {
+            Ipv6Addr::from(self.ip).into()
+        } else {
+            Ipv4Addr::new(self.ip[0], self.ip[1], self.ip[2], self.ip[3]).into()
+        }
+    }
+
+    fn get(&self) -> SocketAddr {
+        SocketAddr::new(self.ip(), self.port)
+    }
+
+    fn same_ip(&self, o: &Addr) -> bool {
+        self.v6 == o.v6 && self.ip == o.ip
+    }
+}
+
+/// A time in a table entry: 62 ms steps since the epoch, plus one (0 = never);
+/// 4 bytes where an `Option<Instant>` takes 16, good for 8 years of uptime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+struct Tick(u32);
+
+impl Tick {
+    const NEVER: Tick = Tick(0);
+
+    fn at(t: Instant) -> Tick {
+        let ticks = t.since_epoch().as_millis() / 62;
+        Tick(u32::try_from(ticks + 1).unwrap_or(u32::MAX))
+    }
+
+    fn is_some(self) -> bool {
+        self.0 != 0
+    }
+
+    fn get(self) -> Option<Instant> {
+        self.is_some()
+            .then(|| Instant::from_epoch(Duration::from_millis((self.0 as u64 - 1) * 62)))
+    }
+
+    /// Time from this tick to `now` (zero for never, or for a tick after now).
+    fn age(self, now: Tick) -> Duration {
+        Duration::from_millis(now.0.saturating_sub(self.0) as u64 * 62)
+    }
+}
+
+/// One node as the table stores it: 64 bytes (a [`NodeEntry`] takes 128). A table of a
+/// million-node DHT holds some 270 of them with its replacement caches.
+#[derive(Debug, Clone)]
+struct Slot {
+    id: Id,
+    addr: Addr,
+    added: Tick,
+    last_response: Tick,
+    last_query: Tick,
+    pinged: Tick,
+    /// Round trip in microseconds, plus one (0 = not measured).
+    rtt_us: u32,
+    failures: u8,
+}
+
+impl Slot {
+    fn new(id: Id, addr: &SocketAddr, now: Instant) -> Slot {
+        Slot {
+            id,
+            addr: Addr::new(addr),
+            added: Tick::at(now),
+            last_response: Tick::NEVER,
+            last_query: Tick::NEVER,
+            pinged: Tick::NEVER,
+            rtt_us: 0,
+            failures: 0,
+        }
+    }
+
+    fn set_rtt(&mut self, rtt: Option<Duration>) {
+        if let Some(r) = rtt {
+            self.rtt_us = u32::try_from(r.as_micros())
+                .unwrap_or(u32::MAX - 1)
+                .saturating_add(1);
+        }
+    }
+
+    fn entry(&self) -> NodeEntry {
+        NodeEntry {
+            id: self.id,
+            addr: self.addr.get(),
+            added: self.added.get().unwrap_or_default(),
+            last_response: self.last_response.get(),
+            last_query: self.last_query.get(),
+            failures: self.failures,
+            rtt: (self.rtt_us != 0).then(|| Duration::from_micros(self.rtt_us as u64 - 1)),
+            pinged: self.pinged.get(),
+        }
+    }
+
+    fn status(&self, now: Tick, cfg: &TableConfig) -> Status {
+        if self.failures >= cfg.max_failures {
+            return Status::Bad;
+        }
+        let recent = |t: Tick| t.is_some() && t.age(now) < cfg.questionable_after;
+        if recent(self.last_response) || (self.last_response.is_some() && recent(self.last_query)) {
+            Status::Good
+        } else {
+            Status::Questionable
+        }
+    }
+
+    fn last_activity(&self) -> Tick {
+        if self.last_response.is_some() {
+            self.last_response
+        } else {
+            self.added
+        }
+    }
+
+    fn is(&self, id: &Id, addr: &SocketAddr) -> bool {
+        self.id == *id && self.addr == Addr::new(addr)
     }
 }
 
 #[derive(Debug, Clone)]
 struct Bucket {
-    nodes: Vec<NodeEntry>,
-    replacements: Vec<NodeEntry>,
+    nodes: Vec<Slot>,
+    replacements: Vec<Slot>,
     last_changed: Instant,
 }
 
@@ -179,7 +311,6 @@ pub struct RoutingTable {
     own: Id,
     cfg: TableConfig,
     buckets: Vec<Bucket>,
-    ips: HashSet<IpAddr>,
     len: usize,
 }
 
@@ -190,7 +321,6 @@ impl RoutingTable {
             own,
             cfg,
             buckets: vec![Bucket::new(now)],
-            ips: HashSet::new(),
             len: 0,
         }
     }
@@ -226,36 +356,59 @@ impl RoutingTable {
     }
 
     /// All nodes in the table.
-    pub fn iter(&self) -> impl Iterator<Item = &NodeEntry> {
-        self.buckets.iter().flat_map(|b| b.nodes.iter())
+    pub fn iter(&self) -> impl Iterator<Item = NodeEntry> + '_ {
+        self.buckets
+            .iter()
+            .flat_map(|b| b.nodes.iter().map(Slot::entry))
     }
 
     /// All nodes waiting in replacement caches.
-    pub fn replacements(&self) -> impl Iterator<Item = &NodeEntry> {
-        self.buckets.iter().flat_map(|b| b.replacements.iter())
+    pub fn replacements(&self) -> impl Iterator<Item = NodeEntry> + '_ {
+        self.buckets
+            .iter()
+            .flat_map(|b| b.replacements.iter().map(Slot::entry))
+    }
+
+    /// Nodes in replacement caches that nobody has verified or pinged yet: (id, address).
+    pub fn untried_replacements(&self) -> impl Iterator<Item = (Id, SocketAddr)> + '_ {
+        self.buckets.iter().flat_map(|b| {
+            b.replacements
+                .iter()
+                .filter(|r| !r.last_response.is_some() && !r.pinged.is_some())
+                .map(|r| (r.id, r.addr.get()))
+        })
     }
 
     /// The entry for `id`, if it is in the table.
-    pub fn get(&self, id: &Id) -> Option<&NodeEntry> {
+    pub fn get(&self, id: &Id) -> Option<NodeEntry> {
+        self.slot(id).map(Slot::entry)
+    }
+
+    /// True if `id` is in the table.
+    pub fn contains(&self, id: &Id) -> bool {
+        self.slot(id).is_some()
+    }
+
+    fn slot(&self, id: &Id) -> Option<&Slot> {
         let b = &self.buckets[self.bucket_index(id)];
         b.nodes.iter().find(|n| n.id == *id)
     }
 
-    /// True if bucket `i` already holds its share of `addr`'s subnet (global addresses only).
-    fn crowded(&self, i: usize, addr: &SocketAddr) -> bool {
-        let cap = self.cfg.max_per_subnet;
-        let Some(net) = subnet(addr.ip()).filter(|_| cap > 0) else {
-            return false;
-        };
-        self.buckets[i]
-            .nodes
-            .iter()
-            .filter(|n| subnet(n.addr.ip()) == Some(net))
-            .count()
-            >= cap
+    /// True if a node of the table has `addr`'s IP (what `restrict_ips` forbids twice).
+    fn ip_taken(&self, addr: &Addr) -> bool {
+        self.cfg.restrict_ips
+            && self
+                .buckets
+                .iter()
+                .any(|b| b.nodes.iter().any(|n| n.addr.same_ip(addr)))
     }
 
-    fn find_mut(&mut self, id: &Id) -> Option<&mut NodeEntry> {
+    /// True if bucket `i` already holds its share of `addr`'s subnet (global addresses only).
+    fn crowded(&self, i: usize, addr: &SocketAddr) -> bool {
+        crowded_in(&self.buckets[i].nodes, self.cfg.max_per_subnet, addr)
+    }
+
+    fn find_mut(&mut self, id: &Id) -> Option<&mut Slot> {
         let i = self.bucket_index(id);
         self.buckets[i].nodes.iter_mut().find(|n| n.id == *id)
     }
@@ -266,7 +419,7 @@ impl RoutingTable {
         if *id == self.own || self.len >= self.cfg.max_nodes {
             return false;
         }
-        if self.cfg.restrict_ips && self.ips.contains(&addr.ip()) {
+        if self.ip_taken(&Addr::new(addr)) {
             return false;
         }
         let i = self.bucket_index(id);
@@ -289,23 +442,25 @@ impl RoutingTable {
         if id == self.own {
             return out;
         }
+        let a = Addr::new(&addr);
+        let tick = Tick::at(now);
         if let Some(e) = self.find_mut(&id) {
-            if e.addr == addr {
-                e.last_response = Some(now);
+            if e.addr == a {
+                e.last_response = tick;
                 e.failures = 0;
-                e.rtt = rtt.or(e.rtt);
+                e.set_rtt(rtt);
                 let i = self.bucket_index(&id);
                 self.buckets[i].last_changed = now;
             }
             // Same id from another address: keep the address we verified first.
             return out;
         }
-        if self.cfg.restrict_ips && self.ips.contains(&addr.ip()) {
+        if self.ip_taken(&a) {
             return out;
         }
-        let mut entry = NodeEntry::new(id, addr, now);
-        entry.last_response = Some(now);
-        entry.rtt = rtt;
+        let mut entry = Slot::new(id, &addr, now);
+        entry.last_response = tick;
+        entry.set_rtt(rtt);
         loop {
             let i = self.bucket_index(&id);
             let last = i == self.buckets.len() - 1;
@@ -328,14 +483,13 @@ impl RoutingTable {
             if let Some(pos) = b
                 .nodes
                 .iter()
-                .position(|n| n.status(now, &cfg) == Status::Bad)
+                .position(|n| n.status(tick, &cfg) == Status::Bad)
             {
                 let old = b.nodes.swap_remove(pos);
-                self.ips.remove(&old.addr.ip());
                 self.len -= 1;
                 self.insert_live(i, entry, now);
                 out.added = true;
-                out.removed = Some(old);
+                out.removed = Some(old.entry());
                 return out;
             }
             // Full of good or questionable nodes: cache the newcomer and ask the caller to
@@ -344,20 +498,24 @@ impl RoutingTable {
             let stale = b
                 .nodes
                 .iter_mut()
-                .filter(|n| n.status(now, &cfg) == Status::Questionable && n.pinged.is_none())
+                .filter(|n| n.status(tick, &cfg) == Status::Questionable && !n.pinged.is_some())
                 .min_by_key(|n| n.last_activity());
             if let Some(n) = stale {
-                n.pinged = Some(now);
-                out.ping = Some((n.id, n.addr));
+                n.pinged = tick;
+                out.ping = Some((n.id, n.addr.get()));
             }
             return out;
         }
     }
 
-    fn insert_live(&mut self, i: usize, entry: NodeEntry, now: Instant) {
+    fn insert_live(&mut self, i: usize, entry: Slot, now: Instant) {
+        let k = self.cfg.k;
         let b = &mut self.buckets[i];
         b.replacements.retain(|r| r.id != entry.id);
-        self.ips.insert(entry.addr.ip());
+        if b.nodes.capacity() == 0 {
+            // A bucket holds at most k: no room to grow into.
+            b.nodes.reserve_exact(k);
+        }
         b.nodes.push(entry);
         b.last_changed = now;
         self.len += 1;
@@ -369,7 +527,7 @@ impl RoutingTable {
         let old = &mut self.buckets[depth];
         fresh.last_changed = old.last_changed;
         let own = self.own;
-        let moves = |v: &mut Vec<NodeEntry>, to: &mut Vec<NodeEntry>| {
+        let moves = |v: &mut Vec<Slot>, to: &mut Vec<Slot>| {
             let mut i = 0;
             while i < v.len() {
                 if own.common_prefix(&v[i].id) > depth {
@@ -387,24 +545,25 @@ impl RoutingTable {
     /// Another node told us about this one. It goes into the replacement cache of its bucket
     /// (unverified) unless it is already known; returns true if it was cached.
     pub fn heard_about(&mut self, now: Instant, id: Id, addr: SocketAddr) -> bool {
-        if id == self.own || self.get(&id).is_some() {
+        if id == self.own || self.contains(&id) {
             return false;
         }
         let k = self.cfg.k;
         let i = self.bucket_index(&id);
+        let a = Addr::new(&addr);
         let b = &mut self.buckets[i];
-        if b.replacements.iter().any(|r| r.id == id || r.addr == addr) {
+        if b.replacements.iter().any(|r| r.id == id || r.addr == a) {
             return false;
         }
-        push_replacement(&mut b.replacements, NodeEntry::new(id, addr, now), k);
+        push_replacement(&mut b.replacements, Slot::new(id, &addr, now), k);
         true
     }
 
     /// A node sent us a query.
     pub fn node_queried(&mut self, now: Instant, id: &Id, addr: &SocketAddr) {
         if let Some(e) = self.find_mut(id) {
-            if e.addr == *addr {
-                e.last_query = Some(now);
+            if e.addr == Addr::new(addr) {
+                e.last_query = Tick::at(now);
             }
         }
     }
@@ -414,14 +573,14 @@ impl RoutingTable {
         let mut out = FailOutcome::default();
         let i = self.bucket_index(id);
         let cfg = self.cfg;
-        let b = &mut self.buckets[i];
-        let Some(pos) = b.nodes.iter().position(|n| n.id == *id && n.addr == *addr) else {
-            b.replacements.retain(|r| !(r.id == *id && r.addr == *addr));
+        let Some(pos) = self.buckets[i].nodes.iter().position(|n| n.is(id, addr)) else {
+            self.buckets[i].replacements.retain(|r| !r.is(id, addr));
             return out;
         };
+        let b = &mut self.buckets[i];
         let e = &mut b.nodes[pos];
         e.failures = e.failures.saturating_add(1);
-        e.pinged = None;
+        e.pinged = Tick::NEVER;
         let verified_waiting = b.replacements.iter().any(|r| r.last_response.is_some());
         if e.failures < cfg.max_failures && !verified_waiting {
             return out;
@@ -431,41 +590,27 @@ impl RoutingTable {
             return out;
         }
         let old = b.nodes.swap_remove(pos);
-        self.ips.remove(&old.addr.ip());
         self.len -= 1;
-        out.removed = Some(old);
+        out.removed = Some(old.entry());
         // Promote the best replacement: verified first, most recent first.
-        let ips = &self.ips;
-        let cap = cfg.max_per_subnet;
-        let nodes = &b.nodes;
-        let crowded = |a: &SocketAddr| {
-            subnet(a.ip()).is_some_and(|net| {
-                cap > 0
-                    && nodes
-                        .iter()
-                        .filter(|n| subnet(n.addr.ip()) == Some(net))
-                        .count()
-                        >= cap
-            })
-        };
-        let pick = b
+        let pick = self.buckets[i]
             .replacements
             .iter()
             .enumerate()
             .filter(|(_, r)| {
-                let taken = cfg.restrict_ips && ips.contains(&r.addr.ip());
-                !taken && !crowded(&r.addr)
+                !self.ip_taken(&r.addr)
+                    && !crowded_in(&self.buckets[i].nodes, cfg.max_per_subnet, &r.addr.get())
             })
             .max_by_key(|(_, r)| (r.last_response.is_some(), r.last_response, r.added))
             .map(|(j, _)| j);
         if let Some(j) = pick {
+            let b = &mut self.buckets[i];
             let mut r = b.replacements.remove(j);
             r.failures = 0;
-            r.pinged = None;
-            self.ips.insert(r.addr.ip());
-            b.nodes.push(r.clone());
+            r.pinged = Tick::NEVER;
+            out.promoted = Some(r.entry());
+            b.nodes.push(r);
             self.len += 1;
-            out.promoted = Some(r);
         }
         out
     }
@@ -476,18 +621,17 @@ impl RoutingTable {
         let b = &mut self.buckets[i];
         let pos = b.nodes.iter().position(|n| n.id == *id)?;
         let e = b.nodes.swap_remove(pos);
-        self.ips.remove(&e.addr.ip());
         self.len -= 1;
-        Some(e)
+        Some(e.entry())
     }
 
     /// Adds a node from saved state without verifying it. It counts as questionable until it
     /// answers. Returns true if it was added.
     pub fn restore(&mut self, now: Instant, id: Id, addr: SocketAddr) -> bool {
-        if id == self.own || self.get(&id).is_some() {
+        if id == self.own || self.contains(&id) {
             return false;
         }
-        if self.cfg.restrict_ips && self.ips.contains(&addr.ip()) {
+        if self.ip_taken(&Addr::new(&addr)) {
             return false;
         }
         loop {
@@ -499,7 +643,7 @@ impl RoutingTable {
                 return false;
             }
             if self.buckets[i].nodes.len() < self.cfg.k {
-                self.insert_live(i, NodeEntry::new(id, addr, now), now);
+                self.insert_live(i, Slot::new(id, &addr, now), now);
                 return true;
             }
             if i == self.buckets.len() - 1 && self.buckets.len() < 160 {
@@ -515,12 +659,13 @@ impl RoutingTable {
     pub fn closest(&self, now: Instant, target: &Id, n: usize, out: &mut Vec<(Id, SocketAddr)>) {
         out.clear();
         let cfg = &self.cfg;
-        let usable = |e: &&NodeEntry| e.status(now, cfg) != Status::Bad;
+        let tick = Tick::at(now);
+        let usable = |e: &&Slot| e.status(tick, cfg) != Status::Bad;
         let p = self.bucket_index(target);
         // Bucket p holds the closest nodes; buckets deeper than p come next (all at the same
         // leading distance bit), then shallower buckets in decreasing depth.
         for b in &self.buckets[p..] {
-            out.extend(b.nodes.iter().filter(usable).map(|e| (e.id, e.addr)));
+            out.extend(b.nodes.iter().filter(usable).map(|e| (e.id, e.addr.get())));
         }
         out.sort_unstable_by_key(|(id, _)| id.distance(target));
         if out.len() >= n {
@@ -529,7 +674,7 @@ impl RoutingTable {
         }
         for b in self.buckets[..p].iter().rev() {
             let start = out.len();
-            out.extend(b.nodes.iter().filter(usable).map(|e| (e.id, e.addr)));
+            out.extend(b.nodes.iter().filter(usable).map(|e| (e.id, e.addr.get())));
             out[start..].sort_unstable_by_key(|(id, _)| id.distance(target));
             if out.len() >= n {
                 out.truncate(n);
@@ -580,15 +725,16 @@ impl RoutingTable {
     ) {
         out.clear();
         let cfg = self.cfg;
+        let tick = Tick::at(now);
         for b in &mut self.buckets {
             for n in &mut b.nodes {
                 if out.len() >= max {
                     return;
                 }
-                let due = n.pinged.is_none_or(|t| now.saturating_since(t) >= interval);
-                if due && n.status(now, &cfg) == Status::Questionable {
-                    n.pinged = Some(now);
-                    out.push((n.id, n.addr));
+                let due = !n.pinged.is_some() || n.pinged.age(tick) >= interval;
+                if due && n.status(tick, &cfg) == Status::Questionable {
+                    n.pinged = tick;
+                    out.push((n.id, n.addr.get()));
                 }
             }
         }
@@ -616,7 +762,7 @@ impl RoutingTable {
                         if *c > self.cfg.max_per_subnet {
                             return Err(format!(
                                 "bucket {i} holds {c} nodes of {}'s subnet",
-                                n.addr
+                                n.addr.get()
                             ));
                         }
                     }
@@ -658,14 +804,24 @@ impl RoutingTable {
         if self.len > self.cfg.max_nodes {
             return Err("more nodes than max_nodes".into());
         }
-        if self.cfg.restrict_ips && ips != self.ips {
-            return Err("ip index out of sync".into());
-        }
         Ok(())
     }
 }
 
-fn push_replacement(cache: &mut Vec<NodeEntry>, entry: NodeEntry, k: usize) {
+/// True if `nodes` already hold `cap` nodes of `addr`'s subnet (global addresses only;
+/// `cap` 0 is no cap).
+fn crowded_in(nodes: &[Slot], cap: usize, addr: &SocketAddr) -> bool {
+    let Some(net) = subnet(addr.ip()).filter(|_| cap > 0) else {
+        return false;
+    };
+    nodes
+        .iter()
+        .filter(|n| subnet(n.addr.ip()) == Some(net))
+        .count()
+        >= cap
+}
+
+fn push_replacement(cache: &mut Vec<Slot>, entry: Slot, k: usize) {
     if let Some(pos) = cache.iter().position(|r| r.id == entry.id) {
         cache[pos] = entry;
         return;

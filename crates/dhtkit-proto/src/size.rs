@@ -1,15 +1,20 @@
 //! An estimate of how many nodes the DHT has, from the distances seen in lookups.
 //!
 //! If N node ids are spread uniformly over the keyspace, the i-th closest to a random target
-//! lies at about i / N of the keyspace. A lookup that ends with the k closest nodes that
-//! answered gives the distances d_1 ≤ … ≤ d_k (as fractions of 2^160); the least-squares fit
-//! of d_i = i / N is N = Σ i² / Σ i·d_i. One lookup's estimate is noisy, so the node keeps the
-//! last [`SizeEstimator::WINDOW`] and reports their median (a lookup that missed some of the
-//! closest nodes sees larger distances and underestimates; the median ignores a few such).
+//! lies at about i / N of the keyspace. A lookup that ends with the k closest nodes it heard
+//! of (answered or not: a node behind NAT never answers a stranger, yet it is part of the
+//! DHT) gives the distances d_1 ≤ … ≤ d_k (as fractions of 2^160); the least-squares fit of
+//! d_i = i / N is 1/N = Σ i·d_i / Σ i². One lookup's estimate is noisy, so the node keeps
+//! the last [`SizeEstimator::WINDOW`] values of 1/N and reports the inverse of their mean,
+//! leaving out values more than four times off their median (a lookup that missed most of
+//! the closest nodes, or was fed fake ones). Averaging 1/N rather than N keeps the estimate
+//! unbiased: 1/N is a sum of distances, N its inverse, and a mean of inverses overshoots
+//! (trimming the tails of a skewed sample would too). With 32 lookups the spread is about
+//! ±6% (one σ).
 
 use crate::Id;
 
-/// The last lookups' size estimates.
+/// The last lookups' estimates of 1/N.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SizeEstimator {
     ring: Vec<f32>,
@@ -20,7 +25,7 @@ impl SizeEstimator {
     /// Lookups the estimate is the median of.
     pub(crate) const WINDOW: usize = 32;
 
-    /// Records the estimate of one finished lookup: `closest` are the ids that answered,
+    /// Records the estimate of one finished lookup: `closest` are the ids it heard of,
     /// closest to `target` first. Ignored unless at least `min` answered.
     pub(crate) fn record(&mut self, target: &Id, closest: impl Iterator<Item = Id>, min: usize) {
         let (mut num, mut den, mut n) = (0.0f64, 0.0f64, 0usize);
@@ -38,7 +43,7 @@ impl SizeEstimator {
         if n < min.max(1) || den <= 0.0 {
             return;
         }
-        let est = (num / den) as f32;
+        let est = (den / num) as f32;
         if self.ring.len() < Self::WINDOW {
             self.ring.push(est);
         } else {
@@ -47,20 +52,21 @@ impl SizeEstimator {
         self.next = (self.next + 1) % Self::WINDOW;
     }
 
-    /// The median of the recorded estimates, once there are a few.
+    /// The estimate from the recorded lookups, once there are a few.
     pub(crate) fn estimate(&self) -> Option<u64> {
         if self.ring.len() < 4 {
             return None;
         }
         let mut v = self.ring.clone();
         v.sort_by(f32::total_cmp);
-        let mid = v.len() / 2;
-        let m = if v.len() % 2 == 0 {
-            (v[mid - 1] as f64 + v[mid] as f64) / 2.0
-        } else {
-            v[mid] as f64
-        };
-        Some(m.round() as u64)
+        let median = v[v.len() / 2] as f64;
+        let kept: Vec<f64> = v
+            .iter()
+            .map(|&x| x as f64)
+            .filter(|&x| x <= median * 4.0 && x >= median / 4.0)
+            .collect();
+        let mean = kept.iter().sum::<f64>() / kept.len().max(1) as f64;
+        (mean > 0.0).then(|| (1.0 / mean).round() as u64)
     }
 }
 

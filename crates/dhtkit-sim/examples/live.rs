@@ -11,8 +11,8 @@
 //! `nodes`, `preset`, `build_s` (building the settled network), `settle_s` (running it M
 //! virtual minutes), `wall_s`, `peak_rss_mb`, `lookups`, `found` (lookups that returned the
 //! announcer), `first_peer_ms_p50`/`_p95` (a lookup that found nothing counts as slowest),
-//! `done_ms_p50`/`_p95`, `msgs_per_lookup`, `size_estimate` (the mean of the lookup nodes'
-//! estimates), `unreachable_share` (of the contacts in sampled `nodes` replies),
+//! `done_ms_p50`/`_p95`, `msgs_per_lookup`, `size_estimate` (`Stats::dht_size_estimate` of
+//! one node after 32 find_node lookups for random targets), `unreachable_share` (of the contacts in sampled `nodes` replies),
 //! `sessions_median_min` (of the sessions that ended during the run), `departures`.
 
 use std::collections::HashMap;

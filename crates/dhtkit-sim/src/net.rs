@@ -876,7 +876,7 @@ impl NatMap {
 
 /// The key a NAT mapping is kept under: a hash of the remote address.
 fn nat_key(a: &SocketAddr) -> u32 {
-    hash_addrs(0x6e61_74, a, None) as u32
+    hash_addrs(0x006e_6174, a, None) as u32
 }
 
 /// A 64-bit hash of one address (or an ordered pair), seeded.

@@ -63,7 +63,7 @@ proptest! {
                 Op::Heard(i, a) => { t.heard_about(now, id_for(i), addr(a)); }
                 Op::Failed(i) => {
                     let id = id_for(i);
-                    if let Some(e) = t.get(&id).cloned() { t.node_failed(&id, &e.addr); }
+                    if let Some(e) = t.get(&id) { t.node_failed(&id, &e.addr); }
                 }
                 Op::Queried(i) => { let id = id_for(i); t.node_queried(now, &id, &addr(0)); }
                 Op::Restore(i, a) => { t.restore(now, id_for(i), addr(a)); }

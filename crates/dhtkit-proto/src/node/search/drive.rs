@@ -307,7 +307,7 @@ impl Search {
             .map(|(id, addr, _)| (id, addr))
             .collect();
         self.size
-            .record(&l.target, closest.iter().map(|c| c.0), ctx.cfg.table.k);
+            .record(&l.target, l.closest_heard(), ctx.cfg.table.k);
         if matches!(l.kind, LookupKind::Refresh | LookupKind::Bootstrap) {
             let b = self.table.bucket_index(&l.target);
             self.table.touch_bucket(b, now);

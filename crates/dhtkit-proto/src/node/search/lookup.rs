@@ -440,6 +440,13 @@ impl Lookup {
         })
     }
 
+    /// The ids of the k closest candidates, whether they answered or not (for the size
+    /// estimate: nodes behind NAT never answer a lookup, yet they are part of the DHT and
+    /// others name them).
+    pub(crate) fn closest_heard(&self) -> impl Iterator<Item = Id> + '_ {
+        self.cands.iter().filter_map(|c| c.id).take(self.k)
+    }
+
     /// The k closest candidates that answered, with the tokens they gave.
     pub(crate) fn closest_responded(
         &self,

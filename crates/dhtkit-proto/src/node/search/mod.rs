@@ -327,7 +327,7 @@ impl Search {
     /// The nodes worth remembering (good and questionable ones, not bad ones), most recently
     /// heard from first.
     pub(crate) fn export(&self, cfg: &Config) -> Vec<(Id, SocketAddr)> {
-        let mut nodes: Vec<&NodeEntry> = self
+        let mut nodes: Vec<NodeEntry> = self
             .table
             .iter()
             .filter(|e| e.failures < cfg.table.max_failures)

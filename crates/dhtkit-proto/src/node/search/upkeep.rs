@@ -28,9 +28,7 @@ impl Search {
         // Buckets with room: try nodes we only heard about.
         let candidates: Vec<(Id, SocketAddr)> = self
             .table
-            .replacements()
-            .filter(|r| r.last_response.is_none() && r.pinged.is_none())
-            .map(|r| (r.id, r.addr))
+            .untried_replacements()
             .take(PINGS_PER_TICK * 4)
             .collect();
         let mut pinged = 0;
