@@ -42,17 +42,27 @@ pub struct Config {
     /// and private addresses exempt). Default off, as in libtorrent: many nodes on the DHT
     /// still have random ids.
     pub enforce_secure_ids: bool,
-    /// Lookup parallelism α (4: one more than BEP 5 suggests, for lookups that finish in about
-    /// a second on real round trips; libtorrent uses 5).
+    /// Lookup parallelism α: queries in flight that are not slow yet (6; BEP 5 suggests 3,
+    /// libtorrent uses 5). With slow queries not counted, α is how many answers a lookup
+    /// waits for at once, which on a network where half the contacts never answer is what
+    /// keeps it moving: on the live-DHT model, α = 6 with queries slow after the mean round
+    /// trip halves the time to a first peer of α = 3 with a one-second slow timeout.
     pub alpha: usize,
-    /// A lookup query not answered within `srtt + 4 * rttvar` of the round trips measured so
-    /// far (RFC 6298's estimator over every node that answers), kept between
+    /// A lookup query not answered within `srtt + slow_rttvar * rttvar` of the round trips
+    /// measured so far (RFC 6298's estimator over every node that answers), kept between
     /// `slow_timeout_min` and this, is slow: it no longer counts against α, so one more
     /// request goes out, and once k closer nodes have answered the lookup no longer waits for
     /// it. Also the slow timeout before any round trip is measured.
     pub slow_timeout: Duration,
     /// The shortest slow timeout.
     pub slow_timeout_min: Duration,
+    /// How many mean deviations past the smoothed round trip a lookup query becomes slow:
+    /// 0 (the default) marks it slow once it has waited the mean round trip, so that on a
+    /// network where half the contacts never answer a dead one holds a slot of α for about
+    /// a round trip, not for the heavy tail's `srtt + 4 rttvar` (RFC 6298's retransmission
+    /// rule, which the `stock` preset keeps). A slow query is still waited for and may still
+    /// be answered; it only stops counting against α.
+    pub slow_rttvar: u32,
     /// A query not answered within this time has failed (or is retransmitted, see
     /// `lookup_retries`).
     pub query_timeout: Duration,
@@ -149,9 +159,10 @@ impl Default for Config {
             item_refresh: Duration::from_secs(60 * 60),
             secure_id: true,
             enforce_secure_ids: false,
-            alpha: 4,
+            alpha: 6,
             slow_timeout: Duration::from_secs(1),
-            slow_timeout_min: Duration::from_millis(250),
+            slow_timeout_min: Duration::from_millis(100),
+            slow_rttvar: 0,
             query_timeout: Duration::from_secs(2),
             lookup_retries: 2,
             max_lookup_candidates: 100,
@@ -198,6 +209,7 @@ impl Config {
             alpha: 3,
             slow_timeout: Duration::from_secs(1),
             slow_timeout_min: Duration::from_secs(1),
+            slow_rttvar: 4,
             ..Config::default()
         }
     }

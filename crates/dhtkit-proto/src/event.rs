@@ -379,5 +379,5 @@ impl EventQueue {
     }
 
     /// Most capacity kept when the queue empties.
-    const KEEP: usize = 16;
+    const KEEP: usize = 4;
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::addr::{classify, AddrClass};
-use crate::{Id, Instant};
+use crate::{Distance, Id, Instant};
 
 /// The /24 (IPv4) or /64 (IPv6) of a global address; `None` for every other address.
 fn subnet(ip: std::net::IpAddr) -> Option<u64> {
@@ -524,6 +524,7 @@ impl RoutingTable {
     fn split_last(&mut self, now: Instant) {
         let depth = self.buckets.len() - 1;
         let mut fresh = Bucket::new(now);
+        fresh.nodes.reserve_exact(self.cfg.k);
         let old = &mut self.buckets[depth];
         fresh.last_changed = old.last_changed;
         let own = self.own;
@@ -539,6 +540,8 @@ impl RoutingTable {
         };
         moves(&mut old.nodes, &mut fresh.nodes);
         moves(&mut old.replacements, &mut fresh.replacements);
+        // Splits are rare (one per bucket ever): grow by one, not by doubling.
+        self.buckets.reserve_exact(1);
         self.buckets.push(fresh);
     }
 
@@ -658,27 +661,41 @@ impl RoutingTable {
     /// first.
     pub fn closest(&self, now: Instant, target: &Id, n: usize, out: &mut Vec<(Id, SocketAddr)>) {
         out.clear();
-        let cfg = &self.cfg;
-        let tick = Tick::at(now);
-        let usable = |e: &&Slot| e.status(tick, cfg) != Status::Bad;
-        let p = self.bucket_index(target);
-        // Bucket p holds the closest nodes; buckets deeper than p come next (all at the same
-        // leading distance bit), then shallower buckets in decreasing depth.
-        for b in &self.buckets[p..] {
-            out.extend(b.nodes.iter().filter(usable).map(|e| (e.id, e.addr.get())));
-        }
-        out.sort_unstable_by_key(|(id, _)| id.distance(target));
-        if out.len() >= n {
-            out.truncate(n);
+        if n == 0 {
             return;
         }
-        for b in self.buckets[..p].iter().rev() {
-            let start = out.len();
-            out.extend(b.nodes.iter().filter(usable).map(|e| (e.id, e.addr.get())));
-            out[start..].sort_unstable_by_key(|(id, _)| id.distance(target));
-            if out.len() >= n {
-                out.truncate(n);
+        let cfg = &self.cfg;
+        let tick = Tick::at(now);
+        let p = self.bucket_index(target);
+        // Bucket p holds the closest nodes; buckets deeper than p come next (all at the same
+        // leading distance bit), then shallower buckets in decreasing depth, each farther
+        // than everything before it. The n best are kept in order as they come (`out` never
+        // holds more than n, so a buffer reused for answers stays small).
+        let keep = |e: &Slot, out: &mut Vec<(Id, SocketAddr)>| {
+            if e.status(tick, cfg) == Status::Bad {
                 return;
+            }
+            let d: Distance = e.id.distance(target);
+            if out.len() == n && d >= out[n - 1].0.distance(target) {
+                return;
+            }
+            let at = out.partition_point(|(x, _)| x.distance(target) < d);
+            if out.len() == n {
+                out.pop();
+            }
+            out.insert(at, (e.id, e.addr.get()));
+        };
+        for b in &self.buckets[p..] {
+            for e in &b.nodes {
+                keep(e, out);
+            }
+        }
+        for b in self.buckets[..p].iter().rev() {
+            if out.len() >= n {
+                break;
+            }
+            for e in &b.nodes {
+                keep(e, out);
             }
         }
     }

@@ -102,6 +102,18 @@ fn main() {
     } else {
         Config::default()
     };
+    let mut node = node;
+    // Experiment knobs (not part of the scenario's contract): ALPHA, SLOW_MIN_MS, SLOW_MAX_MS.
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(a) = env("ALPHA") {
+        node.alpha = a as usize;
+    }
+    if let Some(ms) = env("SLOW_MIN_MS") {
+        node.slow_timeout_min = Duration::from_millis(ms);
+    }
+    if let Some(ms) = env("SLOW_MAX_MS") {
+        node.slow_timeout = Duration::from_millis(ms);
+    }
     let mut cfg = LiveConfig::default();
     cfg.nodes = args.nodes;
     cfg.seed = args.seed;

@@ -68,6 +68,10 @@ pub struct LiveConfig {
     /// Check one `nodes` reply in this many for unreachable contacts (see
     /// [`SimConfig::sample_contacts`]).
     pub sample_contacts: u32,
+    /// Slots of each node's per-destination send limiter (8 bytes each; the node default is
+    /// 1,024, sized for a busy public node: a simulated node of a million sends to few
+    /// destinations at once, and the limiter's memory is most of an idle node's).
+    pub limiter_slots: usize,
     /// The configuration every node runs (its seed and addresses are set per node).
     pub node: Config,
 }
@@ -92,6 +96,7 @@ impl Default for LiveConfig {
             libtorrent_share: 0.6,
             routers: 3,
             sample_contacts: 50,
+            limiter_slots: 128,
             node: Config::default(),
         }
     }
@@ -179,6 +184,7 @@ impl Live {
             cfg,
         };
         let n = live.cfg.nodes;
+        live.sim.reserve(n);
         let sybils = (n as f64 * live.cfg.sybil_share.clamp(0.0, 1.0)) as usize;
         let honest = n - sybils.min(n.saturating_sub(live.cfg.routers));
         for i in 0..n {
@@ -244,6 +250,7 @@ impl Live {
     fn node_config(&self, kind: Kind) -> Config {
         let mut c = self.cfg.node.clone();
         c.seed = 0;
+        c.rate_limiter_slots = self.cfg.limiter_slots;
         match kind {
             Kind::Sybil => c.store = None,
             Kind::Libtorrent => {

@@ -83,6 +83,8 @@ pub(crate) struct Rpc {
 struct RttEstimator {
     srtt_us: Option<u64>,
     rttvar_us: u64,
+    /// How many `rttvar`s past `srtt` a query becomes slow ([`Config::slow_rttvar`]).
+    rttvar_mult: u64,
 }
 
 impl RttEstimator {
@@ -105,9 +107,8 @@ impl RttEstimator {
     fn timeout(&self, min: std::time::Duration, max: std::time::Duration) -> std::time::Duration {
         match self.srtt_us {
             None => max,
-            Some(s) => {
-                std::time::Duration::from_micros(s + 4 * self.rttvar_us).clamp(min, max.max(min))
-            }
+            Some(s) => std::time::Duration::from_micros(s + self.rttvar_mult * self.rttvar_us)
+                .clamp(min, max.max(min)),
         }
     }
 }
@@ -145,7 +146,10 @@ impl Rpc {
             max_outgoing: cfg.max_outgoing,
             slow_timeout: cfg.slow_timeout,
             slow_timeout_min: cfg.slow_timeout_min,
-            rtt: RttEstimator::default(),
+            rtt: RttEstimator {
+                rttvar_mult: u64::from(cfg.slow_rttvar),
+                ..RttEstimator::default()
+            },
             query_timeout: cfg.query_timeout,
             stats: Stats::default(),
         }
@@ -259,6 +263,11 @@ impl Rpc {
         if p.attempts == 1 {
             self.rtt.observe(now.saturating_since(p.sent));
         }
+    }
+
+    /// A round trip measured elsewhere (a node entered as verified, with its round trip).
+    pub(crate) fn observe_rtt_sample(&mut self, rtt: std::time::Duration) {
+        self.rtt.observe(rtt);
     }
 
     /// How long a query waits before it is sent again (or fails): twice the slow timeout,

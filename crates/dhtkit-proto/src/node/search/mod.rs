@@ -316,6 +316,9 @@ impl Search {
                 continue;
             }
             let seen = self.table.node_seen(ctx.now, id, addr, rtt);
+            if let Some(r) = rtt {
+                ctx.rpc.observe_rtt_sample(r);
+            }
             if seen.added {
                 added += 1;
                 ctx.events.push(Event::NodeAdded { id, addr });
