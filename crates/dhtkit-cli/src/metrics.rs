@@ -233,6 +233,13 @@ impl Collector for Snapshot {
         )?;
         family(
             &mut enc,
+            "dhtkit_dht_size_estimate",
+            "Estimated nodes in the DHT, from the distances of the last lookups (0 until a few have ended).",
+            Gauge,
+            per_node(&|s| s.node.dht_size_estimate.unwrap_or(0)),
+        )?;
+        family(
+            &mut enc,
             "dhtkit_lookups_running",
             "Lookups in progress.",
             Gauge,

@@ -124,8 +124,12 @@ impl Status {
         self.last = Some((now, qin, qout));
         if line {
             let (rin, rout) = rates.unwrap_or((0.0, 0.0));
+            let size = s
+                .node
+                .dht_size_estimate
+                .map_or(String::new(), |n| format!(" | DHT ~{n} nodes"));
             eprint!(
-                "\r\x1b[2K{} nodes | queries in {rin:.0}/s, out {rout:.0}/s | {} peers stored for {} infohashes | {} advertised",
+                "\r\x1b[2K{} nodes | queries in {rin:.0}/s, out {rout:.0}/s | {} peers stored for {} infohashes | {} advertised{size}",
                 s.nodes, s.peers_stored, s.infohashes_stored, s.advertised
             );
         }

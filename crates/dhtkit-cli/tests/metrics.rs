@@ -170,6 +170,9 @@ fn a_node_reports_what_it_does() {
         ) > Some(0.0)
     );
     assert!(total(&s, "dhtkit_queries_sent_total", &[("method", "find_node")]) > Some(0.0));
+    // Two nodes are too few for a size estimate (it needs lookups that end at k nodes): the
+    // gauge is there, at 0.
+    assert_eq!(total(&s, "dhtkit_dht_size_estimate", &[]), Some(0.0));
     assert!(total(&s, "dhtkit_replies_sent_total", &[("kind", "response")]) > Some(0.0));
     assert!(total(&s, "dhtkit_datagrams_received_total", &node) > Some(0.0));
     assert!(total(&s, "dhtkit_responses_received_total", &node) > Some(0.0));

@@ -159,10 +159,18 @@ fn main() {
         }
     }
     eprintln!("{} announces started", anns.len());
-    wait_for(
-        &mut live,
-        &anns.iter().map(|a| (a.0, a.2)).collect::<Vec<_>>(),
-    );
+    // Beside them, one node runs 32 find_node lookups for random targets: its size estimate.
+    let observer = pool[rng.random_range(0..pool.len())];
+    let mut waits: Vec<(usize, LookupId)> = anns.iter().map(|a| (a.0, a.2)).collect();
+    for _ in 0..32 {
+        let t = Id::random(&mut rng);
+        waits.extend(
+            live.sim
+                .with_node(observer, |n, now| n.find_node(now, t))
+                .map(|l| (observer, l)),
+        );
+    }
+    wait_for(&mut live, &waits);
     // Look up each from another random ordinary live node.
     let pool = live.ordinary();
     let mut looks: Vec<(usize, LookupId, dhtkit_proto::Instant, std::net::SocketAddr)> = Vec::new();
@@ -216,13 +224,12 @@ fn main() {
     };
     sort(&mut first);
     sort(&mut done);
-    let estimates: Vec<f64> = looks
-        .iter()
-        .filter_map(|l| live.sim.node(l.0).stats().dht_size_estimate)
-        .map(|e| e as f64)
-        .collect();
-    let size_estimate =
-        (!estimates.is_empty()).then(|| estimates.iter().sum::<f64>() / estimates.len() as f64);
+    let size_estimate = live
+        .sim
+        .node(observer)
+        .stats()
+        .dht_size_estimate
+        .map(|e| e as f64);
     let st = live.sim.stats();
     let unreachable = st.contacts_unreachable as f64 / st.contacts_checked.max(1) as f64;
     let alive = live.sim.alive().count();
