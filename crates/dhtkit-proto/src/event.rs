@@ -286,8 +286,9 @@ pub enum Event {
         /// `isAdvertised`).
         advertised: bool,
     },
-    /// A lookup (ours or internal: bootstrap, refresh, re-announce) finished.
-    LookupFinished(LookupResult),
+    /// A lookup (ours or internal: bootstrap, refresh, re-announce) finished. Boxed: the
+    /// result is large, and every queued event takes the size of the largest.
+    LookupFinished(Box<LookupResult>),
     /// A single request finished.
     RequestFinished {
         /// The request.

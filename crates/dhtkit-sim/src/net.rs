@@ -648,7 +648,7 @@ impl Sim {
                     if let Event::LookupFinished(r) = e {
                         for &w in ws {
                             if wanted[w].1 == r.id && results[w].is_none() {
-                                results[w] = Some(r.clone());
+                                results[w] = Some((**r).clone());
                                 left -= 1;
                             }
                         }

@@ -21,7 +21,7 @@ fn finished(events: &[Event], kind: fn(&LookupKind) -> bool) -> Vec<LookupResult
     events
         .iter()
         .filter_map(|e| match e {
-            Event::LookupFinished(r) if kind(&r.kind) => Some(r.clone()),
+            Event::LookupFinished(r) if kind(&r.kind) => Some((**r).clone()),
             _ => None,
         })
         .collect()

@@ -40,10 +40,10 @@ impl Driver {
         };
         let first = self.twin_of.get(&r.id).copied().unwrap_or(r.id);
         match self.paired.remove(&first) {
-            None => Some(r.clone()),
+            None => Some((**r).clone()),
             Some(p) => {
                 self.twin_of.retain(|_, f| *f != first);
-                let mut out = p.first.unwrap_or_else(|| r.clone());
+                let mut out = p.first.unwrap_or_else(|| (**r).clone());
                 if let Some(b) = p.second {
                     merge_family(&mut out, b);
                 }

@@ -316,25 +316,26 @@ impl Search {
             .stats
             .lookups
             .record(now.saturating_since(l.started));
-        ctx.events.push(Event::LookupFinished(LookupResult {
-            id: lid,
-            kind: l.kind,
-            target: l.target,
-            closest,
-            peers_found: l.peers.len(),
-            announced: l.announced,
-            item: (l.kind == LookupKind::GetItem).then_some(l.item).flatten(),
-            put_errors: l.put_errors,
-            scrape: l.blooms.as_ref().map(|b| crate::event::ScrapeEstimate {
-                seeds: b.0.estimate(),
-                peers: b.1.estimate(),
-            }),
-            scrape_filters: l.blooms,
-            queries: l.queries,
-            responses: l.responses,
-            timeouts: l.timeouts,
-            duration: now.saturating_since(l.started),
-        }));
+        ctx.events
+            .push(Event::LookupFinished(Box::new(LookupResult {
+                id: lid,
+                kind: l.kind,
+                target: l.target,
+                closest,
+                peers_found: l.peers.len(),
+                announced: l.announced,
+                item: (l.kind == LookupKind::GetItem).then_some(l.item).flatten(),
+                put_errors: l.put_errors,
+                scrape: l.blooms.as_ref().map(|b| crate::event::ScrapeEstimate {
+                    seeds: b.0.estimate(),
+                    peers: b.1.estimate(),
+                }),
+                scrape_filters: l.blooms,
+                queries: l.queries,
+                responses: l.responses,
+                timeouts: l.timeouts,
+                duration: now.saturating_since(l.started),
+            })));
         if l.kind == LookupKind::Bootstrap {
             self.bootstrap_finished(ctx, lid);
         }
