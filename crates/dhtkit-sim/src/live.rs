@@ -151,7 +151,6 @@ pub struct Live {
     arrived_ms: Vec<i64>,
     /// (when, slot, generation) of the next departures.
     departures: BinaryHeap<Reverse<(Instant, u32, u32)>>,
-    gens: Vec<u32>,
     next_ip: u32,
     churn: ChurnStats,
 }
@@ -178,7 +177,6 @@ impl Live {
             kinds: Vec::with_capacity(cfg.nodes),
             arrived_ms: Vec::with_capacity(cfg.nodes),
             departures: BinaryHeap::with_capacity(cfg.nodes),
-            gens: Vec::with_capacity(cfg.nodes),
             next_ip: 1,
             churn: ChurnStats::default(),
             cfg,
@@ -212,7 +210,6 @@ impl Live {
             let idx = live.sim.add_node_at(c, &[addr]);
             debug_assert_eq!(idx, i);
             live.kinds.push(kind);
-            live.gens.push(0);
             live.place(i, kind, true);
             if i % 100_000 == 99_999 {
                 progress(&format!("{} nodes created", i + 1));
@@ -298,7 +295,8 @@ impl Live {
             self.arrived_ms.push(arrived);
         }
         let at = self.sim.now() + Duration::from_secs_f64(left.min(1e9));
-        self.departures.push(Reverse((at, i as u32, self.gens[i])));
+        self.departures
+            .push(Reverse((at, i as u32, self.sim.generation(i))));
     }
 
     /// Weibull scale λ from the median: median = λ (ln 2)^(1/k).
@@ -337,7 +335,11 @@ impl Live {
             let me = self.sim.addr(i);
             for &j in &picks {
                 let a = self.sim.addr(j as usize);
-                entries.push((ids_id(&self.sim, j), a, Some(self.sim.rtt(&me, &a))));
+                entries.push((
+                    self.sim.node(j as usize).id(),
+                    a,
+                    Some(self.sim.rtt(&me, &a)),
+                ));
             }
             self.sim
                 .with_node(i, |node, now| node.import_verified(now, &entries));
@@ -354,7 +356,7 @@ impl Live {
                 break;
             }
             self.departures.pop();
-            if self.gens[i as usize] != gen {
+            if self.sim.generation(i as usize) != gen {
                 continue;
             }
             self.sim.run_until(at);
@@ -401,7 +403,6 @@ impl Live {
         } else {
             self.fresh_addr()
         };
-        self.gens[i] = self.gens[i].wrapping_add(1);
         let c = self.node_config(kind);
         self.sim.replace_node(i, c, addr);
         self.kinds[i] = kind;
@@ -416,10 +417,6 @@ impl Live {
         }
         self.sim.with_node(i, |node, now| node.bootstrap(now, &via));
     }
-}
-
-fn ids_id(sim: &Sim, j: u32) -> Id {
-    sim.node(j as usize).id()
 }
 
 /// 127.a.b.c from a 24-bit counter.

@@ -358,6 +358,11 @@ impl Sim {
         self.nodes[i].nat = nat.then(Box::default);
     }
 
+    /// How many times slot `i` got a new node ([`Sim::replace_node`]).
+    pub fn generation(&self, i: usize) -> u32 {
+        self.nodes[i].gen
+    }
+
     /// True if node `i` is behind a NAT.
     pub fn is_nat(&self, i: usize) -> bool {
         self.nodes[i].nat.is_some()
