@@ -51,8 +51,24 @@ pub struct TableConfig {
     pub max_per_subnet: usize,
     /// A node that has neither answered nor queried us for this long is questionable.
     pub questionable_after: Duration,
-    /// Consecutive failures after which a node is bad.
+    /// Consecutive failures after which a node is bad (1: evicted on its first timeout as
+    /// soon as a replacement waits, as in Jimenez et al.'s sub-second upkeep; the `stock`
+    /// preset keeps 2).
     pub max_failures: u8,
+    /// A node that answered with a round trip at most `1 / rtt_replace` of the slowest
+    /// resident's of its full bucket (and at least `rtt_replace_margin` faster) takes that
+    /// resident's place; the resident moves to the replacement cache. Tables then fill with
+    /// nodes that answer fast, and lookups through them are faster. 0 turns it off (the
+    /// `stock` preset: first come, first kept).
+    pub rtt_replace: u8,
+    /// The least round-trip difference that lets a newcomer replace a resident (so that
+    /// sub-millisecond differences on a LAN never churn the table).
+    pub rtt_replace_margin: Duration,
+    /// How long an address evicted for failing is refused when other nodes mention it (it
+    /// may still enter the table by answering us). Zero turns the quarantine off.
+    pub quarantine: Duration,
+    /// Most addresses in quarantine at once (12 bytes each; the oldest leaves first).
+    pub quarantine_slots: usize,
 }
 
 impl Default for TableConfig {
@@ -63,7 +79,11 @@ impl Default for TableConfig {
             restrict_ips: true,
             max_per_subnet: 1,
             questionable_after: Duration::from_secs(15 * 60),
-            max_failures: 2,
+            max_failures: 1,
+            rtt_replace: 2,
+            rtt_replace_margin: Duration::from_millis(20),
+            quarantine: Duration::from_secs(5 * 60),
+            quarantine_slots: 16,
         }
     }
 }
@@ -159,6 +179,20 @@ impl Addr {
         SocketAddr::new(self.ip(), self.port)
     }
 
+    /// A 64-bit digest of the address (FNV-1a), for the quarantine.
+    fn hash(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self
+            .ip
+            .iter()
+            .chain(&self.port.to_be_bytes())
+            .chain(&[self.v6 as u8])
+        {
+            h = (h ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        h
+    }
+
     fn same_ip(&self, o: &Addr) -> bool {
         self.v6 == o.v6 && self.ip == o.ip
     }
@@ -184,6 +218,12 @@ impl Tick {
     fn get(self) -> Option<Instant> {
         self.is_some()
             .then(|| Instant::from_epoch(Duration::from_millis((self.0 as u64 - 1) * 62)))
+    }
+
+    /// This tick plus `d`, rounded down to a tick.
+    fn plus(self, d: Duration) -> Tick {
+        let steps = u32::try_from(d.as_millis() / 62).unwrap_or(u32::MAX);
+        Tick(self.0.saturating_add(steps))
     }
 
     /// Time from this tick to `now` (zero for never, or for a tick after now).
@@ -254,6 +294,16 @@ impl Slot {
         }
     }
 
+    /// The earliest tick at which the slot can be questionable (a lower bound: ticks round
+    /// down); `Tick::NEVER` (now) if it never answered.
+    fn questionable_from(&self, cfg: &TableConfig) -> Tick {
+        if !self.last_response.is_some() {
+            return Tick::NEVER;
+        }
+        let since = self.last_response.max(self.last_query);
+        since.plus(cfg.questionable_after)
+    }
+
     fn last_activity(&self) -> Tick {
         if self.last_response.is_some() {
             self.last_response
@@ -312,6 +362,15 @@ pub struct RoutingTable {
     cfg: TableConfig,
     buckets: Vec<Bucket>,
     len: usize,
+    /// Addresses evicted for failing, by hash, with when they went in (allocated on first
+    /// use, at most `quarantine_slots`).
+    quarantined: Vec<(u64, Tick)>,
+    /// No node of the table is due for a questionable ping before this tick (a lower bound
+    /// kept by every change that can make one due sooner), for `due_interval`.
+    due_after: Tick,
+    due_interval: Duration,
+    /// Where the stale-ping round is: (bucket, position).
+    cursor: (u8, u8),
 }
 
 impl RoutingTable {
@@ -322,6 +381,10 @@ impl RoutingTable {
             cfg,
             buckets: vec![Bucket::new(now)],
             len: 0,
+            quarantined: Vec::new(),
+            due_after: Tick::NEVER,
+            due_interval: Duration::ZERO,
+            cursor: (0, 0),
         }
     }
 
@@ -384,6 +447,12 @@ impl RoutingTable {
         self.slot(id).map(Slot::entry)
     }
 
+    /// The round trip of `id`'s last answer, if it is in the table and has answered.
+    pub fn rtt_of(&self, id: &Id) -> Option<Duration> {
+        let s = self.slot(id)?;
+        (s.rtt_us != 0).then(|| Duration::from_micros(s.rtt_us as u64 - 1))
+    }
+
     /// True if `id` is in the table.
     pub fn contains(&self, id: &Id) -> bool {
         self.slot(id).is_some()
@@ -419,15 +488,37 @@ impl RoutingTable {
         if *id == self.own || self.len >= self.cfg.max_nodes {
             return false;
         }
-        if self.ip_taken(&Addr::new(addr)) {
-            return false;
-        }
         let i = self.bucket_index(id);
         let b = &self.buckets[i];
-        if b.nodes.iter().any(|n| n.id == *id) || self.crowded(i, addr) {
+        // The cheap checks first: the IP check scans the table.
+        if !self.bucket_has_room(i) || b.nodes.iter().any(|n| n.id == *id) || self.crowded(i, addr)
+        {
             return false;
         }
-        b.nodes.len() < self.cfg.k || (i == self.buckets.len() - 1 && self.buckets.len() < 160)
+        !self.ip_taken(&Addr::new(addr))
+    }
+
+    /// True if bucket `i` takes one more node without evicting anyone (it has room, or it is
+    /// the last and may split).
+    fn bucket_has_room(&self, i: usize) -> bool {
+        self.buckets[i].nodes.len() < self.cfg.k
+            || (i == self.buckets.len() - 1 && self.buckets.len() < 160)
+    }
+
+    /// Nodes nobody has verified or pinged yet, waiting in the replacement caches of buckets
+    /// with room (the nodes worth a ping to fill the table): (id, address).
+    pub fn untried_with_room(&self) -> impl Iterator<Item = (Id, SocketAddr)> + '_ {
+        let full = self.len >= self.cfg.max_nodes;
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| !full && self.bucket_has_room(*i))
+            .flat_map(|(_, b)| {
+                b.replacements
+                    .iter()
+                    .filter(|r| !r.last_response.is_some() && !r.pinged.is_some())
+                    .map(|r| (r.id, r.addr.get()))
+            })
     }
 
     /// A node answered one of our queries.
@@ -438,29 +529,57 @@ impl RoutingTable {
         addr: SocketAddr,
         rtt: Option<Duration>,
     ) -> SeenOutcome {
+        self.seen(now, id, addr, rtt, true)
+    }
+
+    /// As [`RoutingTable::node_seen`] for a node known to answer (a settled table built at
+    /// once, as the simulator does): the same admission rules, but a node that does not fit,
+    /// or that a faster one displaces, is not kept in a replacement cache.
+    pub fn import_seen(
+        &mut self,
+        now: Instant,
+        id: Id,
+        addr: SocketAddr,
+        rtt: Option<Duration>,
+    ) -> SeenOutcome {
+        self.seen(now, id, addr, rtt, false)
+    }
+
+    fn seen(
+        &mut self,
+        now: Instant,
+        id: Id,
+        addr: SocketAddr,
+        rtt: Option<Duration>,
+        cache: bool,
+    ) -> SeenOutcome {
         let mut out = SeenOutcome::default();
         if id == self.own {
             return out;
         }
         let a = Addr::new(&addr);
         let tick = Tick::at(now);
+        let cfg = self.cfg;
         if let Some(e) = self.find_mut(&id) {
             if e.addr == a {
                 e.last_response = tick;
                 e.failures = 0;
+                e.pinged = Tick::NEVER;
                 e.set_rtt(rtt);
+                let due = e.questionable_from(&cfg);
+                self.due_after = self.due_after.min(due);
                 let i = self.bucket_index(&id);
                 self.buckets[i].last_changed = now;
             }
             // Same id from another address: keep the address we verified first.
             return out;
         }
-        if self.ip_taken(&a) {
-            return out;
-        }
         let mut entry = Slot::new(id, &addr, now);
         entry.last_response = tick;
         entry.set_rtt(rtt);
+        // One node per IP: checked (a scan of the table) only once the node would go in.
+        let mut ip_ok: Option<bool> = None;
+        let mut ip_free = |t: &Self| *ip_ok.get_or_insert_with(|| !t.ip_taken(&a));
         loop {
             let i = self.bucket_index(&id);
             let last = i == self.buckets.len() - 1;
@@ -470,30 +589,61 @@ impl RoutingTable {
                 return out;
             }
             if self.len < self.cfg.max_nodes && self.buckets[i].nodes.len() < k {
+                if !ip_free(self) {
+                    return out;
+                }
                 self.insert_live(i, entry, now);
                 out.added = true;
                 return out;
             }
             if self.len < self.cfg.max_nodes && last && self.buckets.len() < 160 {
+                if !ip_free(self) {
+                    return out;
+                }
                 self.split_last(now);
                 continue;
             }
             let cfg = self.cfg;
-            let b = &mut self.buckets[i];
-            if let Some(pos) = b
+            if let Some(pos) = self.buckets[i]
                 .nodes
                 .iter()
                 .position(|n| n.status(tick, &cfg) == Status::Bad)
             {
-                let old = b.nodes.swap_remove(pos);
+                if !ip_free(self) {
+                    return out;
+                }
+                let old = self.buckets[i].nodes.swap_remove(pos);
                 self.len -= 1;
                 self.insert_live(i, entry, now);
                 out.added = true;
                 out.removed = Some(old.entry());
                 return out;
             }
+            if let Some(pos) = faster_than_slowest(&self.buckets[i].nodes, &entry, &cfg) {
+                if !ip_free(self) {
+                    return out;
+                }
+                // Much faster than the slowest resident: it takes that place, and the
+                // resident (alive, verified) waits in the cache.
+                let old = self.buckets[i].nodes.swap_remove(pos);
+                self.len -= 1;
+                out.removed = Some(old.entry());
+                self.insert_live(i, entry, now);
+                if cache {
+                    push_replacement(&mut self.buckets[i].replacements, old, k);
+                }
+                out.added = true;
+                return out;
+            }
+            if !cache {
+                return out;
+            }
+            if !ip_free(self) {
+                return out;
+            }
             // Full of good or questionable nodes: cache the newcomer and ask the caller to
             // check the stalest questionable node.
+            let b = &mut self.buckets[i];
             push_replacement(&mut b.replacements, entry, k);
             let stale = b
                 .nodes
@@ -516,9 +666,11 @@ impl RoutingTable {
             // A bucket holds at most k: no room to grow into.
             b.nodes.reserve_exact(k);
         }
+        let due = entry.questionable_from(&self.cfg);
         b.nodes.push(entry);
         b.last_changed = now;
         self.len += 1;
+        self.due_after = self.due_after.min(due);
     }
 
     fn split_last(&mut self, now: Instant) {
@@ -554,6 +706,9 @@ impl RoutingTable {
         let k = self.cfg.k;
         let i = self.bucket_index(&id);
         let a = Addr::new(&addr);
+        if self.quarantined_at(Tick::at(now), &a) {
+            return false;
+        }
         let b = &mut self.buckets[i];
         if b.replacements.iter().any(|r| r.id == id || r.addr == a) {
             return false;
@@ -572,14 +727,20 @@ impl RoutingTable {
     }
 
     /// A query to this node timed out.
-    pub fn node_failed(&mut self, id: &Id, addr: &SocketAddr) -> FailOutcome {
+    pub fn node_failed(&mut self, now: Instant, id: &Id, addr: &SocketAddr) -> FailOutcome {
         let mut out = FailOutcome::default();
         let i = self.bucket_index(id);
         let cfg = self.cfg;
         let Some(pos) = self.buckets[i].nodes.iter().position(|n| n.is(id, addr)) else {
+            let before = self.buckets[i].replacements.len();
             self.buckets[i].replacements.retain(|r| !r.is(id, addr));
+            if self.buckets[i].replacements.len() < before {
+                self.quarantine(now, addr);
+            }
             return out;
         };
+        // Its next questionable ping may now be due at once.
+        self.due_after = Tick::NEVER;
         let b = &mut self.buckets[i];
         let e = &mut b.nodes[pos];
         e.failures = e.failures.saturating_add(1);
@@ -595,13 +756,16 @@ impl RoutingTable {
         let old = b.nodes.swap_remove(pos);
         self.len -= 1;
         out.removed = Some(old.entry());
+        self.quarantine(now, addr);
         // Promote the best replacement: verified first, most recent first.
+        let tick = Tick::at(now);
         let pick = self.buckets[i]
             .replacements
             .iter()
             .enumerate()
             .filter(|(_, r)| {
-                !self.ip_taken(&r.addr)
+                !self.quarantined_at(tick, &r.addr)
+                    && !self.ip_taken(&r.addr)
                     && !crowded_in(&self.buckets[i].nodes, cfg.max_per_subnet, &r.addr.get())
             })
             .max_by_key(|(_, r)| (r.last_response.is_some(), r.last_response, r.added))
@@ -612,10 +776,42 @@ impl RoutingTable {
             r.failures = 0;
             r.pinged = Tick::NEVER;
             out.promoted = Some(r.entry());
+            self.due_after = Tick::NEVER;
             b.nodes.push(r);
             self.len += 1;
         }
         out
+    }
+
+    /// True if `addr` was evicted for failing within the last [`TableConfig::quarantine`].
+    pub fn is_quarantined(&self, now: Instant, addr: &SocketAddr) -> bool {
+        self.quarantined_at(Tick::at(now), &Addr::new(addr))
+    }
+
+    fn quarantined_at(&self, now: Tick, addr: &Addr) -> bool {
+        if self.quarantined.is_empty() {
+            return false;
+        }
+        let h = addr.hash();
+        self.quarantined
+            .iter()
+            .any(|&(x, t)| x == h && t.age(now) < self.cfg.quarantine)
+    }
+
+    fn quarantine(&mut self, now: Instant, addr: &SocketAddr) {
+        let slots = self.cfg.quarantine_slots;
+        if self.cfg.quarantine.is_zero() || slots == 0 {
+            return;
+        }
+        let entry = (Addr::new(addr).hash(), Tick::at(now));
+        if self.quarantined.len() < slots {
+            if self.quarantined.capacity() == 0 {
+                self.quarantined.reserve_exact(slots);
+            }
+            self.quarantined.push(entry);
+        } else if let Some(oldest) = self.quarantined.iter_mut().min_by_key(|e| e.1) {
+            *oldest = entry;
+        }
     }
 
     /// Removes a node outright (for instance one that sent a malformed or hostile reply).
@@ -731,8 +927,9 @@ impl RoutingTable {
         }
     }
 
-    /// Questionable nodes not pinged in the last `interval`, at most `max`, stalest first;
-    /// each is marked as pinged now.
+    /// Questionable nodes not pinged in the last `interval`, at most `max`, in table order;
+    /// each is marked as pinged now. The table remembers when the next one can be due, so a
+    /// call before then costs nothing.
     pub fn take_questionable(
         &mut self,
         now: Instant,
@@ -741,20 +938,71 @@ impl RoutingTable {
         out: &mut Vec<(Id, SocketAddr)>,
     ) {
         out.clear();
-        let cfg = self.cfg;
         let tick = Tick::at(now);
+        if interval == self.due_interval && tick < self.due_after {
+            return;
+        }
+        let cfg = self.cfg;
+        let mut next = Tick(u32::MAX);
         for b in &mut self.buckets {
             for n in &mut b.nodes {
                 if out.len() >= max {
+                    // Not every node was looked at: look again next time.
+                    self.due_after = Tick::NEVER;
                     return;
                 }
+                let status = n.status(tick, &cfg);
+                if status == Status::Bad {
+                    continue;
+                }
                 let due = !n.pinged.is_some() || n.pinged.age(tick) >= interval;
-                if due && n.status(tick, &cfg) == Status::Questionable {
+                if due && status == Status::Questionable {
                     n.pinged = tick;
                     out.push((n.id, n.addr.get()));
                 }
+                let ping_ready = if n.pinged.is_some() {
+                    n.pinged.plus(interval)
+                } else {
+                    Tick::NEVER
+                };
+                next = next.min(n.questionable_from(&cfg).max(ping_ready));
             }
         }
+        self.due_interval = interval;
+        self.due_after = next;
+    }
+
+    /// The next node in turn (round robin over the table) that has neither answered nor
+    /// (having answered before) queried us within `idle`, and is not bad, marked as pinged
+    /// now. At most a bucket's worth of nodes is
+    /// looked at per call, so a call costs a few cache lines, not a scan of the table.
+    pub fn next_stale(&mut self, now: Instant, idle: Duration) -> Option<(Id, SocketAddr)> {
+        let tick = Tick::at(now);
+        let cfg = self.cfg;
+        for _ in 0..cfg.k.max(1) {
+            let (mut b, mut p) = (self.cursor.0 as usize, self.cursor.1 as usize);
+            if b >= self.buckets.len() {
+                (b, p) = (0, 0);
+            }
+            if p >= self.buckets[b].nodes.len() {
+                // Next bucket with nodes (or wrap around).
+                let len = self.buckets.len();
+                let next = (1..=len)
+                    .map(|d| (b + d) % len)
+                    .find(|&j| !self.buckets[j].nodes.is_empty())?;
+                (b, p) = (next, 0);
+            }
+            self.cursor = (b as u8, (p + 1).min(u8::MAX as usize) as u8);
+            let n = &mut self.buckets[b].nodes[p];
+            let heard = n.last_response.max(n.last_query);
+            let quiet = !n.last_response.is_some() || heard.age(tick) >= idle;
+            let recently_pinged = n.pinged.is_some() && n.pinged.age(tick) < idle;
+            if quiet && !recently_pinged && n.status(tick, &cfg) != Status::Bad {
+                n.pinged = tick;
+                return Some((n.id, n.addr.get()));
+            }
+        }
+        None
     }
 
     /// Checks every structural invariant; returns a description of the first violation.
@@ -836,6 +1084,23 @@ fn crowded_in(nodes: &[Slot], cap: usize, addr: &SocketAddr) -> bool {
         .filter(|n| subnet(n.addr.ip()) == Some(net))
         .count()
         >= cap
+}
+
+/// The position of the resident `entry` should replace by round trip
+/// ([`TableConfig::rtt_replace`]): the slowest measured resident, if `entry` answered at most
+/// `1 / rtt_replace` of its round trip and at least the margin faster.
+fn faster_than_slowest(nodes: &[Slot], entry: &Slot, cfg: &TableConfig) -> Option<usize> {
+    if cfg.rtt_replace == 0 || entry.rtt_us == 0 {
+        return None;
+    }
+    let (pos, slowest) = nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.rtt_us != 0)
+        .max_by_key(|(_, n)| n.rtt_us)?;
+    let (new, old) = (entry.rtt_us as u64, slowest.rtt_us as u64);
+    let margin = cfg.rtt_replace_margin.as_micros() as u64;
+    (new * cfg.rtt_replace as u64 <= old && new + margin <= old).then_some(pos)
 }
 
 fn push_replacement(cache: &mut Vec<Slot>, entry: Slot, k: usize) {

@@ -33,7 +33,9 @@ impl Node {
     /// Adds nodes known to answer to the routing tables as if each had just answered one of
     /// our queries in `rtt` (for a network built in one go, such as the simulator's model of
     /// a settled DHT; a driver restoring saved state uses [`Node::import_state`], which
-    /// verifies). Returns how many were added.
+    /// verifies). The table's admission rules apply as to any answer (a bucket keeps the
+    /// first `k` that fit, or the fastest with [`crate::routing::TableConfig::rtt_replace`]); nodes
+    /// that do not fit are not cached as replacements. Returns how many were added.
     pub fn import_verified(
         &mut self,
         now: Instant,

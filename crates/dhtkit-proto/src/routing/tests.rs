@@ -21,6 +21,7 @@ enum Op {
     Restore(u8, u32),
     Remove(u8),
     Advance(u16),
+    Take,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -32,6 +33,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<u8>(), 0u32..300).prop_map(|(a, b)| Op::Restore(a, b)),
         1 => any::<u8>().prop_map(Op::Remove),
         1 => any::<u16>().prop_map(Op::Advance),
+        1 => Just(Op::Take),
     ]
 }
 
@@ -63,12 +65,22 @@ proptest! {
                 Op::Heard(i, a) => { t.heard_about(now, id_for(i), addr(a)); }
                 Op::Failed(i) => {
                     let id = id_for(i);
-                    if let Some(e) = t.get(&id) { t.node_failed(&id, &e.addr); }
+                    if let Some(e) = t.get(&id) { t.node_failed(now, &id, &e.addr); }
                 }
                 Op::Queried(i) => { let id = id_for(i); t.node_queried(now, &id, &addr(0)); }
                 Op::Restore(i, a) => { t.restore(now, id_for(i), addr(a)); }
                 Op::Remove(i) => { t.remove(&id_for(i)); }
                 Op::Advance(s) => { now = now + Duration::from_secs(s as u64); }
+                Op::Take => {
+                    // The remembered "nothing due before" never hides a due node: the same
+                    // call on a copy that forgot it returns the same nodes.
+                    let mut fresh = t.clone();
+                    fresh.due_after = Tick::NEVER;
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    t.take_questionable(now, Duration::from_secs(60), 1000, &mut a);
+                    fresh.take_questionable(now, Duration::from_secs(60), 1000, &mut b);
+                    prop_assert_eq!(a, b);
+                }
             }
             if let Err(e) = t.check_invariants() {
                 prop_assert!(false, "{}", e);
@@ -129,7 +141,7 @@ fn full_bucket_asks_to_ping_questionable_and_replaces_on_failure() {
     let later = Instant::ZERO + Duration::from_secs(20 * 60);
     let o = t.node_seen(later, far(21), addr(21), None);
     let (pid, paddr) = o.ping.expect("ping a questionable node");
-    let f = t.node_failed(&pid, &paddr);
+    let f = t.node_failed(later, &pid, &paddr);
     assert_eq!(f.removed.map(|e| e.id), Some(pid));
     assert!(f.promoted.is_some());
     assert!(t.get(&pid).is_none());
@@ -192,4 +204,118 @@ fn a_subnet_gets_one_place_per_bucket() {
     }
     assert_eq!(local.len(), 8, "a private network is exempt");
     t.check_invariants().unwrap();
+}
+
+/// Twelve nodes of one bucket: bucket 0 (the far half) filled with `rtt` each.
+fn full_far_bucket(cfg: TableConfig, rtt: u64) -> (RoutingTable, impl Fn(u8) -> Id) {
+    let mut t = RoutingTable::new(Id([0; 20]), cfg, Instant::ZERO);
+    t.node_seen(Instant::ZERO, Id([0x01; 20]), addr(999), None);
+    let far = |i: u8| {
+        let mut b = [i; 20];
+        b[0] = 0x80 | i;
+        Id(b)
+    };
+    for i in 0..8 {
+        let ms = Some(Duration::from_millis(rtt + i as u64));
+        assert!(t.node_seen(Instant::ZERO, far(i), addr(i as u32), ms).added);
+    }
+    (t, far)
+}
+
+#[test]
+fn a_much_faster_newcomer_replaces_the_slowest_resident() {
+    let ms = |m: u64| Some(Duration::from_millis(m));
+    let now = Instant::ZERO;
+    let (mut t, far) = full_far_bucket(TableConfig::default(), 200);
+    // 150 ms is not twice as fast as the slowest (207 ms): cached.
+    assert!(!t.node_seen(now, far(20), addr(20), ms(150)).added);
+    // 60 ms is: it takes the slowest's place, and the slowest waits in the cache.
+    let o = t.node_seen(now, far(21), addr(21), ms(60));
+    assert!(o.added);
+    assert_eq!(o.removed.map(|e| e.id), Some(far(7)));
+    assert!(t.contains(&far(21)) && !t.contains(&far(7)));
+    assert!(t.replacements().any(|e| e.id == far(7)));
+    t.check_invariants().unwrap();
+
+    // On a LAN, half of a millisecond is not worth a change (the margin).
+    let (mut t, far) = full_far_bucket(TableConfig::default(), 2);
+    assert!(!t.node_seen(now, far(22), addr(22), ms(0)).added);
+
+    // `stock`: first come, first kept.
+    let stock = crate::Config::stock().table;
+    let (mut t, far) = full_far_bucket(stock, 200);
+    assert!(!t.node_seen(now, far(23), addr(23), ms(5)).added);
+
+    // Importing a settled table applies the same rule, and caches nothing.
+    let (mut t, far) = full_far_bucket(TableConfig::default(), 200);
+    assert!(t.import_seen(now, far(24), addr(24), ms(10)).added);
+    assert!(!t.import_seen(now, far(25), addr(25), ms(300)).added);
+    assert_eq!(t.replacements().count(), 0);
+}
+
+#[test]
+fn an_evicted_node_is_quarantined_for_minutes() {
+    let now = Instant::ZERO;
+    let (mut t, far) = full_far_bucket(TableConfig::default(), 100);
+    t.heard_about(now, far(30), addr(30));
+    // One timeout evicts it (a replacement waits), and its address is quarantined.
+    let victim = t.get(&far(3)).unwrap();
+    let f = t.node_failed(now, &victim.id, &victim.addr);
+    assert_eq!(f.removed.map(|e| e.id), Some(far(3)));
+    assert!(t.is_quarantined(now, &victim.addr));
+    // Mentioned by others: refused while quarantined, taken again after.
+    t.node_failed(now, &far(30), &addr(30));
+    assert!(!t.heard_about(now, far(3), victim.addr));
+    let later = now + Duration::from_secs(5 * 60 + 1);
+    assert!(!t.is_quarantined(later, &victim.addr));
+    assert!(t.heard_about(later, far(3), victim.addr));
+    // `stock` keeps a node through its first timeout and quarantines nothing.
+    let (mut t, far) = full_far_bucket(crate::Config::stock().table, 100);
+    t.heard_about(now, far(30), addr(30));
+    let v = t.get(&far(3)).unwrap();
+    assert!(t.node_failed(now, &v.id, &v.addr).removed.is_none());
+    assert!(!t.is_quarantined(now, &v.addr));
+}
+
+#[test]
+fn questionable_pings_skip_the_scan_until_one_can_be_due() {
+    let (mut t, _) = full_far_bucket(TableConfig::default(), 100);
+    let mut out = Vec::new();
+    let minute = Duration::from_secs(60);
+    t.take_questionable(Instant::ZERO, minute, 100, &mut out);
+    assert!(out.is_empty(), "all good");
+    let later = Instant::ZERO + Duration::from_secs(16 * 60);
+    t.take_questionable(later, minute, 100, &mut out);
+    assert_eq!(out.len(), 9, "all questionable after 15 minutes");
+    t.take_questionable(later + Duration::from_secs(30), minute, 100, &mut out);
+    assert!(out.is_empty(), "each pinged at most once a minute");
+    t.take_questionable(later + Duration::from_secs(61), minute, 100, &mut out);
+    assert_eq!(out.len(), 9);
+}
+
+#[test]
+fn the_stale_round_visits_every_quiet_node_in_turn() {
+    let (mut t, _) = full_far_bucket(TableConfig::default(), 100);
+    let idle = Duration::from_secs(300);
+    assert_eq!(
+        t.next_stale(Instant::ZERO, idle),
+        None,
+        "all answered just now"
+    );
+    let later = Instant::ZERO + Duration::from_secs(400);
+    let mut seen = std::collections::HashSet::new();
+    while let Some((id, _)) = t.next_stale(later, idle) {
+        assert!(seen.insert(id), "each once per round");
+    }
+    assert_eq!(seen.len(), t.len(), "every node of the table");
+    // One answers again: the next round skips it.
+    let (id, addr) = t.iter().map(|e| (e.id, e.addr)).next().unwrap();
+    let again = later + Duration::from_secs(400);
+    t.node_seen(again, id, addr, None);
+    let mut round = Vec::new();
+    while let Some((n, _)) = t.next_stale(again, idle) {
+        round.push(n);
+    }
+    assert_eq!(round.len(), t.len() - 1);
+    assert!(!round.contains(&id));
 }

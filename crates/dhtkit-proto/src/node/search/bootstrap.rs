@@ -80,7 +80,7 @@ impl Search {
             let lid = l.id;
             for a in via {
                 if ctx.rpc.may_contact(a, false) {
-                    l.add(None, *a);
+                    l.add(None, *a, None);
                 }
             }
             self.drive(ctx, lid);

@@ -85,11 +85,11 @@ impl Search {
         self.table
             .closest(ctx.now, &l.target, l.k * 2, &mut self.scratch);
         for (id, addr) in &self.scratch {
-            l.add(Some(*id), *addr);
+            l.add(Some(*id), *addr, self.table.rtt_of(id));
         }
         for addr in via {
             if ctx.rpc.may_contact(addr, false) {
-                l.add(None, *addr);
+                l.add(None, *addr, None);
             }
         }
         self.drive(ctx, lid);
@@ -179,8 +179,8 @@ impl Search {
         let raw = if self.v6 { r.nodes6 } else { r.nodes };
         let enforce = ctx.cfg.enforce_secure_ids;
         for (id, addr) in compact::nodes(raw.unwrap_or_default(), self.v6) {
-            if ctx.rpc.may_contact(&addr, false) {
-                l.add(Some(id), addr);
+            if ctx.rpc.may_contact(&addr, false) && !self.table.is_quarantined(ctx.now, &addr) {
+                l.add(Some(id), addr, self.table.rtt_of(&id));
                 if !enforce || crate::bep42::id_matches(&id, addr.ip()) {
                     self.table.heard_about(ctx.now, id, addr);
                 }

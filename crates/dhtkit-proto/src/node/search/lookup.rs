@@ -44,7 +44,29 @@ struct Candidate {
     id: Option<Id>,
     addr: SocketAddr,
     dist: Distance,
+    /// Its last round trip to us in milliseconds, if the routing table knows it (0: not).
+    rtt_ms: u16,
     state: State,
+}
+
+impl Candidate {
+    /// Leading bits shared with the target (Kademlia's equal distance).
+    fn prefix(&self) -> usize {
+        self.dist
+            .0
+            .iter()
+            .position(|&b| b != 0)
+            .map_or(160, |i| i * 8 + self.dist.0[i].leading_zeros() as usize)
+    }
+
+    /// Order among candidates of equal prefix: known fast first, unknown last.
+    fn rtt_key(&self) -> u16 {
+        if self.rtt_ms == 0 {
+            u16::MAX
+        } else {
+            self.rtt_ms
+        }
+    }
 }
 
 /// Phase of a lookup.
@@ -71,6 +93,8 @@ pub(crate) struct Lookup {
     max_cands: usize,
     /// One candidate per IP ([`crate::routing::TableConfig::restrict_ips`]).
     one_per_ip: bool,
+    /// Ask the fastest of equally distant candidates first ([`Config::rtt_order`]).
+    rtt_order: bool,
     pub(crate) started: Instant,
     pub(crate) queries: u32,
     pub(crate) responses: u32,
@@ -116,6 +140,7 @@ impl Lookup {
             alpha: cfg.alpha.max(1),
             max_cands: cfg.max_lookup_candidates.max(k),
             one_per_ip: cfg.table.restrict_ips,
+            rtt_order: cfg.rtt_order,
             started: now,
             queries: 0,
             responses: 0,
@@ -174,8 +199,9 @@ impl Lookup {
 
     /// Adds a candidate unless it is known (by IP or id), is us, or is farther than every
     /// candidate in a full list. One candidate per IP: a host that claims many ids (a Sybil)
-    /// gets one place in a lookup, as in libtorrent.
-    pub(crate) fn add(&mut self, id: Option<Id>, addr: SocketAddr) {
+    /// gets one place in a lookup, as in libtorrent. `rtt` is its round trip to us, when the
+    /// routing table knows it.
+    pub(crate) fn add(&mut self, id: Option<Id>, addr: SocketAddr, rtt: Option<Duration>) {
         let same_host = |c: &Candidate| {
             if self.one_per_ip {
                 c.addr.ip() == addr.ip()
@@ -215,6 +241,7 @@ impl Lookup {
                 id,
                 addr,
                 dist,
+                rtt_ms: rtt.map_or(0, |r| r.as_millis().clamp(1, u16::MAX as u128 - 1) as u16),
                 state: State::Fresh,
             },
         );
@@ -274,13 +301,19 @@ impl Lookup {
         if self.in_flight_fast() >= width {
             return None;
         }
+        // Walk from the closest; the first candidate that may be asked sets the distance
+        // class, and (with `rtt_order`) the fastest known of that class is asked.
         let mut responded = 0;
-        for c in &mut self.cands {
+        let mut pick: Option<(usize, u16, usize)> = None;
+        for (i, c) in self.cands.iter().enumerate() {
+            if pick.is_some_and(|(_, _, p)| c.prefix() != p) {
+                break;
+            }
             match c.state {
                 State::Responded { .. } => {
                     responded += 1;
                     if responded >= wanted {
-                        return None;
+                        break;
                     }
                 }
                 State::Fresh => {
@@ -288,13 +321,25 @@ impl Lookup {
                         self.blocked = true;
                         continue;
                     }
-                    c.state = State::InFlight { slow: false };
-                    return Some((c.id, c.addr));
+                    let key = c.rtt_key();
+                    match pick {
+                        None => {
+                            pick = Some((i, key, c.prefix()));
+                            if !self.rtt_order {
+                                break;
+                            }
+                        }
+                        Some((_, best, p)) if key < best => pick = Some((i, key, p)),
+                        Some(_) => {}
+                    }
                 }
                 _ => {}
             }
         }
-        None
+        let (i, _, _) = pick?;
+        let c = &mut self.cands[i];
+        c.state = State::InFlight { slow: false };
+        Some((c.id, c.addr))
     }
 
     fn find(&mut self, addr: &SocketAddr) -> Option<usize> {
@@ -491,7 +536,7 @@ mod tests {
             Instant::ZERO,
         );
         for i in 1..=5u8 {
-            l.add(Some(Id([i; 20])), a(i));
+            l.add(Some(Id([i; 20])), a(i), None);
         }
         let q1 = l.next_query(|_| true).unwrap();
         let q2 = l.next_query(|_| true).unwrap();
@@ -516,6 +561,51 @@ mod tests {
     }
 
     #[test]
+    fn equally_distant_candidates_go_fastest_first() {
+        let ms = |m: u64| Some(Duration::from_millis(m));
+        let id = |b0: u8, b1: u8| {
+            let mut b = [0u8; 20];
+            b[0] = b0;
+            b[1] = b1;
+            Id(b)
+        };
+        let order = |rtt_order: bool| {
+            let mut c = cfg(8, 1);
+            c.rtt_order = rtt_order;
+            let mut l = Lookup::new(
+                LookupId(1),
+                LookupKind::FindNode,
+                Id([0; 20]),
+                Id([0xff; 20]),
+                &c,
+                Instant::ZERO,
+            );
+            // Three share one leading bit with the target; the fourth shares none.
+            l.add(Some(id(0x40, 0)), a(1), ms(200));
+            l.add(Some(id(0x40, 1)), a(2), None);
+            l.add(Some(id(0x41, 0)), a(3), ms(30));
+            l.add(Some(id(0x80, 0)), a(4), ms(1));
+            let mut got = Vec::new();
+            while let Some((_, addr)) = l.next_query(|_| true) {
+                got.push(addr.ip().to_string());
+                l.on_failed(&addr);
+            }
+            got
+        };
+        let ip = |i: u8| a(i).ip().to_string();
+        assert_eq!(
+            order(true),
+            vec![ip(3), ip(1), ip(2), ip(4)],
+            "fastest known first within a distance class, unknown last; a farther class after"
+        );
+        assert_eq!(
+            order(false),
+            vec![ip(1), ip(2), ip(3), ip(4)],
+            "by distance"
+        );
+    }
+
+    #[test]
     fn retries_go_to_any_candidate_that_could_change_the_result() {
         let mut l = Lookup::new(
             LookupId(1),
@@ -527,7 +617,7 @@ mod tests {
         );
         // Three unanswered addresses closest to the target (fakes, say), then real nodes.
         for i in 1..=6u8 {
-            l.add(Some(Id([i; 20])), a(i));
+            l.add(Some(Id([i; 20])), a(i), None);
         }
         for _ in 1..=6 {
             l.next_query(|_| true).unwrap();
@@ -556,8 +646,8 @@ mod tests {
             &cfg(2, 3),
             Instant::ZERO,
         );
-        l.add(Some(Id([1; 20])), a(1));
-        l.add(Some(Id([2; 20])), a(2));
+        l.add(Some(Id([1; 20])), a(1), None);
+        l.add(Some(Id([2; 20])), a(2), None);
         assert_eq!(l.next_query(|x| *x != a(1)).unwrap().1, a(2));
         assert!(l.blocked);
         assert!(l.next_query(|x| *x != a(1)).is_none());

@@ -44,6 +44,8 @@ struct Timers {
     refresh: Instant,
     /// Lookups waiting for send budget are driven again.
     redrive: Option<Instant>,
+    /// The next node of the table is checked ([`Config::stale_ping_interval`]).
+    stale_ping: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -79,6 +81,8 @@ impl Search {
                 maintenance: now + cfg.maintenance_interval,
                 refresh: now + cfg.maintenance_interval * 6,
                 redrive: None,
+                stale_ping: (!cfg.stale_ping_interval.is_zero())
+                    .then(|| now + cfg.stale_ping_interval),
             },
             scratch: Vec::new(),
             size: Default::default(),
@@ -235,7 +239,9 @@ impl Search {
     fn consider(&mut self, ctx: &mut Ctx<'_>, id: Id, addr: SocketAddr) {
         if self.table.has_room_for(&id, &addr) {
             self.verify(ctx, Some(id), addr);
-        } else {
+        } else if !ctx.cfg.enforce_secure_ids || crate::bep42::id_matches(&id, addr.ip()) {
+            // (A cached node can be promoted without answering again: with BEP 42 enforced,
+            // only one whose id matches its address may wait.)
             self.table.heard_about(ctx.now, id, addr);
         }
     }
@@ -267,7 +273,7 @@ impl Search {
     }
 
     fn fail_node(&mut self, ctx: &mut Ctx<'_>, id: &Id, addr: &SocketAddr) {
-        let f = self.table.node_failed(id, addr);
+        let f = self.table.node_failed(ctx.now, id, addr);
         if let Some(old) = f.removed {
             ctx.events.push(Event::NodeRemoved {
                 id: old.id,
@@ -315,7 +321,7 @@ impl Search {
             if addr.is_ipv6() != self.v6 || !ctx.rpc.may_contact(&addr, false) {
                 continue;
             }
-            let seen = self.table.node_seen(ctx.now, id, addr, rtt);
+            let seen = self.table.import_seen(ctx.now, id, addr, rtt);
             if let Some(r) = rtt {
                 ctx.rpc.observe_rtt_sample(r);
             }
@@ -342,15 +348,24 @@ impl Search {
     /// When [`Search::handle_timeout`] should next run.
     pub(crate) fn next_timeout(&self) -> Instant {
         let t = &self.timers;
-        [t.redrive, self.boot.next_retry(), self.next_announce()]
-            .into_iter()
-            .flatten()
-            .fold(t.maintenance.min(t.refresh), Instant::min)
+        [
+            t.redrive,
+            t.stale_ping,
+            self.boot.next_retry(),
+            self.next_announce(),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(t.maintenance.min(t.refresh), Instant::min)
     }
 
     /// Runs every timer due at `now`.
     pub(crate) fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
         let now = ctx.now;
+        if self.timers.stale_ping.is_some_and(|t| now >= t) {
+            self.timers.stale_ping = Some(now + ctx.cfg.stale_ping_interval);
+            self.ping_stalest(ctx);
+        }
         if now >= self.timers.maintenance {
             self.timers.maintenance = now + ctx.cfg.maintenance_interval;
             self.maintenance(ctx);

@@ -28,7 +28,7 @@ impl Search {
         // Buckets with room: try nodes we only heard about.
         let candidates: Vec<(Id, SocketAddr)> = self
             .table
-            .untried_replacements()
+            .untried_with_room()
             .take(PINGS_PER_TICK * 4)
             .collect();
         let mut pinged = 0;
@@ -39,6 +39,15 @@ impl Search {
             if self.table.has_room_for(&id, &addr) && self.verify(ctx, Some(id), addr) {
                 pinged += 1;
             }
+        }
+    }
+
+    /// The stale-ping upkeep ([`crate::Config::stale_ping_interval`]): the next node of the
+    /// table in turn that has not answered for a while is pinged, so that a departed node
+    /// is found (and, with one timeout, evicted) within one round of the table.
+    pub(super) fn ping_stalest(&mut self, ctx: &mut Ctx<'_>) {
+        if let Some((id, addr)) = self.table.next_stale(ctx.now, ctx.cfg.stale_ping_idle) {
+            self.verify(ctx, Some(id), addr);
         }
     }
 
