@@ -103,7 +103,9 @@ fn main() {
         Config::default()
     };
     let mut node = node;
-    // Experiment knobs (not part of the scenario's contract): ALPHA, SLOW_MIN_MS, SLOW_MAX_MS.
+    // Experiment knobs (not part of the scenario's contract): ALPHA, SLOW_MIN_MS, SLOW_MAX_MS,
+    // STALE_PING_S (0: no stale-ping round), RTT_REPLACE (0: off), RTT_ORDER (0: off),
+    // MAX_FAILURES, HEARD (nodes heard of per bucket at the start).
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     if let Some(a) = env("ALPHA") {
         node.alpha = a as usize;
@@ -114,7 +116,22 @@ fn main() {
     if let Some(ms) = env("SLOW_MAX_MS") {
         node.slow_timeout = Duration::from_millis(ms);
     }
+    if let Some(s) = env("STALE_PING_S") {
+        node.stale_ping_interval = Duration::from_secs(s);
+    }
+    if let Some(f) = env("RTT_REPLACE") {
+        node.table.rtt_replace = f as u8;
+    }
+    if let Some(o) = env("RTT_ORDER") {
+        node.rtt_order = o != 0;
+    }
+    if let Some(m) = env("MAX_FAILURES") {
+        node.table.max_failures = m as u8;
+    }
     let mut cfg = LiveConfig::default();
+    if let Some(h) = env("HEARD") {
+        cfg.heard_per_bucket = h as usize;
+    }
     cfg.nodes = args.nodes;
     cfg.seed = args.seed;
     cfg.node = node;

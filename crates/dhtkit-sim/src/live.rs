@@ -18,9 +18,11 @@
 //!   the default.
 //!
 //! The network is built in one go, settled: every node's routing table is filled from a
-//! global view of the ids as a table that has run for a while would be (k nodes drawn from
-//! each bucket's range of the keyspace, verified, with their round trips), instead of a
-//! million joins one after another. The population at the start is the steady state of the
+//! global view of the ids as a table that has run for a while would be, instead of a million
+//! joins one after another: each node is told of `heard_per_bucket` nodes drawn from each
+//! bucket's range of the keyspace, as if each had answered it with its round trip, and its
+//! own table rules decide which it keeps (the first k that fit, or the fastest with
+//! round-trip replacement). The population at the start is the steady state of the
 //! churn: each node has already been up for part of a length-biased session.
 
 use std::cmp::Reverse;
@@ -68,6 +70,10 @@ pub struct LiveConfig {
     /// Check one `nodes` reply in this many for unreachable contacts (see
     /// [`SimConfig::sample_contacts`]).
     pub sample_contacts: u32,
+    /// Nodes of each bucket's range a node has verified when the network starts (its table
+    /// keeps k of them, by its own rules). A node that has run for a while has heard from
+    /// many more nodes of its far buckets than fit in them.
+    pub heard_per_bucket: usize,
     /// Slots of each node's per-destination send limiter (8 bytes each; the node default is
     /// 1,024, sized for a busy public node: a simulated node of a million sends to few
     /// destinations at once, and the limiter's memory is most of an idle node's).
@@ -96,6 +102,7 @@ impl Default for LiveConfig {
             libtorrent_share: 0.6,
             routers: 3,
             sample_contacts: 50,
+            heard_per_bucket: 32,
             limiter_slots: 128,
             node: Config::default(),
         }
@@ -322,24 +329,36 @@ impl Live {
     /// Fills every node's routing table from the global view of ids.
     fn fill_tables(&mut self, progress: &mut impl FnMut(&str)) {
         let n = self.kinds.len();
-        let mut ids: Vec<(Id, u32)> = (0..n).map(|i| (self.sim.node(i).id(), i as u32)).collect();
-        ids.sort_unstable_by_key(|e| e.0);
+        // Everything a table is filled from, sorted by id, one cache line per node (reading
+        // the nodes themselves would be a cache miss per candidate).
+        let mut ids: Vec<Known> = (0..n)
+            .map(|i| {
+                let addr = self.sim.addr(i);
+                Known {
+                    id: self.sim.node(i).id(),
+                    idx: i as u32,
+                    z: self.sim.link_z(&addr),
+                    addr,
+                }
+            })
+            .collect();
+        ids.sort_unstable_by_key(|e| e.id);
+        let mut me_of = vec![0u32; n];
+        for (pos, e) in ids.iter().enumerate() {
+            me_of[e.idx as usize] = pos as u32;
+        }
         let k = self.cfg.node.table.k;
-        let mut picks: Vec<u32> = Vec::new();
+        let heard = self.cfg.heard_per_bucket.max(k);
+        let mut picks: Vec<Known> = Vec::new();
         let mut entries = Vec::new();
         for i in 0..n {
-            let own = self.sim.node(i).id();
+            let me = ids[me_of[i] as usize];
             picks.clear();
-            oracle_picks(&ids, &own, k, &mut self.rng, &mut picks);
+            oracle_picks(&ids, &me.id, k, heard, &mut self.rng, &mut picks);
             entries.clear();
-            let me = self.sim.addr(i);
-            for &j in &picks {
-                let a = self.sim.addr(j as usize);
-                entries.push((
-                    self.sim.node(j as usize).id(),
-                    a,
-                    Some(self.sim.rtt(&me, &a)),
-                ));
+            for p in &picks {
+                let rtt = self.sim.rtt_given(&me.addr, me.z, &p.addr, p.z);
+                entries.push((p.id, p.addr, Some(rtt)));
             }
             self.sim
                 .with_node(i, |node, now| node.import_verified(now, &entries));
@@ -419,6 +438,16 @@ impl Live {
     }
 }
 
+/// A node as the table filling sees it.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    id: Id,
+    idx: u32,
+    /// Its link's draw ([`Sim::link_z`]).
+    z: f64,
+    addr: SocketAddr,
+}
+
 /// 127.a.b.c from a 24-bit counter.
 fn ip_of(n: u32) -> Ipv4Addr {
     Ipv4Addr::new(127, (n >> 16) as u8, (n >> 8) as u8, n as u8)
@@ -429,35 +458,48 @@ fn bit(id: &Id, bit: usize) -> bool {
     id.0[bit / 8] & (0x80 >> (bit % 8)) != 0
 }
 
-/// What a settled table around `own` holds: for each bucket depth, up to `k` nodes drawn at
-/// random from the ids sharing exactly that many leading bits with `own`, and every node
-/// of the deepest range once at most `k` are left. `ids` is sorted by id.
-fn oracle_picks(ids: &[(Id, u32)], own: &Id, k: usize, rng: &mut SmallRng, out: &mut Vec<u32>) {
+/// What a settled node around `own` has heard from: for each bucket depth, up to `heard`
+/// nodes drawn at random from the ids sharing exactly that many leading bits with `own`, and
+/// every node of the deepest range once at most `k` are left. `ids` is sorted by id.
+fn oracle_picks(
+    ids: &[Known],
+    own: &Id,
+    k: usize,
+    heard: usize,
+    rng: &mut SmallRng,
+    out: &mut Vec<Known>,
+) {
     let (mut lo, mut hi) = (0usize, ids.len());
     for depth in 0..160 {
         // Within ids[lo..hi] every id shares `depth` bits with ours; split on the next bit.
-        let mid = lo + ids[lo..hi].partition_point(|e| !bit(&e.0, depth));
+        let mid = lo + ids[lo..hi].partition_point(|e| !bit(&e.id, depth));
         let (same, other) = if bit(own, depth) {
             ((mid, hi), (lo, mid))
         } else {
             ((lo, mid), (mid, hi))
         };
         let span = other.1 - other.0;
-        if span <= k {
-            out.extend(ids[other.0..other.1].iter().map(|e| e.1));
-        } else {
-            // k distinct draws (k is small next to span: rejection is cheap).
+        if span <= heard {
+            // All of them, in random order (the order they answered in).
             let start = out.len();
-            while out.len() - start < k {
-                let j = ids[other.0 + rng.random_range(0..span)].1;
-                if !out[start..].contains(&j) {
-                    out.push(j);
+            out.extend_from_slice(&ids[other.0..other.1]);
+            for j in (start + 1..out.len()).rev() {
+                let r = start + rng.random_range(0..=j - start);
+                out.swap(j, r);
+            }
+        } else {
+            // `heard` distinct draws (rejection is cheap while `heard` is small next to span).
+            let start = out.len();
+            while out.len() - start < heard {
+                let e = ids[other.0 + rng.random_range(0..span)];
+                if !out[start..].iter().any(|o| o.idx == e.idx) {
+                    out.push(e);
                 }
             }
         }
         (lo, hi) = same;
         if hi - lo <= k + 1 {
-            out.extend(ids[lo..hi].iter().filter(|e| e.0 != *own).map(|e| e.1));
+            out.extend(ids[lo..hi].iter().filter(|e| e.id != *own));
             return;
         }
     }
@@ -503,27 +545,34 @@ mod tests {
     #[test]
     fn oracle_fills_buckets_from_their_ranges() {
         let mut rng = SmallRng::seed_from_u64(4);
-        let mut ids: Vec<(Id, u32)> = (0..5000).map(|i| (Id::random(&mut rng), i)).collect();
-        ids.sort_unstable_by_key(|e| e.0);
-        let own = ids[1234].0;
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let mut ids: Vec<Known> = (0..5000)
+            .map(|idx| Known {
+                id: Id::random(&mut rng),
+                idx,
+                z: 0.0,
+                addr,
+            })
+            .collect();
+        ids.sort_unstable_by_key(|e| e.id);
+        let own = ids[1234].id;
         let mut out = Vec::new();
-        oracle_picks(&ids, &own, 8, &mut rng, &mut out);
-        let by_idx = |j: u32| ids.iter().find(|e| e.1 == j).unwrap().0;
+        oracle_picks(&ids, &own, 8, 8, &mut rng, &mut out);
         let mut per_depth = [0usize; 161];
-        for &j in &out {
-            per_depth[own.common_prefix(&by_idx(j)).min(160)] += 1;
+        for e in &out {
+            per_depth[own.common_prefix(&e.id).min(160)] += 1;
         }
         // log2(5000/8) ≈ 9 full buckets, then the few nodes closest to us.
         for (d, &c) in per_depth.iter().enumerate().take(8) {
             assert_eq!(c, 8, "bucket {d}");
         }
-        assert!(!out.contains(&ids[1234].1), "never ourselves");
-        let closest = crate::true_closest(ids.iter().map(|e| e.0).filter(|i| *i != own), &own, 8);
+        assert!(
+            !out.iter().any(|e| e.idx == ids[1234].idx),
+            "never ourselves"
+        );
+        let closest = crate::true_closest(ids.iter().map(|e| e.id).filter(|i| *i != own), &own, 8);
         for c in closest {
-            assert!(
-                out.iter().any(|&j| by_idx(j) == c),
-                "the 8 closest are all known"
-            );
+            assert!(out.iter().any(|e| e.id == c), "the 8 closest are all known");
         }
     }
 }

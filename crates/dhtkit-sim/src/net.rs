@@ -58,6 +58,9 @@ pub struct SimConfig {
     pub nat_timeout: Duration,
 }
 
+/// Seed salt of the log-normal round trips' draws.
+const LINK_SEED: u64 = 0x0dd5_1ab1_e5ee_d001;
+
 /// Round trips from a log-normal distribution: each pair of nodes gets a fixed round trip
 /// with the given median and 90th percentile. Half of its logarithm's variance comes from
 /// the two nodes (each node's own access link: some nodes are fast to everyone) and half from
@@ -454,10 +457,29 @@ impl Sim {
         self.link_base(a, b) * 2
     }
 
+    /// The log-normal model's draw for `a`'s own access link (0 without that model).
+    pub fn link_z(&self, a: &SocketAddr) -> f64 {
+        if self.cfg.lognormal.is_none() {
+            return 0.0;
+        }
+        normal(hash_addrs(self.cfg.seed ^ LINK_SEED, a, None))
+    }
+
+    /// [`Sim::rtt`] given both nodes' [`Sim::link_z`] (for callers that compute many round
+    /// trips from one node: the same value, without recomputing the nodes' draws).
+    pub fn rtt_given(&self, a: &SocketAddr, za: f64, b: &SocketAddr, zb: f64) -> Duration {
+        let Some(ln) = self.cfg.lognormal else {
+            return self.rtt(a, b);
+        };
+        let (x, y) = if a < b { (a, b) } else { (b, a) };
+        let zp = normal(hash_addrs(self.cfg.seed ^ LINK_SEED, x, Some(y)));
+        (ln.rtt(za, zb, zp) / 2) * 2
+    }
+
     fn link_base(&self, a: &SocketAddr, b: &SocketAddr) -> Duration {
         if let Some(ln) = self.cfg.lognormal {
             let (x, y) = if a < b { (a, b) } else { (b, a) };
-            let seed = self.cfg.seed ^ 0x0dd5_1ab1_e5ee_d001;
+            let seed = self.cfg.seed ^ LINK_SEED;
             let za = normal(hash_addrs(seed, x, None));
             let zb = normal(hash_addrs(seed, y, None));
             let zp = normal(hash_addrs(seed, x, Some(y)));
