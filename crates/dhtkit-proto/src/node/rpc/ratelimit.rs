@@ -365,6 +365,10 @@ impl InboundLimiter {
             let over = e.last_over != 0 && now_ms.wrapping_sub(e.last_over) < SUSPECT_MS;
             banned || over || !full
         });
+        if self.map.len() * 4 < self.map.capacity() {
+            // A burst of new IPs grew the table: give the room back once they are forgotten.
+            self.map.shrink_to_fit();
+        }
     }
 }
 

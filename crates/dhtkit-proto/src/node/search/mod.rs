@@ -136,7 +136,7 @@ impl Search {
         r: &Response<'_>,
     ) {
         if p.purpose == Purpose::Verify {
-            self.verifying.remove(&p.addr);
+            self.verified(&p.addr);
         }
         if r.id == self.own {
             // We asked ourselves (others still list us under an id we had before BEP 42
@@ -187,7 +187,7 @@ impl Search {
     pub(crate) fn on_error(&mut self, ctx: &mut Ctx<'_>, p: &Pending, code: i64) {
         match p.purpose {
             Purpose::Verify => {
-                self.verifying.remove(&p.addr);
+                self.verified(&p.addr);
             }
             Purpose::Lookup(lid) => self.lookup_failed(ctx, lid, p, Some(code)),
             Purpose::Request(_) => {}
@@ -206,7 +206,7 @@ impl Search {
     /// One of our queries timed out for good.
     pub(crate) fn on_timeout(&mut self, ctx: &mut Ctx<'_>, p: &Pending) {
         if p.purpose == Purpose::Verify {
-            self.verifying.remove(&p.addr);
+            self.verified(&p.addr);
         }
         if let Some(id) = p.node_id {
             self.fail_node(ctx, &id, &p.addr);
@@ -243,6 +243,14 @@ impl Search {
             // (A cached node can be promoted without answering again: with BEP 42 enforced,
             // only one whose id matches its address may wait.)
             self.table.heard_about(ctx.now, id, addr);
+        }
+    }
+
+    /// A check of `addr` ended; with none left, the set's room is given back.
+    fn verified(&mut self, addr: &SocketAddr) {
+        self.verifying.remove(addr);
+        if self.verifying.is_empty() && self.verifying.capacity() > 0 {
+            self.verifying = Default::default();
         }
     }
 
