@@ -13,6 +13,7 @@
 
 pub mod live;
 mod net;
+pub mod scenario;
 
 pub use live::{Live, LiveConfig};
 pub use net::{Behaviour, Latency, LogNormalRtt, Sim, SimConfig, SimStats};

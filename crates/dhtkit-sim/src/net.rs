@@ -185,6 +185,9 @@ struct SimNode {
     gen: u32,
     behaviour: Behaviour,
     deadline: Option<Instant>,
+    /// The time of the node's earliest entry in the timer queue (entries at other times are
+    /// stale and skipped): a deadline that moves later needs no new entry.
+    queued: Option<Instant>,
     events: Vec<Event>,
     /// When each of `events` was recorded (same length).
     event_times: Vec<Instant>,
@@ -201,7 +204,13 @@ pub struct Sim {
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     seq: u64,
     stats: SimStats,
+    /// Datagram buffers to reuse (a network of a million nodes moves hundreds of thousands
+    /// of datagrams per virtual second).
+    spare: Vec<Vec<u8>>,
 }
+
+/// Most datagram buffers kept for reuse.
+const SPARE_BUFFERS: usize = 4096;
 
 impl Sim {
     /// An empty network at virtual time zero.
@@ -216,6 +225,7 @@ impl Sim {
             timers: BinaryHeap::new(),
             seq: 0,
             stats: SimStats::default(),
+            spare: Vec::new(),
         }
     }
 
@@ -312,6 +322,7 @@ impl Sim {
             gen: 0,
             behaviour: Behaviour::Honest,
             deadline: None,
+            queued: None,
             events: Vec::new(),
             event_times: Vec::new(),
         });
@@ -347,6 +358,7 @@ impl Sim {
         sn.gen = sn.gen.wrapping_add(1);
         sn.behaviour = Behaviour::Honest;
         sn.deadline = None;
+        sn.queued = None;
         sn.events = Vec::new();
         sn.event_times = Vec::new();
         self.flush(i);
@@ -424,10 +436,8 @@ impl Sim {
     /// Node `i` comes back with the state it had when it left (its timers resume at once).
     pub fn revive(&mut self, i: usize) {
         self.nodes[i].alive = true;
+        self.nodes[i].queued = None;
         self.flush(i);
-        if let Some(d) = self.nodes[i].deadline {
-            self.timers.push(Reverse((d.max(self.now), i)));
-        }
     }
 
     /// Makes node `i` behave as `b` from now on.
@@ -507,7 +517,10 @@ impl Sim {
             let Some(t) = sn.node.poll_transmit() else {
                 break;
             };
-            let (dest, mut data) = (t.dest, t.payload.to_vec());
+            let dest = t.dest;
+            let mut data = self.spare.pop().unwrap_or_default();
+            data.clear();
+            data.extend_from_slice(t.payload);
             if let Some(m) = &mut sn.nat {
                 m.opened(nat_key(&dest), now);
             }
@@ -566,22 +579,43 @@ impl Sim {
                 sn.event_times.push(now);
             }
         }
-        let d = sn.node.poll_timeout();
-        if d != sn.deadline {
-            sn.deadline = d;
-            if let Some(d) = d {
-                self.timers.push(Reverse((d.max(now), i)));
+        sn.deadline = sn.node.poll_timeout();
+        if let Some(d) = sn.deadline {
+            let at = d.max(now);
+            if sn.queued.is_none_or(|q| at < q) {
+                sn.queued = Some(at);
+                self.timers.push(Reverse((at, i)));
             }
+        }
+    }
+
+    fn recycle(&mut self, data: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(data);
         }
     }
 
     fn next_timer(&mut self) -> Option<Instant> {
         while let Some(&Reverse((t, i))) = self.timers.peek() {
-            let sn = &self.nodes[i];
-            if sn.alive && sn.deadline.map(|d| d.max(t)) == Some(t) {
-                return Some(t);
+            let sn = &mut self.nodes[i];
+            if sn.queued != Some(t) {
+                // Superseded by an earlier entry.
+                self.timers.pop();
+                continue;
             }
-            self.timers.pop();
+            match sn.deadline {
+                Some(d) if sn.alive && d <= t => return Some(t),
+                Some(d) if sn.alive => {
+                    // The deadline moved later: one entry there.
+                    self.timers.pop();
+                    sn.queued = Some(d);
+                    self.timers.push(Reverse((d, i)));
+                }
+                _ => {
+                    self.timers.pop();
+                    sn.queued = None;
+                }
+            }
         }
         None
     }
@@ -606,12 +640,14 @@ impl Sim {
             let dest = &self.nodes[p.to];
             if !dest.alive || dest.gen != p.gen {
                 self.stats.undeliverable += 1;
+                self.recycle(p.data);
                 return true;
             }
             let timeout = self.cfg.nat_timeout;
             if let Some(m) = &dest.nat {
                 if !m.allows(nat_key(&p.from), self.now, timeout) {
                     self.stats.nat_dropped += 1;
+                    self.recycle(p.data);
                     return true;
                 }
             }
@@ -625,6 +661,7 @@ impl Sim {
                 return true;
             }
             self.nodes[p.to].node.handle_datagram(now, p.from, &p.data);
+            self.recycle(p.data);
             self.flush(p.to);
         } else {
             let t = tmr.expect("some");
@@ -636,6 +673,7 @@ impl Sim {
             self.stats.wakeups += 1;
             let now = self.now;
             self.nodes[i].deadline = None;
+            self.nodes[i].queued = None;
             self.nodes[i].node.handle_timeout(now);
             self.flush(i);
         }

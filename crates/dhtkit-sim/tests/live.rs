@@ -147,3 +147,53 @@ fn announced_peers_are_found_on_the_live_model() {
     }
     assert!(found >= 19, "{found}/20 found");
 }
+
+/// Issue 16's targets at 100,000 nodes, `default` beside `stock`, measured in virtual time
+/// by the same scenario the `live` example runs (200 lookups: CI-sized; the example's
+/// default of 10 virtual minutes under churn). Deterministic: the seed fixes every draw.
+#[test]
+fn a_hundred_thousand_nodes_meet_the_lookup_targets() {
+    use dhtkit_sim::scenario::{build_and_run, quantile};
+    let run = |node: dhtkit_proto::Config| {
+        let mut cfg = LiveConfig::default();
+        cfg.nodes = 100_000;
+        cfg.node = node;
+        let wall = std::time::Instant::now();
+        let r = build_and_run(cfg, 10, 200, |_| {});
+        eprintln!(
+            "{:.0} s of wall time: found {}/{}, first peer p50 {:?} p95 {:?}, done p50 {:?}, \
+             {:.1} msgs, size estimate {:?}",
+            wall.elapsed().as_secs_f64(),
+            r.found,
+            r.lookups,
+            quantile(&r.first_peer_ms, 0.5),
+            quantile(&r.first_peer_ms, 0.95),
+            quantile(&r.done_ms, 0.5),
+            r.msgs_per_lookup,
+            r.size_estimate
+        );
+        r
+    };
+    let d = run(dhtkit_proto::Config::default());
+    assert!(
+        d.found * 100 >= d.lookups * 99,
+        "found {}/{}",
+        d.found,
+        d.lookups
+    );
+    let first = quantile(&d.first_peer_ms, 0.5).expect("found");
+    assert!(first <= 300.0, "first peer p50 {first} ms");
+    let p95 = quantile(&d.first_peer_ms, 0.95).expect("found");
+    assert!(p95 <= 1_500.0, "first peer p95 {p95} ms");
+    let done = quantile(&d.done_ms, 0.5).expect("finished");
+    assert!(done <= 800.0, "done p50 {done} ms");
+    let est = d.size_estimate.expect("an estimate") as f64;
+    let err = (est - d.nodes as f64).abs() / d.nodes as f64;
+    assert!(err <= 0.10, "size estimate {est} for {} nodes", d.nodes);
+    let s = run(dhtkit_proto::Config::stock());
+    let stock = quantile(&s.first_peer_ms, 0.5).expect("found");
+    assert!(
+        stock >= 2.0 * first,
+        "stock's first peer p50 {stock} ms against default's {first}"
+    );
+}
