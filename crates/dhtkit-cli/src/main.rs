@@ -226,6 +226,11 @@ struct NodeArgs {
     /// Print one JSON object per event on stdout.
     #[arg(long)]
     events: bool,
+    /// Print the node's status (the status line's figures and the DHT size estimate) as a
+    /// JSON object on stdout, `{"event":"status",...}`, 1 second after start and every 10
+    /// seconds (beside --events' lines, if given).
+    #[arg(long)]
+    json: bool,
     /// Seconds between state saves.
     #[arg(long, default_value_t = 300.0)]
     save_interval: f64,
@@ -495,7 +500,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
             if let Some(n) = a.max_nodes {
                 b = b.max_nodes(n);
             }
-            run_node::run(b, advertise, a.events, a.metrics.as_deref()).await
+            run_node::run(b, advertise, a.events, a.json, a.metrics.as_deref()).await
         }
         Command::Ping { addr, common } => {
             let addr = parse_addr(&addr)?;

@@ -13,6 +13,7 @@ pub(crate) async fn run(
     b: DhtBuilder,
     advertise: Vec<(Id, u16)>,
     print_events: bool,
+    json_status: bool,
     metrics: Option<&str>,
 ) -> Result<ExitCode, BadInput> {
     let dht = match b.build().await {
@@ -54,10 +55,21 @@ pub(crate) async fn run(
         std::io::stderr().is_terminal() && !(print_events && std::io::stdout().is_terminal());
     let mut status = Status::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks: u64 = 0;
     loop {
         tokio::select! {
             _ = stop.recv() => break,
-            _ = tick.tick() => status.update(&dht, status_line).await,
+            _ = tick.tick() => {
+                ticks += 1;
+                // With --json: the status as a JSON line 1 second in, then every 10 seconds.
+                let json = json_status && ticks % JSON_STATUS_EVERY == 2;
+                if let Some(v) = status.update(&dht, status_line).await.filter(|_| json) {
+                    let mut out = stdout.lock();
+                    if writeln!(out, "{v}").and_then(|_| out.flush()).is_err() {
+                        break;
+                    }
+                }
+            }
             ev = events.recv(), if print_events => {
                 let Some(ev) = ev else { break };
                 let mut out = stdout.lock();
@@ -88,12 +100,18 @@ struct Status {
     said_alone: bool,
 }
 
+/// Seconds between JSON status lines (`--json`).
+const JSON_STATUS_EVERY: u64 = 10;
+
 /// How long a node may have an empty routing table before it says so.
 const ALONE_AFTER: Duration = Duration::from_secs(20);
 
 impl Status {
-    async fn update(&mut self, dht: &Dht, line: bool) {
-        let Ok(s) = dht.stats().await else { return };
+    /// Refreshes the status line (when `line`); returns the status as JSON (`--json`).
+    async fn update(&mut self, dht: &Dht, line: bool) -> Option<serde_json::Value> {
+        let Ok(s) = dht.stats().await else {
+            return None;
+        };
         let now = Instant::now();
         let started = *self.started.get_or_insert(now);
         if s.nodes == 0 && !self.said_alone && now.duration_since(started) >= ALONE_AFTER {
@@ -122,8 +140,8 @@ impl Status {
             )
         });
         self.last = Some((now, qin, qout));
+        let (rin, rout) = rates.unwrap_or((0.0, 0.0));
         if line {
-            let (rin, rout) = rates.unwrap_or((0.0, 0.0));
             let size = s
                 .node
                 .dht_size_estimate
@@ -133,5 +151,15 @@ impl Status {
                 s.nodes, s.peers_stored, s.infohashes_stored, s.advertised
             );
         }
+        Some(json!({
+            "event": "status",
+            "nodes": s.nodes,
+            "queries_in_per_s": (rin * 10.0).round() / 10.0,
+            "queries_out_per_s": (rout * 10.0).round() / 10.0,
+            "peers_stored": s.peers_stored,
+            "infohashes_stored": s.infohashes_stored,
+            "advertised": s.advertised,
+            "dht_size_estimate": s.node.dht_size_estimate,
+        }))
     }
 }

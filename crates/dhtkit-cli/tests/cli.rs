@@ -264,6 +264,44 @@ fn node_events_are_json_lines() {
     assert!(saw_ping, "the ping query was reported");
 }
 
+#[test]
+fn node_json_prints_its_status_with_the_size_estimate() {
+    let (_a, mut out) = start_node(&[
+        "--json",
+        "--bind",
+        "127.42.5.1:16881",
+        "--bootstrap",
+        "127.42.6.1:16881",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut status = None;
+    let mut line = String::new();
+    while Instant::now() < deadline && status.is_none() {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line).expect("every line is JSON");
+        if v["event"] == "status" {
+            status = Some(v);
+        }
+    }
+    let v = status.expect("a status line within 20 seconds");
+    assert_eq!(v["nodes"], 0, "alone: {v}");
+    for key in [
+        "queries_in_per_s",
+        "queries_out_per_s",
+        "peers_stored",
+        "advertised",
+    ] {
+        assert!(v[key].is_number(), "{key} in {v}");
+    }
+    assert!(
+        v["dht_size_estimate"].is_null(),
+        "no lookup has ended yet: no estimate ({v})"
+    );
+}
+
 fn valid_state(path: &Path) -> bool {
     let text = std::fs::read_to_string(path).unwrap();
     let v: serde_json::Value =
