@@ -182,8 +182,10 @@ pub struct Node {
     decoder: Decoder,
     rpc: Rpc,
     responder: Responder,
-    v4: Option<Search>,
-    v6: Option<Search>,
+    /// The family's search state, boxed: a single-stack node (most) carries no space for the
+    /// other.
+    v4: Option<Box<Search>>,
+    v6: Option<Box<Search>>,
     events: EventQueue,
     next_request: u64,
     timers: Timers,
@@ -234,8 +236,8 @@ impl Node {
         let id = cfg.id.unwrap_or_else(|| Id::random(&mut rng));
         let responder = Responder::new(&cfg, &mut rng);
         let rpc = Rpc::new(&cfg, id, &mut rng, now);
-        let v4 = cfg.ipv4.then(|| Search::new(false, id, &cfg, now));
-        let v6 = cfg.ipv6.then(|| Search::new(true, id, &cfg, now));
+        let v4 = cfg.ipv4.then(|| Box::new(Search::new(false, id, &cfg, now)));
+        let v6 = cfg.ipv6.then(|| Box::new(Search::new(true, id, &cfg, now)));
         Node {
             id,
             rng,
@@ -268,8 +270,8 @@ impl Node {
                 events: &mut self.events,
                 rng: &mut self.rng,
             },
-            v4: self.v4.as_mut(),
-            v6: self.v6.as_mut(),
+            v4: self.v4.as_deref_mut(),
+            v6: self.v6.as_deref_mut(),
         }
     }
 
@@ -285,8 +287,8 @@ impl Node {
 
     fn primary(&self) -> &Search {
         self.v4
-            .as_ref()
-            .or(self.v6.as_ref())
+            .as_deref()
+            .or(self.v6.as_deref())
             .expect("a node has at least one address family")
     }
 
@@ -299,13 +301,13 @@ impl Node {
     pub fn routing_tables(&self) -> impl Iterator<Item = &RoutingTable> {
         [&self.v4, &self.v6]
             .into_iter()
-            .filter_map(|s| s.as_ref().map(Search::table))
+            .filter_map(|s| s.as_deref().map(Search::table))
     }
 
     /// The routing table of one family, if the node has it.
     pub fn routing_table_for(&self, v6: bool) -> Option<&RoutingTable> {
         if v6 { &self.v6 } else { &self.v4 }
-            .as_ref()
+            .as_deref()
             .map(Search::table)
     }
 
@@ -348,7 +350,7 @@ impl Node {
     }
 
     fn searches(&self) -> impl Iterator<Item = &Search> {
-        self.v4.iter().chain(self.v6.iter())
+        self.v4.as_deref().into_iter().chain(self.v6.as_deref())
     }
 
     /// Transactions awaiting a reply.
@@ -436,7 +438,7 @@ impl Node {
         self.id = id;
         self.rpc.set_id(id);
         let cfg = &self.cfg;
-        for s in [self.v4.as_mut(), self.v6.as_mut()].into_iter().flatten() {
+        for s in [self.v4.as_deref_mut(), self.v6.as_deref_mut()].into_iter().flatten() {
             s.set_own(id, cfg, now);
         }
         self.events.push(Event::IdChanged { id });
@@ -463,8 +465,8 @@ impl Node {
                 return;
             }
             let tables = Tables {
-                v4: self.v4.as_ref().map(Search::table),
-                v6: self.v6.as_ref().map(Search::table),
+                v4: self.v4.as_deref().map(Search::table),
+                v6: self.v6.as_deref().map(Search::table),
             };
             self.responder
                 .answer(now, from, msg, q, tables, &mut self.rpc)
