@@ -28,6 +28,9 @@ pub struct Config {
     /// Peer store bounds; `None` stores nothing (get_peers is still answered with nodes and a
     /// token, as a crawler that keeps no peers should).
     pub store: Option<StoreConfig>,
+    /// BEP 51 (`sample_infohashes`); `None` answers it as a BEP 5-only node does, like a
+    /// `find_node` for its target, without samples.
+    pub samples: Option<SampleConfig>,
     /// BEP 44 item store bounds; `None` stores no items (`get` is still answered with nodes
     /// and a token, and `put` is acknowledged but not kept).
     pub items: Option<crate::items::ItemConfig>,
@@ -169,6 +172,7 @@ impl Default for Config {
             ipv6: false,
             table: TableConfig::default(),
             store: Some(StoreConfig::default()),
+            samples: Some(SampleConfig::default()),
             items: Some(crate::items::ItemConfig::default()),
             item_refresh: Duration::from_secs(60 * 60),
             secure_id: true,
@@ -239,6 +243,40 @@ impl Config {
                 ..TableConfig::default()
             },
             ..Config::default()
+        }
+    }
+}
+
+/// How a node answers BEP 51's `sample_infohashes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SampleConfig {
+    /// Most infohashes in one sample (at most 50; default 20, as libtorrent).
+    pub max_samples: usize,
+    /// The `interval` advertised: how long a crawler should wait before asking again
+    /// (default 6 hours, as libtorrent).
+    pub interval: std::time::Duration,
+    /// Give the same sample until it is `interval` old, as libtorrent does; off (the
+    /// default), each answer samples the most recently announced infohashes afresh.
+    pub hold: bool,
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        SampleConfig {
+            max_samples: 20,
+            interval: std::time::Duration::from_secs(6 * 60 * 60),
+            hold: false,
+        }
+    }
+}
+
+impl SampleConfig {
+    /// libtorrent's behaviour: 20 samples, held for 6 hours.
+    pub fn libtorrent() -> SampleConfig {
+        SampleConfig {
+            hold: true,
+            ..SampleConfig::default()
         }
     }
 }

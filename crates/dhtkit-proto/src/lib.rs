@@ -76,7 +76,7 @@ mod time;
 pub mod token;
 mod util;
 
-pub use config::{Config, StoreConfig};
+pub use config::{Config, SampleConfig, StoreConfig};
 pub use event::{
     Answer, Event, LookupId, LookupKind, LookupResult, Reply, RequestId, RequestOutcome,
     ScrapeEstimate,

@@ -63,7 +63,8 @@ pub struct LiveConfig {
     pub sybil_ids_per_ip: usize,
     /// Share of nodes that lie ([`Behaviour::Liar`]).
     pub liar_share: f64,
-    /// Share of nodes with libtorrent's small peer store (2,000 infohashes).
+    /// Share of nodes that behave like libtorrent (a store of 2,000 infohashes, 20 BEP 51
+    /// samples held for 6 hours); the other ordinary nodes are BEP 5 only.
     pub libtorrent_share: f64,
     /// Router nodes: never leave, never behind NAT; arrivals bootstrap through them.
     pub routers: usize,
@@ -115,9 +116,11 @@ impl Default for LiveConfig {
 pub enum Kind {
     /// A bootstrap router: never leaves.
     Router,
-    /// An ordinary node with the default peer store.
+    /// An ordinary BEP 5-only node with the default peer store: it answers
+    /// `sample_infohashes` like a `find_node`, without samples.
     Plain,
-    /// A node with libtorrent's small peer store.
+    /// A node that behaves like libtorrent: a store of at most 2,000 infohashes, and BEP 51
+    /// samples of at most 20 held for 6 hours.
     Libtorrent,
     /// One of many ids on one IP; stores nothing.
     Sybil,
@@ -256,13 +259,18 @@ impl Live {
         c.seed = 0;
         c.rate_limiter_slots = self.cfg.limiter_slots;
         match kind {
-            Kind::Sybil => c.store = None,
+            Kind::Sybil => {
+                c.store = None;
+                c.samples = None;
+            }
             Kind::Libtorrent => {
                 if let Some(s) = c.store.as_mut() {
                     s.max_infohashes = 2_000;
                 }
+                c.samples = Some(dhtkit_proto::SampleConfig::libtorrent());
             }
-            Kind::Router | Kind::Plain => {}
+            Kind::Plain => c.samples = None,
+            Kind::Router => {}
         }
         c
     }

@@ -58,6 +58,19 @@ fn a_settled_network_has_nat_sybils_kinds_and_half_its_contacts_unreachable() {
     assert_eq!(count(Kind::Sybil), 90, "3% Sybils");
     let lt = count(Kind::Libtorrent) as f64 / (n - 93) as f64;
     assert!((lt - 0.6).abs() < 0.04, "libtorrent share {lt}");
+    // libtorrent-like nodes answer BEP 51 as libtorrent does; the others are BEP 5 only.
+    for i in 0..n {
+        let c = live.sim.node(i).config();
+        match live.kind(i) {
+            Kind::Libtorrent => {
+                assert_eq!(c.samples, Some(dhtkit_proto::SampleConfig::libtorrent()));
+                assert_eq!(c.store.map(|s| s.max_infohashes), Some(2_000));
+            }
+            Kind::Plain | Kind::Sybil => assert_eq!(c.samples, None, "node {i}"),
+            Kind::Router => {}
+            _ => unreachable!(),
+        }
+    }
     let sybil_ips: HashSet<_> = (0..n)
         .filter(|&i| live.kind(i) == Kind::Sybil)
         .map(|i| live.sim.addr(i).ip())

@@ -179,7 +179,10 @@ impl Node {
     /// lookups wait until they arrive and the bootstrap through them ends, or until
     /// [`Node::bootstrap_sources_done`].
     pub fn expect_bootstrap(&mut self) {
-        for s in [self.v4.as_deref_mut(), self.v6.as_deref_mut()].into_iter().flatten() {
+        for s in [self.v4.as_deref_mut(), self.v6.as_deref_mut()]
+            .into_iter()
+            .flatten()
+        {
             s.expect_bootstrap();
         }
     }
@@ -219,7 +222,10 @@ impl Node {
     /// Stops advertising `info_hash`; false if it was not advertised.
     pub fn stop_advertising(&mut self, info_hash: &Id) -> bool {
         let mut any = false;
-        for s in [self.v4.as_deref_mut(), self.v6.as_deref_mut()].into_iter().flatten() {
+        for s in [self.v4.as_deref_mut(), self.v6.as_deref_mut()]
+            .into_iter()
+            .flatten()
+        {
             any |= s.stop_advertising(info_hash);
         }
         any
@@ -238,7 +244,10 @@ impl Node {
     /// Stops keeping the item under `target` alive; false if it was not kept.
     pub fn stop_keeping(&mut self, target: &Id) -> bool {
         let mut any = false;
-        for s in [self.v4.as_deref_mut(), self.v6.as_deref_mut()].into_iter().flatten() {
+        for s in [self.v4.as_deref_mut(), self.v6.as_deref_mut()]
+            .into_iter()
+            .flatten()
+        {
             any |= s.stop_keeping(target);
         }
         any

@@ -236,7 +236,9 @@ impl Node {
         let id = cfg.id.unwrap_or_else(|| Id::random(&mut rng));
         let responder = Responder::new(&cfg, &mut rng);
         let rpc = Rpc::new(&cfg, id, &mut rng, now);
-        let v4 = cfg.ipv4.then(|| Box::new(Search::new(false, id, &cfg, now)));
+        let v4 = cfg
+            .ipv4
+            .then(|| Box::new(Search::new(false, id, &cfg, now)));
         let v6 = cfg.ipv6.then(|| Box::new(Search::new(true, id, &cfg, now)));
         Node {
             id,
@@ -438,7 +440,10 @@ impl Node {
         self.id = id;
         self.rpc.set_id(id);
         let cfg = &self.cfg;
-        for s in [self.v4.as_deref_mut(), self.v6.as_deref_mut()].into_iter().flatten() {
+        for s in [self.v4.as_deref_mut(), self.v6.as_deref_mut()]
+            .into_iter()
+            .flatten()
+        {
             s.set_own(id, cfg, now);
         }
         self.events.push(Event::IdChanged { id });

@@ -20,10 +20,9 @@ use crate::store::PeerStore;
 use crate::token::{Tokens, TOKEN_LEN};
 use crate::{Config, Id, Instant};
 
-/// Most infohashes in one BEP 51 sample (20 bytes each; keeps the reply in one small datagram).
-const MAX_SAMPLES: usize = 20;
-/// BEP 51 `interval` we advertise, in seconds.
-const SAMPLE_INTERVAL: i64 = 6 * 60 * 60;
+/// Most infohashes in one BEP 51 sample whatever the configuration (20 bytes each; 50 keep the
+/// reply in one datagram of about 1.1 KB).
+const MAX_SAMPLES: usize = 50;
 
 /// The routing tables a reply draws nodes from, one per address family the node has.
 #[derive(Clone, Copy)]
@@ -60,6 +59,10 @@ pub(crate) struct Responder {
     nodes6: Vec<u8>,
     values: Vec<u8>,
     samples: Vec<u8>,
+    /// BEP 51 settings; `None`: BEP 5 only.
+    sample_cfg: Option<crate::config::SampleConfig>,
+    /// With `hold`: the sample given until it is `interval` old, and when it was drawn.
+    held: Option<(Instant, Vec<u8>, i64)>,
 }
 
 impl Responder {
@@ -75,6 +78,8 @@ impl Responder {
             nodes6: Vec::new(),
             values: Vec::new(),
             samples: Vec::new(),
+            sample_cfg: cfg.samples,
+            held: None,
         }
     }
 
@@ -138,7 +143,7 @@ impl Responder {
                     return Answer::Error { code: ERR_PROTOCOL };
                 }
             }
-            Method::SampleInfohashes { target } => self.sample_infohashes(&mut d, *target),
+            Method::SampleInfohashes { target } => self.sample_infohashes(now, &mut d, *target),
             Method::Get { target, seq } => self.get(&mut d, from, *target, *seq),
             Method::Put {
                 token,
@@ -254,14 +259,35 @@ impl Responder {
         }
     }
 
-    fn sample_infohashes(&mut self, d: &mut Draft, target: Id) {
+    fn sample_infohashes(&mut self, now: Instant, d: &mut Draft, target: Id) {
         d.near = Some(target);
+        // BEP 5 only: answered as an unknown method that names a target (like find_node).
+        let Some(cfg) = self.sample_cfg else { return };
         d.num = Some(0);
-        if let Some(store) = &self.store {
-            d.num = Some(store.infohashes() as i64);
-            for ih in store.sample(MAX_SAMPLES) {
-                self.samples.extend_from_slice(&ih.0);
+        let Some(store) = &self.store else { return };
+        let max = cfg.max_samples.min(MAX_SAMPLES);
+        if cfg.hold {
+            // As libtorrent: one sample, drawn again once it is `interval` old.
+            let stale = self
+                .held
+                .as_ref()
+                .is_none_or(|(at, _, _)| now.saturating_since(*at) >= cfg.interval);
+            if stale {
+                let mut buf = self.held.take().map(|h| h.1).unwrap_or_default();
+                buf.clear();
+                for ih in store.sample(max) {
+                    buf.extend_from_slice(&ih.0);
+                }
+                self.held = Some((now, buf, store.infohashes() as i64));
             }
+            let (_, buf, num) = self.held.as_ref().expect("drawn");
+            d.num = Some(*num);
+            self.samples.extend_from_slice(buf);
+            return;
+        }
+        d.num = Some(store.infohashes() as i64);
+        for ih in store.sample(max) {
+            self.samples.extend_from_slice(&ih.0);
         }
     }
 
@@ -323,7 +349,10 @@ impl Responder {
                 bytes: &self.values,
                 stride,
             }),
-            interval: d.num.map(|_| SAMPLE_INTERVAL),
+            interval: d
+                .num
+                .and(self.sample_cfg)
+                .map(|c| c.interval.as_secs().min(i64::MAX as u64) as i64),
             num: d.num,
             samples: d.num.map(|_| &self.samples[..]),
             ..Response::default()
@@ -388,13 +417,19 @@ mod tests {
         rpc: Rpc,
         v4: RoutingTable,
         v6: RoutingTable,
+        now: Instant,
     }
 
     fn fixture() -> Fixture {
-        let cfg = Config {
+        fixture_with(|_| {})
+    }
+
+    fn fixture_with(adjust: impl FnOnce(&mut Config)) -> Fixture {
+        let mut cfg = Config {
             allow_local_addrs: true,
             ..Config::default()
         };
+        adjust(&mut cfg);
         let mut rng = SmallRng::seed_from_u64(5);
         let own = Id([0; 20]);
         let now = Instant::ZERO;
@@ -410,6 +445,7 @@ mod tests {
             rpc: Rpc::new(&cfg, own, &mut rng, now),
             v4,
             v6,
+            now,
         }
     }
 
@@ -426,7 +462,7 @@ mod tests {
             };
             let a = self
                 .responder
-                .answer(Instant::ZERO, from, &msg, q, tables, &mut self.rpc);
+                .answer(self.now, from, &msg, q, tables, &mut self.rpc);
             let (to, bytes) = self.rpc.poll_transmit().expect("a reply");
             assert_eq!(to, from);
             let OwnedValue::Dict(top) = OwnedValue::decode(bytes).unwrap() else {
@@ -498,6 +534,55 @@ mod tests {
         assert_eq!(field(&r, "num"), Some(&OwnedValue::Int(1)));
         assert_eq!(bytes(field(&r, "samples")), b"mnopqrstuvwxyz123456");
         assert!(field(&r, "interval").is_some());
+    }
+
+    /// Announces `ih` (a printable 20-byte name) from `from`, with the token it is given.
+    fn announce_as(f: &mut Fixture, from: &str, ih: &[u8; 20]) {
+        let mut get = b"d1:ad2:id20:abcdefghij01234567899:info_hash20:".to_vec();
+        get.extend_from_slice(ih);
+        get.extend_from_slice(b"e1:q9:get_peers1:t2:aa1:y1:qe");
+        let (_, r) = f.ask(from, &get);
+        let token = bytes(field(&r, "token"));
+        let mut m = b"d1:ad2:id20:abcdefghij01234567899:info_hash20:".to_vec();
+        m.extend_from_slice(ih);
+        m.extend_from_slice(b"4:porti7000e5:token");
+        m.extend_from_slice(format!("{}:", token.len()).as_bytes());
+        m.extend_from_slice(&token);
+        m.extend_from_slice(b"e1:q13:announce_peer1:t2:aa1:y1:qe");
+        assert_eq!(f.ask(from, &m).0, Answer::Response);
+    }
+
+    const SAMPLE_Q: &[u8] = b"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz123456e1:q17:sample_infohashes1:t2:aa1:y1:qe";
+
+    #[test]
+    fn a_bep5_only_node_answers_sample_infohashes_with_nodes_only() {
+        let mut f = fixture_with(|c| c.samples = None);
+        announce_as(&mut f, "127.9.0.1:1000", b"aaaaaaaaaaaaaaaaaaaa");
+        let (a, r) = f.ask("127.9.0.3:1000", SAMPLE_Q);
+        assert_eq!(a, Answer::Response);
+        assert!(field(&r, "nodes").is_some(), "nodes near the target: {r:?}");
+        for k in ["samples", "num", "interval"] {
+            assert!(field(&r, k).is_none(), "no {k}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn a_libtorrent_like_node_holds_its_sample_for_the_interval() {
+        let mut f = fixture_with(|c| c.samples = Some(crate::SampleConfig::libtorrent()));
+        announce_as(&mut f, "127.9.0.1:1000", b"aaaaaaaaaaaaaaaaaaaa");
+        let (_, r) = f.ask("127.9.0.3:1000", SAMPLE_Q);
+        assert_eq!(bytes(field(&r, "samples")), b"aaaaaaaaaaaaaaaaaaaa");
+        assert_eq!(field(&r, "interval"), Some(&OwnedValue::Int(6 * 3600)));
+        // A new infohash an hour later: the same sample until six hours have passed.
+        f.now = f.now + std::time::Duration::from_secs(3600);
+        announce_as(&mut f, "127.9.0.2:1000", b"bbbbbbbbbbbbbbbbbbbb");
+        let (_, r) = f.ask("127.9.0.3:1000", SAMPLE_Q);
+        assert_eq!(bytes(field(&r, "samples")), b"aaaaaaaaaaaaaaaaaaaa");
+        assert_eq!(field(&r, "num"), Some(&OwnedValue::Int(1)));
+        f.now = f.now + std::time::Duration::from_secs(5 * 3600);
+        let (_, r) = f.ask("127.9.0.3:1000", SAMPLE_Q);
+        assert_eq!(bytes(field(&r, "samples")).len(), 40, "drawn again: both");
+        assert_eq!(field(&r, "num"), Some(&OwnedValue::Int(2)));
     }
 
     /// A query message for `method`, encoded as dhtkit sends it.
