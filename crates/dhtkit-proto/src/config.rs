@@ -256,8 +256,9 @@ pub struct SampleConfig {
     /// The `interval` advertised: how long a crawler should wait before asking again
     /// (default 6 hours, as libtorrent).
     pub interval: std::time::Duration,
-    /// Give the same sample until it is `interval` old, as libtorrent does; off (the
-    /// default), each answer samples the most recently announced infohashes afresh.
+    /// Give the same sample until it is `interval` old, as libtorrent does (a sample that
+    /// is not full yet is drawn again at every query); off (the default), each answer
+    /// samples the most recently announced infohashes afresh.
     pub hold: bool,
 }
 

@@ -64,8 +64,8 @@ pub struct TableConfig {
     /// The least round-trip difference that lets a newcomer replace a resident (so that
     /// sub-millisecond differences on a LAN never churn the table).
     pub rtt_replace_margin: Duration,
-    /// How long an address evicted for failing is refused when other nodes mention it (it
-    /// may still enter the table by answering us). Zero turns the quarantine off.
+    /// How long an address evicted for failing is refused when other nodes mention it and
+    /// skipped by lookups; an answer from it ends its quarantine. Zero turns it off.
     pub quarantine: Duration,
     /// Most addresses in quarantine at once (12 bytes each; the oldest leaves first).
     pub quarantine_slots: usize,
@@ -370,7 +370,7 @@ pub struct RoutingTable {
     due_after: Tick,
     due_interval: Duration,
     /// Where the stale-ping round is: (bucket, position).
-    cursor: (u8, u8),
+    cursor: (u8, u16),
 }
 
 impl RoutingTable {
@@ -560,6 +560,8 @@ impl RoutingTable {
         let a = Addr::new(&addr);
         let tick = Tick::at(now);
         let cfg = self.cfg;
+        // It answered: whatever failed at this address before, it is alive now.
+        self.unquarantine(&a);
         if let Some(e) = self.find_mut(&id) {
             if e.addr == a {
                 e.last_response = tick;
@@ -798,6 +800,13 @@ impl RoutingTable {
             .any(|&(x, t)| x == h && t.age(now) < self.cfg.quarantine)
     }
 
+    fn unquarantine(&mut self, addr: &Addr) {
+        if !self.quarantined.is_empty() {
+            let h = addr.hash();
+            self.quarantined.retain(|e| e.0 != h);
+        }
+    }
+
     fn quarantine(&mut self, now: Instant, addr: &SocketAddr) {
         let slots = self.cfg.quarantine_slots;
         if self.cfg.quarantine.is_zero() || slots == 0 {
@@ -992,7 +1001,7 @@ impl RoutingTable {
                     .find(|&j| !self.buckets[j].nodes.is_empty())?;
                 (b, p) = (next, 0);
             }
-            self.cursor = (b as u8, (p + 1).min(u8::MAX as usize) as u8);
+            self.cursor = (b as u8, (p + 1).min(u16::MAX as usize) as u16);
             let n = &mut self.buckets[b].nodes[p];
             let heard = n.last_response.max(n.last_query);
             let quiet = !n.last_response.is_some() || heard.age(tick) >= idle;

@@ -61,8 +61,8 @@ pub(crate) struct Responder {
     samples: Vec<u8>,
     /// BEP 51 settings; `None`: BEP 5 only.
     sample_cfg: Option<crate::config::SampleConfig>,
-    /// With `hold`: the sample given until it is `interval` old, and when it was drawn.
-    held: Option<(Instant, Vec<u8>, i64)>,
+    /// With `hold`: when the sample given was drawn, and the sample.
+    held: Option<(Instant, Vec<u8>)>,
 }
 
 impl Responder {
@@ -267,21 +267,21 @@ impl Responder {
         let Some(store) = &self.store else { return };
         let max = cfg.max_samples.min(MAX_SAMPLES);
         if cfg.hold {
-            // As libtorrent: one sample, drawn again once it is `interval` old.
-            let stale = self
-                .held
-                .as_ref()
-                .is_none_or(|(at, _, _)| now.saturating_since(*at) >= cfg.interval);
+            // As libtorrent: a full sample is given until it is `interval` old; one that is
+            // not full yet is drawn again at every query. `num` is always the current count.
+            let stale = self.held.as_ref().is_none_or(|(at, buf)| {
+                buf.len() < max * 20 || now.saturating_since(*at) >= cfg.interval
+            });
             if stale {
                 let mut buf = self.held.take().map(|h| h.1).unwrap_or_default();
                 buf.clear();
                 for ih in store.sample(max) {
                     buf.extend_from_slice(&ih.0);
                 }
-                self.held = Some((now, buf, store.infohashes() as i64));
+                self.held = Some((now, buf));
             }
-            let (_, buf, num) = self.held.as_ref().expect("drawn");
-            d.num = Some(*num);
+            let (_, buf) = self.held.as_ref().expect("drawn");
+            d.num = Some(store.infohashes() as i64);
             self.samples.extend_from_slice(buf);
             return;
         }
@@ -568,21 +568,28 @@ mod tests {
 
     #[test]
     fn a_libtorrent_like_node_holds_its_sample_for_the_interval() {
-        let mut f = fixture_with(|c| c.samples = Some(crate::SampleConfig::libtorrent()));
+        let one = crate::SampleConfig {
+            max_samples: 1,
+            ..crate::SampleConfig::libtorrent()
+        };
+        let mut f = fixture_with(|c| c.samples = Some(one));
+        // Nothing stored: an empty sample, drawn again at the next query (it is not full).
+        let (_, r) = f.ask("127.9.0.3:1000", SAMPLE_Q);
+        assert_eq!(field(&r, "num"), Some(&OwnedValue::Int(0)));
         announce_as(&mut f, "127.9.0.1:1000", b"aaaaaaaaaaaaaaaaaaaa");
         let (_, r) = f.ask("127.9.0.3:1000", SAMPLE_Q);
         assert_eq!(bytes(field(&r, "samples")), b"aaaaaaaaaaaaaaaaaaaa");
         assert_eq!(field(&r, "interval"), Some(&OwnedValue::Int(6 * 3600)));
-        // A new infohash an hour later: the same sample until six hours have passed.
+        // A full sample is held: a new infohash an hour later changes `num`, not the sample.
         f.now = f.now + std::time::Duration::from_secs(3600);
         announce_as(&mut f, "127.9.0.2:1000", b"bbbbbbbbbbbbbbbbbbbb");
         let (_, r) = f.ask("127.9.0.3:1000", SAMPLE_Q);
         assert_eq!(bytes(field(&r, "samples")), b"aaaaaaaaaaaaaaaaaaaa");
-        assert_eq!(field(&r, "num"), Some(&OwnedValue::Int(1)));
+        assert_eq!(field(&r, "num"), Some(&OwnedValue::Int(2)));
+        // Six hours after it was drawn, a new one (the most recently announced first).
         f.now = f.now + std::time::Duration::from_secs(5 * 3600);
         let (_, r) = f.ask("127.9.0.3:1000", SAMPLE_Q);
-        assert_eq!(bytes(field(&r, "samples")).len(), 40, "drawn again: both");
-        assert_eq!(field(&r, "num"), Some(&OwnedValue::Int(2)));
+        assert_eq!(bytes(field(&r, "samples")), b"bbbbbbbbbbbbbbbbbbbb");
     }
 
     /// A query message for `method`, encoded as dhtkit sends it.

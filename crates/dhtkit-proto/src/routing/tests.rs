@@ -269,6 +269,13 @@ fn an_evicted_node_is_quarantined_for_minutes() {
     let later = now + Duration::from_secs(5 * 60 + 1);
     assert!(!t.is_quarantined(later, &victim.addr));
     assert!(t.heard_about(later, far(3), victim.addr));
+    // An answer ends a quarantine at once.
+    let victim2 = t.get(&far(4)).unwrap();
+    t.heard_about(now, far(31), addr(31));
+    t.node_failed(now, &victim2.id, &victim2.addr);
+    assert!(t.is_quarantined(now, &victim2.addr));
+    t.node_seen(now, victim2.id, victim2.addr, None);
+    assert!(!t.is_quarantined(now, &victim2.addr));
     // `stock` keeps a node through its first timeout and quarantines nothing.
     let (mut t, far) = full_far_bucket(crate::Config::stock().table, 100);
     t.heard_about(now, far(30), addr(30));

@@ -324,7 +324,7 @@ impl Search {
         ctx: &mut Ctx<'_>,
         nodes: &[(Id, SocketAddr, Option<std::time::Duration>)],
     ) -> usize {
-        let mut added = 0;
+        let mut added: usize = 0;
         for &(id, addr, rtt) in nodes {
             if addr.is_ipv6() != self.v6 || !ctx.rpc.may_contact(&addr, false) {
                 continue;
@@ -336,6 +336,14 @@ impl Search {
             if seen.added {
                 added += 1;
                 ctx.events.push(Event::NodeAdded { id, addr });
+            }
+            if let Some(old) = seen.removed {
+                // A faster node displaced one (imported before it, most likely).
+                added = added.saturating_sub(1);
+                ctx.events.push(Event::NodeRemoved {
+                    id: old.id,
+                    addr: old.addr,
+                });
             }
         }
         added
