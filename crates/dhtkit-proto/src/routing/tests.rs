@@ -118,22 +118,7 @@ fn closest_matches_brute_force() {
 
 #[test]
 fn full_bucket_asks_to_ping_questionable_and_replaces_on_failure() {
-    let own = Id([0; 20]);
-    let cfg = TableConfig::default();
-    let mut t = RoutingTable::new(own, cfg, Instant::ZERO);
-    // Fill bucket 0 (ids with the top bit set); it cannot split once bucket 1 exists.
-    t.node_seen(Instant::ZERO, Id([0x01; 20]), addr(999), None);
-    let far = |i: u8| {
-        let mut b = [i; 20];
-        b[0] = 0x80 | i;
-        Id(b)
-    };
-    for i in 0..8 {
-        assert!(
-            t.node_seen(Instant::ZERO, far(i), addr(i as u32), None)
-                .added
-        );
-    }
+    let (mut t, far) = full_far_bucket(TableConfig::default(), 100);
     // Still good: the newcomer is cached, nobody is pinged.
     let o = t.node_seen(Instant::ZERO, far(20), addr(20), None);
     assert!(!o.added && o.ping.is_none());
@@ -206,7 +191,8 @@ fn a_subnet_gets_one_place_per_bucket() {
     t.check_invariants().unwrap();
 }
 
-/// Twelve nodes of one bucket: bucket 0 (the far half) filled with `rtt` each.
+/// A table whose bucket 0 (the far half) is full: eight nodes answering in `rtt` ms (plus
+/// their index), and one node in bucket 1 so that bucket 0 cannot split.
 fn full_far_bucket(cfg: TableConfig, rtt: u64) -> (RoutingTable, impl Fn(u8) -> Id) {
     let mut t = RoutingTable::new(Id([0; 20]), cfg, Instant::ZERO);
     t.node_seen(Instant::ZERO, Id([0x01; 20]), addr(999), None);
