@@ -161,6 +161,11 @@ pub struct Config {
     /// Emit every received datagram as [`crate::Event::Datagram`] and, when it decodes,
     /// [`crate::Event::Message`] (copies every datagram; off by default).
     pub message_events: bool,
+    /// Emit [`crate::Event::QueryReceived`] for every query and
+    /// [`crate::Event::ResponseReceived`] for every response (on by default). A node nobody
+    /// watches message by message (a simulated one, one of many in a crawler) saves the
+    /// event's copy of the query and the queue's buffer.
+    pub rpc_events: bool,
 }
 
 impl Default for Config {
@@ -215,6 +220,7 @@ impl Default for Config {
             advertise_interval: Duration::from_secs(15 * 60),
             max_held_lookups: 1024,
             message_events: false,
+            rpc_events: true,
         }
     }
 }

@@ -347,6 +347,8 @@ impl Event {
 pub(crate) struct EventQueue {
     queue: std::collections::VecDeque<Event>,
     max: usize,
+    /// Free the buffer the next time the queue is drained, whatever its size.
+    release: bool,
     pub(crate) dropped: u64,
 }
 
@@ -355,6 +357,7 @@ impl EventQueue {
         EventQueue {
             queue: std::collections::VecDeque::new(),
             max,
+            release: false,
             dropped: 0,
         }
     }
@@ -369,7 +372,8 @@ impl EventQueue {
 
     pub(crate) fn pop(&mut self) -> Option<Event> {
         let e = self.queue.pop_front();
-        if e.is_none() && self.queue.capacity() > Self::KEEP {
+        if e.is_none() && (self.queue.capacity() > Self::KEEP || self.release) {
+            self.release = false;
             // A burst (a table filled at once, a flood) left a large buffer behind: an idle
             // node should not carry it (an event is some 300 bytes, and a simulated network
             // has a million idle nodes). Small bursts keep theirs, so steady traffic does not
@@ -377,6 +381,15 @@ impl EventQueue {
             self.queue = std::collections::VecDeque::new();
         }
         e
+    }
+
+    /// Frees the buffer once the queue is next found empty (now, if it is).
+    pub(crate) fn release_when_empty(&mut self) {
+        if self.queue.is_empty() {
+            self.queue = std::collections::VecDeque::new();
+        } else {
+            self.release = true;
+        }
     }
 
     /// Most capacity kept when the queue empties.

@@ -28,6 +28,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dhtkit_proto::{Config, Id, Instant};
@@ -163,6 +164,8 @@ pub struct Live {
     departures: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     next_ip: u32,
     churn: ChurnStats,
+    /// Each kind's node settings, one copy for all its nodes (by `Kind as usize`).
+    configs: [Arc<Config>; 4],
 }
 
 /// First address counter of Sybil IPs (127.240.0.0 and up), apart from ordinary nodes'.
@@ -189,6 +192,8 @@ impl Live {
             departures: BinaryHeap::with_capacity(cfg.nodes),
             next_ip: 1,
             churn: ChurnStats::default(),
+            configs: [Kind::Router, Kind::Plain, Kind::Libtorrent, Kind::Sybil]
+                .map(|k| Arc::new(node_config(&cfg, k))),
             cfg,
         };
         let n = live.cfg.nodes;
@@ -216,8 +221,9 @@ impl Live {
             } else {
                 live.fresh_addr()
             };
-            let c = live.node_config(kind);
-            let idx = live.sim.add_node_at(c, &[addr]);
+            let idx = live
+                .sim
+                .add_node_shared(&live.configs[kind as usize], &[addr]);
             debug_assert_eq!(idx, i);
             live.kinds.push(kind);
             live.place(i, kind, true);
@@ -252,27 +258,6 @@ impl Live {
             .filter(|&i| matches!(self.kinds[i], Kind::Plain | Kind::Libtorrent))
             .filter(|&i| self.sim.is_alive(i))
             .collect()
-    }
-
-    fn node_config(&self, kind: Kind) -> Config {
-        let mut c = self.cfg.node.clone();
-        c.seed = 0;
-        c.rate_limiter_slots = self.cfg.limiter_slots;
-        match kind {
-            Kind::Sybil => {
-                c.store = None;
-                c.samples = None;
-            }
-            Kind::Libtorrent => {
-                if let Some(s) = c.store.as_mut() {
-                    s.max_infohashes = 2_000;
-                }
-                c.samples = Some(dhtkit_proto::SampleConfig::libtorrent());
-            }
-            Kind::Plain => c.samples = None,
-            Kind::Router => {}
-        }
-        c
     }
 
     fn fresh_addr(&mut self) -> SocketAddr {
@@ -430,8 +415,8 @@ impl Live {
         } else {
             self.fresh_addr()
         };
-        let c = self.node_config(kind);
-        self.sim.replace_node(i, c, addr);
+        self.sim
+            .replace_node_shared(i, &self.configs[kind as usize], addr);
         self.kinds[i] = kind;
         self.place(i, kind, false);
         // Bootstrap through the routers and one node a client might remember.
@@ -464,6 +449,34 @@ fn ip_of(n: u32) -> Ipv4Addr {
 /// Bit `bit` of an id (0 = most significant).
 fn bit(id: &Id, bit: usize) -> bool {
     id.0[bit / 8] & (0x80 >> (bit % 8)) != 0
+}
+
+/// The node settings of `kind` in the model `cfg` (IPv4 only, local addresses allowed: the
+/// model's addresses are in 127.0.0.0/8).
+fn node_config(cfg: &LiveConfig, kind: Kind) -> Config {
+    let mut c = cfg.node.clone();
+    c.seed = 0;
+    c.allow_local_addrs = true;
+    c.ipv4 = true;
+    c.ipv6 = false;
+    c.rate_limiter_slots = cfg.limiter_slots;
+    // Nothing reads them (the simulator keeps only lookup and request outcomes).
+    c.rpc_events = false;
+    match kind {
+        Kind::Sybil => {
+            c.store = None;
+            c.samples = None;
+        }
+        Kind::Libtorrent => {
+            if let Some(s) = c.store.as_mut() {
+                s.max_infohashes = 2_000;
+            }
+            c.samples = Some(dhtkit_proto::SampleConfig::libtorrent());
+        }
+        Kind::Plain => c.samples = None,
+        Kind::Router => {}
+    }
+    c
 }
 
 /// What a settled node around `own` has heard from: for each bucket depth, up to `heard`

@@ -3,6 +3,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dhtkit_proto::{Config, Event, Instant, LookupId, LookupResult, Node};
@@ -295,6 +296,44 @@ impl Sim {
     /// # Panics
     /// If `addrs` is empty, holds two addresses of one family, or an address already in use.
     pub fn add_node_at(&mut self, mut cfg: Config, addrs: &[SocketAddr]) -> usize {
+        if cfg.seed == 0 {
+            cfg.seed = self.rng.random();
+        }
+        let seed = cfg.seed;
+        Self::fit(&mut cfg, addrs);
+        self.add_node_seeded(Arc::new(cfg), seed, addrs)
+    }
+
+    /// As [`Sim::add_node_at`], with settings shared by many nodes (one copy in memory): `cfg`
+    /// should already allow local addresses and have the families of `addrs` (a copy that
+    /// does is made otherwise). The node's seed comes from the network's RNG.
+    pub fn add_node_shared(&mut self, cfg: &Arc<Config>, addrs: &[SocketAddr]) -> usize {
+        let seed = self.rng.random();
+        let cfg = Self::fitted(cfg, addrs);
+        self.add_node_seeded(cfg, seed, addrs)
+    }
+
+    /// Local addresses allowed, the families of `addrs`.
+    fn fit(cfg: &mut Config, addrs: &[SocketAddr]) {
+        cfg.allow_local_addrs = true;
+        cfg.ipv4 = addrs.iter().any(|a| a.is_ipv4());
+        cfg.ipv6 = addrs.iter().any(|a| a.is_ipv6());
+    }
+
+    fn fitted(cfg: &Arc<Config>, addrs: &[SocketAddr]) -> Arc<Config> {
+        let (v4, v6) = (
+            addrs.iter().any(|a| a.is_ipv4()),
+            addrs.iter().any(|a| a.is_ipv6()),
+        );
+        if cfg.allow_local_addrs && cfg.ipv4 == v4 && cfg.ipv6 == v6 {
+            return cfg.clone();
+        }
+        let mut c = (**cfg).clone();
+        Self::fit(&mut c, addrs);
+        Arc::new(c)
+    }
+
+    fn add_node_seeded(&mut self, cfg: Arc<Config>, seed: u64, addrs: &[SocketAddr]) -> usize {
         let i = self.nodes.len();
         let v4 = addrs.iter().find(|a| a.is_ipv4()).copied();
         let v6 = addrs.iter().find(|a| a.is_ipv6()).copied();
@@ -302,19 +341,13 @@ impl Sim {
             !addrs.is_empty() && addrs.len() == v4.is_some() as usize + v6.is_some() as usize,
             "one address per family"
         );
-        if cfg.seed == 0 {
-            cfg.seed = self.rng.random();
-        }
-        cfg.allow_local_addrs = true;
-        cfg.ipv4 = v4.is_some();
-        cfg.ipv6 = v6.is_some();
         let addr = v4.or(v6).expect("an address");
         let addr6 = v4.and(v6);
         for a in addrs {
             assert!(self.by_addr.insert(*a, i).is_none(), "{a} is taken");
         }
         self.nodes.push(SimNode {
-            node: Node::new(cfg, self.now),
+            node: Node::with_shared_config(cfg, seed, self.now),
             addr,
             addr6,
             alive: true,
@@ -338,19 +371,29 @@ impl Sim {
     /// # Panics
     /// If `addr` is taken by another node.
     pub fn replace_node(&mut self, i: usize, mut cfg: Config, addr: SocketAddr) {
+        if cfg.seed == 0 {
+            cfg.seed = self.rng.random();
+        }
+        let seed = cfg.seed;
+        Self::fit(&mut cfg, &[addr]);
+        self.replace_node_seeded(i, Arc::new(cfg), seed, addr);
+    }
+
+    /// As [`Sim::replace_node`], with shared settings (see [`Sim::add_node_shared`]).
+    pub fn replace_node_shared(&mut self, i: usize, cfg: &Arc<Config>, addr: SocketAddr) {
+        let seed = self.rng.random();
+        let cfg = Self::fitted(cfg, &[addr]);
+        self.replace_node_seeded(i, cfg, seed, addr);
+    }
+
+    fn replace_node_seeded(&mut self, i: usize, cfg: Arc<Config>, seed: u64, addr: SocketAddr) {
         let old = &self.nodes[i];
         for a in [Some(old.addr), old.addr6].into_iter().flatten() {
             self.by_addr.remove(&a);
         }
         assert!(self.by_addr.insert(addr, i).is_none(), "{addr} is taken");
-        if cfg.seed == 0 {
-            cfg.seed = self.rng.random();
-        }
-        cfg.allow_local_addrs = true;
-        cfg.ipv4 = addr.is_ipv4();
-        cfg.ipv6 = addr.is_ipv6();
         let sn = &mut self.nodes[i];
-        sn.node = Node::new(cfg, self.now);
+        sn.node = Node::with_shared_config(cfg, seed, self.now);
         sn.addr = addr;
         sn.addr6 = None;
         sn.alive = true;

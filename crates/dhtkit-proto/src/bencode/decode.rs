@@ -116,6 +116,13 @@ impl Decoder {
         }
     }
 
+    /// Frees the working buffers (they grow again with the next message): for a decoder
+    /// that will sit idle for a while.
+    pub fn release(&mut self) {
+        self.tokens = Vec::new();
+        self.stack = Vec::new();
+    }
+
     /// The limits this decoder enforces.
     pub fn limits(&self) -> Limits {
         self.limits

@@ -175,7 +175,8 @@ struct Timers {
 /// A BEP 5 DHT node, without I/O.
 #[derive(Debug)]
 pub struct Node {
-    cfg: Config,
+    /// Shared with other nodes of the same settings ([`Node::with_shared_config`]).
+    cfg: Arc<Config>,
     id: Id,
     rng: SmallRng,
     now: Instant,
@@ -232,7 +233,15 @@ impl Node {
     /// A node with `cfg`, starting at `now`. It knows nobody: call [`Node::bootstrap`],
     /// [`Node::import_state`] or [`Node::add_node`].
     pub fn new(cfg: Config, now: Instant) -> Node {
-        let mut rng = SmallRng::seed_from_u64(cfg.seed);
+        let seed = cfg.seed;
+        Node::with_shared_config(Arc::new(cfg), seed, now)
+    }
+
+    /// A node with settings shared with other nodes (many nodes in one process keep one
+    /// copy), seeded with `seed` in place of `cfg.seed`. With `cfg.id` set every such node
+    /// has that id; leave it unset for nodes of their own.
+    pub fn with_shared_config(cfg: Arc<Config>, seed: u64, now: Instant) -> Node {
+        let mut rng = SmallRng::seed_from_u64(seed);
         let id = cfg.id.unwrap_or_else(|| Id::random(&mut rng));
         let responder = Responder::new(&cfg, &mut rng);
         let rpc = Rpc::new(&cfg, id, &mut rng, now);
@@ -488,13 +497,15 @@ impl Node {
                 s.node_queried(ctx, q.id, from);
             }
         }
-        self.events.push(Event::QueryReceived {
-            from,
-            id: q.id,
-            query: q.method.to_request(),
-            read_only: msg.read_only,
-            answer,
-        });
+        if self.cfg.rpc_events {
+            self.events.push(Event::QueryReceived {
+                from,
+                id: q.id,
+                query: q.method.to_request(),
+                read_only: msg.read_only,
+                answer,
+            });
+        }
     }
 
     fn on_response(
@@ -509,11 +520,13 @@ impl Node {
             return;
         };
         self.rpc.stats.responses_in += 1;
-        self.events.push(Event::ResponseReceived {
-            from,
-            id: r.id,
-            kind: p.kind,
-        });
+        if self.cfg.rpc_events {
+            self.events.push(Event::ResponseReceived {
+                from,
+                id: r.id,
+                kind: p.kind,
+            });
+        }
         let mut parts = self.parts(now);
         if let Some((s, ctx)) = parts.for_addr(&from) {
             s.on_response(ctx, from, &p, r);
@@ -587,6 +600,24 @@ impl Node {
         if now >= self.timers.expire {
             self.responder.expire(now);
             self.timers.expire = now + self.cfg.maintenance_interval;
+            self.trim(now);
+        }
+    }
+
+    /// Gives back, once per maintenance interval, the working memory a burst of traffic left
+    /// behind: scratch buffers, the outgoing and event queues' buffers (freed once drained),
+    /// the rate limiters' records that say nothing (refilled buckets). An idle node then
+    /// carries little more than its table; a busy one reallocates at most once per interval.
+    fn trim(&mut self, now: Instant) {
+        self.decoder.release();
+        self.responder.release();
+        self.rpc.release(now);
+        self.events.release_when_empty();
+        for s in [self.v4.as_deref_mut(), self.v6.as_deref_mut()]
+            .into_iter()
+            .flatten()
+        {
+            s.release();
         }
     }
 

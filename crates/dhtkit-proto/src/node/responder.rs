@@ -83,6 +83,15 @@ impl Responder {
         }
     }
 
+    /// Frees the answer-building buffers (they grow again with the next answer).
+    pub(crate) fn release(&mut self) {
+        self.scratch_nodes = Vec::new();
+        self.nodes4 = Vec::new();
+        self.nodes6 = Vec::new();
+        self.values = Vec::new();
+        self.samples = Vec::new();
+    }
+
     pub(crate) fn peer_store(&self) -> Option<&PeerStore> {
         self.store.as_ref()
     }

@@ -423,6 +423,15 @@ impl Rpc {
         queued
     }
 
+    /// Gives back what an idle node should not carry: the outgoing queue's buffers (once
+    /// drained), the inbound limiter's records of IPs back within their rate, the outbound
+    /// limiter's table when every destination's budget is full again.
+    pub(crate) fn release(&mut self, now: Instant) {
+        self.out.release_when_empty();
+        self.inbound.forget_idle(now);
+        self.per_dest.release_if_full(now);
+    }
+
     /// The next datagram to send.
     pub(crate) fn poll_transmit(&mut self) -> Option<(SocketAddr, &[u8])> {
         self.out.pop()

@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 pub(crate) struct OutQueue {
     arena: Vec<u8>,
     queue: VecDeque<(SocketAddr, u32, u32)>,
+    /// Free both buffers once the queue is next drained.
+    release: bool,
 }
 
 impl OutQueue {
@@ -39,7 +41,24 @@ impl OutQueue {
     }
 
     pub(crate) fn pop(&mut self) -> Option<(SocketAddr, &[u8])> {
-        let (dest, s, e) = self.queue.pop_front()?;
+        let Some((dest, s, e)) = self.queue.pop_front() else {
+            if self.release {
+                self.release_when_empty();
+            }
+            return None;
+        };
         Some((dest, &self.arena[s as usize..e as usize]))
+    }
+
+    /// Frees the buffers once the queue is next found empty (now, if it is): what an idle
+    /// node should not carry.
+    pub(crate) fn release_when_empty(&mut self) {
+        if self.queue.is_empty() {
+            self.arena = Vec::new();
+            self.queue = VecDeque::new();
+            self.release = false;
+        } else {
+            self.release = true;
+        }
     }
 }

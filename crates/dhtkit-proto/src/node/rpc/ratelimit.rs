@@ -346,6 +346,22 @@ impl InboundLimiter {
         Verdict::Limited
     }
 
+    /// Forgets the records that carry no information (the node calls this once per
+    /// maintenance interval, so that the records of IPs that queried once do not stay until
+    /// the map is full); frees the map when none is left.
+    pub(crate) fn forget_idle(&mut self, now: Instant) {
+        if self.map.is_empty() {
+            if self.map.capacity() > 0 {
+                self.map = HashMap::with_hasher(*self.map.hasher());
+            }
+            return;
+        }
+        self.retain_informative((now.as_millis() as u32).max(1));
+        if self.map.is_empty() {
+            self.map = HashMap::with_hasher(*self.map.hasher());
+        }
+    }
+
     /// Forgets the entries that carry no information (bucket full, not over, not banned), at
     /// most once a second.
     fn sweep(&mut self, now_ms: u32) {
@@ -356,6 +372,10 @@ impl InboundLimiter {
             return;
         }
         self.last_sweep = Some(now_ms);
+        self.retain_informative(now_ms);
+    }
+
+    fn retain_informative(&mut self, now_ms: u32) {
         let (rate, burst) = (self.rate, self.burst);
         self.map.retain(|_, e| {
             let banned = e.banned_until != 0 && later(e.banned_until, now_ms);
@@ -392,37 +412,65 @@ impl Slot {
     }
 }
 
+/// Slots a sparse [`RateLimiter`] holds before it allocates its whole table.
+const SPARSE_SLOTS: usize = 16;
+
+/// Outbound budgets per destination IP: `size` token buckets that IPs hash into.
+///
+/// A slot whose bucket has refilled gives the same budget as one never used, so only the
+/// slots in use need memory: while few are (a node that pings one node every few seconds),
+/// they are kept in a short list by slot number; past [`SPARSE_SLOTS`] of them the whole
+/// table is allocated, and it is freed again once every slot has refilled. Either way the
+/// budgets are the same.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
-    /// Allocated on first use; empty forever when the limiter is disabled.
+    /// The whole table (allocated when the short list overflows), or empty.
     slots: Vec<Slot>,
+    /// The slots in use while `slots` is empty: (slot number, slot).
+    sparse: Vec<(u32, Slot)>,
     size: usize,
     key: KeyedHash,
     rate: u64,
     burst: u64,
+    /// The last time a token was taken (milliseconds, wrapping; 0 = never).
+    last_ms: u32,
 }
 
 impl RateLimiter {
     pub(crate) fn new(slots: usize, rate: u32, burst: u32, key: u64) -> Self {
         RateLimiter {
             slots: Vec::new(),
+            sparse: Vec::new(),
             size: if rate == 0 { 0 } else { slots.max(1) },
             key: KeyedHash::new(key),
             rate: rate as u64,
             burst: (burst.max(1) as u64 * 1000).min(u32::MAX as u64),
+            last_ms: 0,
         }
     }
 
     fn slot(&self, ip: IpAddr) -> usize {
-        (self.hash(ip) % self.slots.len() as u64) as usize
+        (self.hash(ip) % self.size as u64) as usize
+    }
+
+    /// The slot `i` as stored (the never-used pattern when it is not).
+    fn get(&self, i: usize) -> Slot {
+        if !self.slots.is_empty() {
+            return self.slots[i];
+        }
+        self.sparse
+            .iter()
+            .find(|(j, _)| *j as usize == i)
+            .map(|(_, s)| *s)
+            .unwrap_or_default()
     }
 
     /// True if `ip` has a token now (nothing is taken).
     pub(crate) fn would_allow(&mut self, now: Instant, ip: IpAddr) -> bool {
-        if self.slots.is_empty() {
+        if self.size == 0 {
             return true;
         }
-        let s = self.slots[self.slot(ip)];
+        let s = self.get(self.slot(ip));
         s.is_new() || s.refilled(now.as_millis() as u32, self.rate, self.burst) >= 1000
     }
 
@@ -431,26 +479,68 @@ impl RateLimiter {
         if self.size == 0 {
             return true;
         }
-        if self.slots.is_empty() {
-            self.slots = vec![Slot::default(); self.size];
-        }
         let now_ms = now.as_millis() as u32;
         let (rate, burst) = (self.rate, self.burst);
         let i = self.slot(ip);
-        let s = &mut self.slots[i];
+        let mut s = self.get(i);
         let tokens = if s.is_new() {
             burst
         } else {
             s.refilled(now_ms, rate, burst)
         };
         s.last_ms = now_ms;
-        if tokens >= 1000 {
-            // Never store the all-zero "new" pattern for a used slot.
-            s.milli = (tokens - 1000).max(1) as u32;
-            true
-        } else {
-            s.milli = tokens.max(1) as u32;
-            false
+        // Never store the all-zero "new" pattern for a used slot.
+        let ok = tokens >= 1000;
+        s.milli = if ok { tokens - 1000 } else { tokens }.max(1) as u32;
+        self.put(i, s, now_ms);
+        self.last_ms = now_ms.max(1);
+        ok
+    }
+
+    fn put(&mut self, i: usize, s: Slot, now_ms: u32) {
+        if !self.slots.is_empty() {
+            self.slots[i] = s;
+            return;
+        }
+        if let Some(e) = self.sparse.iter_mut().find(|(j, _)| *j as usize == i) {
+            e.1 = s;
+            return;
+        }
+        if self.sparse.len() >= SPARSE_SLOTS {
+            let (rate, burst) = (self.rate, self.burst);
+            self.sparse
+                .retain(|(_, x)| x.refilled(now_ms, rate, burst) < burst);
+        }
+        if self.sparse.len() >= SPARSE_SLOTS {
+            let mut all = vec![Slot::default(); self.size];
+            for (j, x) in self.sparse.drain(..) {
+                all[j as usize] = x;
+            }
+            all[i] = s;
+            self.slots = all;
+            self.sparse = Vec::new();
+            return;
+        }
+        self.sparse.push((i as u32, s));
+    }
+
+    /// Frees what the budgets no longer need: the whole table once every slot has refilled
+    /// (no token taken for as long as an empty bucket takes to fill), the short list's
+    /// refilled slots.
+    pub(crate) fn release_if_full(&mut self, now: Instant) {
+        let now_ms = now.as_millis() as u32;
+        let (rate, burst) = (self.rate, self.burst);
+        if !self.slots.is_empty() {
+            let fill_ms = burst / rate.max(1) + 1;
+            if now_ms.wrapping_sub(self.last_ms) as u64 >= fill_ms {
+                self.slots = Vec::new();
+            }
+            return;
+        }
+        self.sparse
+            .retain(|(_, x)| x.refilled(now_ms, rate, burst) < burst);
+        if self.sparse.is_empty() {
+            self.sparse = Vec::new();
         }
     }
 
@@ -728,5 +818,68 @@ mod tests {
         let t2 = t + Duration::from_millis(300);
         let allowed = (0..20).filter(|_| r.allow(t2, ip)).count();
         assert_eq!(allowed, 3);
+    }
+
+    /// The short list, the whole table and their release give exactly the budgets of a
+    /// plain table of token buckets, whatever the traffic.
+    #[test]
+    fn the_sparse_table_gives_the_budgets_of_a_full_one() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let (mut freed, mut dense) = (0, 0);
+        for round in 0..20u64 {
+            let mut r = RateLimiter::new(64, 2, 10, round);
+            let mut reference = vec![Slot::default(); 64];
+            let mut t = Instant::ZERO + Duration::from_secs(1);
+            let mut dense_seen = false;
+            for step in 0..3_000 {
+                t = t + Duration::from_millis(
+                    rng.random_range(0..if round % 2 == 0 { 30 } else { 400 }),
+                );
+                let ip = v4(
+                    10,
+                    0,
+                    0,
+                    rng.random_range(0..if step % 500 < 250 { 8 } else { 200 }),
+                );
+                let i = r.slot(ip);
+                let now_ms = t.as_millis() as u32;
+                let s = &mut reference[i];
+                let tokens = if s.is_new() {
+                    r.burst
+                } else {
+                    s.refilled(now_ms, r.rate, r.burst)
+                };
+                s.last_ms = now_ms;
+                let want = tokens >= 1000;
+                s.milli = if want { tokens - 1000 } else { tokens }.max(1) as u32;
+                assert_eq!(r.allow(t, ip), want, "round {round} step {step}");
+                dense_seen |= !r.slots.is_empty();
+                if step % 1000 == 999 {
+                    // A quiet spell: every bucket refills.
+                    t = t + Duration::from_secs(6);
+                }
+                if step % 97 == 0 || step % 1000 == 999 {
+                    r.release_if_full(t);
+                    freed += (dense_seen && r.slots.is_empty()) as usize;
+                }
+            }
+            dense += dense_seen as usize;
+        }
+        assert!(dense >= 5, "the table was allocated in {dense} rounds");
+        assert!(freed > 0, "the table was never freed");
+        // An idle limiter holds nothing.
+        let mut r = RateLimiter::new(64, 2, 10, 1);
+        let t = Instant::ZERO + Duration::from_secs(1);
+        for i in 0..40 {
+            r.allow(t, v4(10, 0, 1, i));
+        }
+        assert!(!r.slots.is_empty());
+        r.release_if_full(t + Duration::from_secs(6));
+        assert!(r.slots.is_empty() && r.sparse.is_empty());
+        r.allow(t + Duration::from_secs(7), v4(10, 0, 1, 1));
+        assert_eq!((r.slots.len(), r.sparse.len()), (0, 1));
+        r.release_if_full(t + Duration::from_secs(8));
+        assert_eq!(r.sparse.capacity(), 0);
     }
 }

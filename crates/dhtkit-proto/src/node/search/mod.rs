@@ -351,6 +351,11 @@ impl Search {
 
     /// The nodes worth remembering (good and questionable ones, not bad ones), most recently
     /// heard from first.
+    /// Frees the scratch buffer (it grows again when next used).
+    pub(crate) fn release(&mut self) {
+        self.scratch = Vec::new();
+    }
+
     pub(crate) fn export(&self, cfg: &Config) -> Vec<(Id, SocketAddr)> {
         let mut nodes: Vec<NodeEntry> = self
             .table
