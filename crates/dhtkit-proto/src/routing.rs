@@ -198,6 +198,70 @@ impl Addr {
     }
 }
 
+/// How a table stores a node's address.
+trait SlotAddr: Copy + Eq + std::fmt::Debug {
+    /// `a` as stored; `None` if this kind of table cannot hold it.
+    fn new(a: &SocketAddr) -> Option<Self>;
+    fn get(&self) -> SocketAddr;
+    fn ip(&self) -> IpAddr;
+    /// A 64-bit digest of the address, for the quarantine.
+    fn hash(&self) -> u64;
+    fn same_ip(&self, o: &Self) -> bool;
+}
+
+impl SlotAddr for Addr {
+    fn new(a: &SocketAddr) -> Option<Self> {
+        Some(Addr::new(a))
+    }
+    fn get(&self) -> SocketAddr {
+        Addr::get(self)
+    }
+    fn ip(&self) -> IpAddr {
+        Addr::ip(self)
+    }
+    fn hash(&self) -> u64 {
+        Addr::hash(self)
+    }
+    fn same_ip(&self, o: &Self) -> bool {
+        Addr::same_ip(self, o)
+    }
+}
+
+/// An IPv4 address in 6 bytes, for tables of one family: a slot then takes 48 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AddrV4 {
+    ip: [u8; 4],
+    port: [u8; 2],
+}
+
+impl SlotAddr for AddrV4 {
+    fn new(a: &SocketAddr) -> Option<Self> {
+        match a {
+            SocketAddr::V4(v) => Some(AddrV4 {
+                ip: v.ip().octets(),
+                port: v.port().to_be_bytes(),
+            }),
+            SocketAddr::V6(_) => None,
+        }
+    }
+    fn get(&self) -> SocketAddr {
+        SocketAddr::new(self.ip(), u16::from_be_bytes(self.port))
+    }
+    fn ip(&self) -> IpAddr {
+        Ipv4Addr::from(self.ip).into()
+    }
+    fn hash(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.ip.iter().chain(&self.port) {
+            h = (h ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        h
+    }
+    fn same_ip(&self, o: &Self) -> bool {
+        self.ip == o.ip
+    }
+}
+
 /// A time in a table entry: 62 ms steps since the epoch, plus one (0 = never);
 /// 4 bytes where an `Option<Instant>` takes 16, good for 8 years of uptime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -235,9 +299,9 @@ impl Tick {
 /// One node as the table stores it: 64 bytes (a [`NodeEntry`] takes 128). A table of a
 /// million-node DHT holds some 270 of them with its replacement caches.
 #[derive(Debug, Clone)]
-struct Slot {
+struct Slot<A> {
     id: Id,
-    addr: Addr,
+    addr: A,
     added: Tick,
     last_response: Tick,
     last_query: Tick,
@@ -247,11 +311,11 @@ struct Slot {
     failures: u8,
 }
 
-impl Slot {
-    fn new(id: Id, addr: &SocketAddr, now: Instant) -> Slot {
+impl<A: SlotAddr> Slot<A> {
+    fn new(id: Id, addr: A, now: Instant) -> Slot<A> {
         Slot {
             id,
-            addr: Addr::new(addr),
+            addr,
             added: Tick::at(now),
             last_response: Tick::NEVER,
             last_query: Tick::NEVER,
@@ -313,18 +377,18 @@ impl Slot {
     }
 
     fn is(&self, id: &Id, addr: &SocketAddr) -> bool {
-        self.id == *id && self.addr == Addr::new(addr)
+        self.id == *id && A::new(addr) == Some(self.addr)
     }
 }
 
 #[derive(Debug, Clone)]
-struct Bucket {
-    nodes: Vec<Slot>,
-    replacements: Vec<Slot>,
+struct Bucket<A> {
+    nodes: Vec<Slot<A>>,
+    replacements: Vec<Slot<A>>,
     last_changed: Instant,
 }
 
-impl Bucket {
+impl<A> Bucket<A> {
     fn new(now: Instant) -> Self {
         Bucket {
             nodes: Vec::new(),
@@ -355,12 +419,12 @@ pub struct FailOutcome {
     pub promoted: Option<NodeEntry>,
 }
 
-/// The routing table.
+/// The table itself, over the way it stores addresses.
 #[derive(Debug, Clone)]
-pub struct RoutingTable {
+struct Table<A> {
     own: Id,
     cfg: TableConfig,
-    buckets: Vec<Bucket>,
+    buckets: Vec<Bucket<A>>,
     len: usize,
     /// Addresses evicted for failing, by hash, with when they went in (allocated on first
     /// use, at most `quarantine_slots`).
@@ -373,10 +437,9 @@ pub struct RoutingTable {
     cursor: (u8, u16),
 }
 
-impl RoutingTable {
-    /// An empty table around `own`.
-    pub fn new(own: Id, cfg: TableConfig, now: Instant) -> Self {
-        RoutingTable {
+impl<A: SlotAddr> Table<A> {
+    fn new(own: Id, cfg: TableConfig, now: Instant) -> Self {
+        Table {
             own,
             cfg,
             buckets: vec![Bucket::new(now)],
@@ -458,13 +521,13 @@ impl RoutingTable {
         self.slot(id).is_some()
     }
 
-    fn slot(&self, id: &Id) -> Option<&Slot> {
+    fn slot(&self, id: &Id) -> Option<&Slot<A>> {
         let b = &self.buckets[self.bucket_index(id)];
         b.nodes.iter().find(|n| n.id == *id)
     }
 
     /// True if a node of the table has `addr`'s IP (what `restrict_ips` forbids twice).
-    fn ip_taken(&self, addr: &Addr) -> bool {
+    fn ip_taken(&self, addr: &A) -> bool {
         self.cfg.restrict_ips
             && self
                 .buckets
@@ -477,7 +540,7 @@ impl RoutingTable {
         crowded_in(&self.buckets[i].nodes, self.cfg.max_per_subnet, addr)
     }
 
-    fn find_mut(&mut self, id: &Id) -> Option<&mut Slot> {
+    fn find_mut(&mut self, id: &Id) -> Option<&mut Slot<A>> {
         let i = self.bucket_index(id);
         self.buckets[i].nodes.iter_mut().find(|n| n.id == *id)
     }
@@ -495,7 +558,7 @@ impl RoutingTable {
         {
             return false;
         }
-        !self.ip_taken(&Addr::new(addr))
+        A::new(addr).is_some_and(|a| !self.ip_taken(&a))
     }
 
     /// True if bucket `i` takes one more node without evicting anyone (it has room, or it is
@@ -557,7 +620,9 @@ impl RoutingTable {
         if id == self.own {
             return out;
         }
-        let a = Addr::new(&addr);
+        let Some(a) = A::new(&addr) else {
+            return out;
+        };
         let tick = Tick::at(now);
         let cfg = self.cfg;
         // It answered: whatever failed at this address before, it is alive now.
@@ -576,7 +641,7 @@ impl RoutingTable {
             // Same id from another address: keep the address we verified first.
             return out;
         }
-        let mut entry = Slot::new(id, &addr, now);
+        let mut entry = Slot::new(id, a, now);
         entry.last_response = tick;
         entry.set_rtt(rtt);
         // One node per IP: checked (a scan of the table) only once the node would go in.
@@ -660,7 +725,7 @@ impl RoutingTable {
         }
     }
 
-    fn insert_live(&mut self, i: usize, entry: Slot, now: Instant) {
+    fn insert_live(&mut self, i: usize, entry: Slot<A>, now: Instant) {
         let k = self.cfg.k;
         let b = &mut self.buckets[i];
         b.replacements.retain(|r| r.id != entry.id);
@@ -682,7 +747,7 @@ impl RoutingTable {
         let old = &mut self.buckets[depth];
         fresh.last_changed = old.last_changed;
         let own = self.own;
-        let moves = |v: &mut Vec<Slot>, to: &mut Vec<Slot>| {
+        let moves = |v: &mut Vec<Slot<A>>, to: &mut Vec<Slot<A>>| {
             let mut i = 0;
             while i < v.len() {
                 if own.common_prefix(&v[i].id) > depth {
@@ -707,7 +772,9 @@ impl RoutingTable {
         }
         let k = self.cfg.k;
         let i = self.bucket_index(&id);
-        let a = Addr::new(&addr);
+        let Some(a) = A::new(&addr) else {
+            return false;
+        };
         if self.quarantined_at(Tick::at(now), &a) {
             return false;
         }
@@ -715,14 +782,14 @@ impl RoutingTable {
         if b.replacements.iter().any(|r| r.id == id || r.addr == a) {
             return false;
         }
-        push_replacement(&mut b.replacements, Slot::new(id, &addr, now), k);
+        push_replacement(&mut b.replacements, Slot::new(id, a, now), k);
         true
     }
 
     /// A node sent us a query.
     pub fn node_queried(&mut self, now: Instant, id: &Id, addr: &SocketAddr) {
         if let Some(e) = self.find_mut(id) {
-            if e.addr == Addr::new(addr) {
+            if A::new(addr) == Some(e.addr) {
                 e.last_query = Tick::at(now);
             }
         }
@@ -787,10 +854,10 @@ impl RoutingTable {
 
     /// True if `addr` was evicted for failing within the last [`TableConfig::quarantine`].
     pub fn is_quarantined(&self, now: Instant, addr: &SocketAddr) -> bool {
-        self.quarantined_at(Tick::at(now), &Addr::new(addr))
+        A::new(addr).is_some_and(|a| self.quarantined_at(Tick::at(now), &a))
     }
 
-    fn quarantined_at(&self, now: Tick, addr: &Addr) -> bool {
+    fn quarantined_at(&self, now: Tick, addr: &A) -> bool {
         if self.quarantined.is_empty() {
             return false;
         }
@@ -800,7 +867,7 @@ impl RoutingTable {
             .any(|&(x, t)| x == h && t.age(now) < self.cfg.quarantine)
     }
 
-    fn unquarantine(&mut self, addr: &Addr) {
+    fn unquarantine(&mut self, addr: &A) {
         if !self.quarantined.is_empty() {
             let h = addr.hash();
             self.quarantined.retain(|e| e.0 != h);
@@ -812,7 +879,10 @@ impl RoutingTable {
         if self.cfg.quarantine.is_zero() || slots == 0 {
             return;
         }
-        let entry = (Addr::new(addr).hash(), Tick::at(now));
+        let Some(a) = A::new(addr) else {
+            return;
+        };
+        let entry = (a.hash(), Tick::at(now));
         if self.quarantined.len() < slots {
             if self.quarantined.capacity() == 0 {
                 self.quarantined.reserve_exact(slots);
@@ -839,7 +909,10 @@ impl RoutingTable {
         if id == self.own || self.contains(&id) {
             return false;
         }
-        if self.ip_taken(&Addr::new(&addr)) {
+        let Some(a) = A::new(&addr) else {
+            return false;
+        };
+        if self.ip_taken(&a) {
             return false;
         }
         loop {
@@ -851,7 +924,7 @@ impl RoutingTable {
                 return false;
             }
             if self.buckets[i].nodes.len() < self.cfg.k {
-                self.insert_live(i, Slot::new(id, &addr, now), now);
+                self.insert_live(i, Slot::new(id, a, now), now);
                 return true;
             }
             if i == self.buckets.len() - 1 && self.buckets.len() < 160 {
@@ -876,7 +949,7 @@ impl RoutingTable {
         // leading distance bit), then shallower buckets in decreasing depth, each farther
         // than everything before it. The n best are kept in order as they come (`out` never
         // holds more than n, so a buffer reused for answers stays small).
-        let keep = |e: &Slot, out: &mut Vec<(Id, SocketAddr)>| {
+        let keep = |e: &Slot<A>, out: &mut Vec<(Id, SocketAddr)>| {
             if e.status(tick, cfg) == Status::Bad {
                 return;
             }
@@ -1082,9 +1155,321 @@ impl RoutingTable {
     }
 }
 
+/// The routing table.
+#[derive(Debug, Clone)]
+pub struct RoutingTable(Tables);
+
+#[derive(Debug, Clone)]
+enum Tables {
+    /// Either family (64 bytes a node).
+    Any(Table<Addr>),
+    /// IPv4 only (48 bytes a node).
+    V4(Table<AddrV4>),
+}
+
+/// One of two iterators.
+enum Either<L, R> {
+    L(L),
+    R(R),
+}
+
+impl<T, L: Iterator<Item = T>, R: Iterator<Item = T>> Iterator for Either<L, R> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        match self {
+            Either::L(l) => l.next(),
+            Either::R(r) => r.next(),
+        }
+    }
+}
+
+impl RoutingTable {
+    /// An empty table around `own`, for nodes of either family.
+    pub fn new(own: Id, cfg: TableConfig, now: Instant) -> Self {
+        RoutingTable(Tables::Any(Table::new(own, cfg, now)))
+    }
+
+    /// Forgets when the next questionable node can be due (tests: the hint never hides one).
+    #[cfg(test)]
+    fn forget_due(&mut self) {
+        match &mut self.0 {
+            Tables::Any(t) => t.due_after = Tick::NEVER,
+            Tables::V4(t) => t.due_after = Tick::NEVER,
+        }
+    }
+
+    /// An empty table around `own` for IPv4 nodes only, in less memory (48 bytes a node
+    /// against 64): IPv6 addresses are refused as if the table were full.
+    pub fn new_ipv4(own: Id, cfg: TableConfig, now: Instant) -> Self {
+        RoutingTable(Tables::V4(Table::new(own, cfg, now)))
+    }
+
+    /// Our own id.
+    pub fn own_id(&self) -> Id {
+        match &self.0 {
+            Tables::Any(t) => t.own_id(),
+            Tables::V4(t) => t.own_id(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TableConfig {
+        match &self.0 {
+            Tables::Any(t) => t.config(),
+            Tables::V4(t) => t.config(),
+        }
+    }
+
+    /// Number of nodes in the table (replacement caches not counted).
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Tables::Any(t) => t.len(),
+            Tables::V4(t) => t.len(),
+        }
+    }
+
+    /// True if the table holds no nodes.
+    pub fn is_empty(&self) -> bool {
+        match &self.0 {
+            Tables::Any(t) => t.is_empty(),
+            Tables::V4(t) => t.is_empty(),
+        }
+    }
+
+    /// Number of buckets.
+    pub fn bucket_count(&self) -> usize {
+        match &self.0 {
+            Tables::Any(t) => t.bucket_count(),
+            Tables::V4(t) => t.bucket_count(),
+        }
+    }
+
+    /// Index of the bucket that covers `id`.
+    pub fn bucket_index(&self, id: &Id) -> usize {
+        match &self.0 {
+            Tables::Any(t) => t.bucket_index(id),
+            Tables::V4(t) => t.bucket_index(id),
+        }
+    }
+
+    /// All nodes in the table.
+    pub fn iter(&self) -> impl Iterator<Item = NodeEntry> + '_ {
+        match &self.0 {
+            Tables::Any(t) => Either::L(t.iter()),
+            Tables::V4(t) => Either::R(t.iter()),
+        }
+    }
+
+    /// All nodes waiting in replacement caches.
+    pub fn replacements(&self) -> impl Iterator<Item = NodeEntry> + '_ {
+        match &self.0 {
+            Tables::Any(t) => Either::L(t.replacements()),
+            Tables::V4(t) => Either::R(t.replacements()),
+        }
+    }
+
+    /// Nodes in replacement caches that nobody has verified or pinged yet: (id, address).
+    pub fn untried_replacements(&self) -> impl Iterator<Item = (Id, SocketAddr)> + '_ {
+        match &self.0 {
+            Tables::Any(t) => Either::L(t.untried_replacements()),
+            Tables::V4(t) => Either::R(t.untried_replacements()),
+        }
+    }
+
+    /// The entry for `id`, if it is in the table.
+    pub fn get(&self, id: &Id) -> Option<NodeEntry> {
+        match &self.0 {
+            Tables::Any(t) => t.get(id),
+            Tables::V4(t) => t.get(id),
+        }
+    }
+
+    /// The round trip of `id`'s last answer, if it is in the table and has answered.
+    pub fn rtt_of(&self, id: &Id) -> Option<Duration> {
+        match &self.0 {
+            Tables::Any(t) => t.rtt_of(id),
+            Tables::V4(t) => t.rtt_of(id),
+        }
+    }
+
+    /// True if `id` is in the table.
+    pub fn contains(&self, id: &Id) -> bool {
+        match &self.0 {
+            Tables::Any(t) => t.contains(id),
+            Tables::V4(t) => t.contains(id),
+        }
+    }
+
+    /// True if a node at `addr` with `id` would be accepted (or is already present) without
+    /// evicting anyone: used to decide whether verifying an unknown node is worth a ping.
+    pub fn has_room_for(&self, id: &Id, addr: &SocketAddr) -> bool {
+        match &self.0 {
+            Tables::Any(t) => t.has_room_for(id, addr),
+            Tables::V4(t) => t.has_room_for(id, addr),
+        }
+    }
+
+    /// Nodes nobody has verified or pinged yet, waiting in the replacement caches of buckets
+    /// with room (the nodes worth a ping to fill the table): (id, address).
+    pub fn untried_with_room(&self) -> impl Iterator<Item = (Id, SocketAddr)> + '_ {
+        match &self.0 {
+            Tables::Any(t) => Either::L(t.untried_with_room()),
+            Tables::V4(t) => Either::R(t.untried_with_room()),
+        }
+    }
+
+    /// A node answered one of our queries.
+    pub fn node_seen(
+        &mut self,
+        now: Instant,
+        id: Id,
+        addr: SocketAddr,
+        rtt: Option<Duration>,
+    ) -> SeenOutcome {
+        match &mut self.0 {
+            Tables::Any(t) => t.node_seen(now, id, addr, rtt),
+            Tables::V4(t) => t.node_seen(now, id, addr, rtt),
+        }
+    }
+
+    /// As [`RoutingTable::node_seen`] for a node known to answer (a settled table built at
+    /// once, as the simulator does): the same admission rules, but a node that does not fit,
+    /// or that a faster one displaces, is not kept in a replacement cache.
+    pub fn import_seen(
+        &mut self,
+        now: Instant,
+        id: Id,
+        addr: SocketAddr,
+        rtt: Option<Duration>,
+    ) -> SeenOutcome {
+        match &mut self.0 {
+            Tables::Any(t) => t.import_seen(now, id, addr, rtt),
+            Tables::V4(t) => t.import_seen(now, id, addr, rtt),
+        }
+    }
+
+    /// Another node told us about this one. It goes into the replacement cache of its bucket
+    /// (unverified) unless it is already known; returns true if it was cached.
+    pub fn heard_about(&mut self, now: Instant, id: Id, addr: SocketAddr) -> bool {
+        match &mut self.0 {
+            Tables::Any(t) => t.heard_about(now, id, addr),
+            Tables::V4(t) => t.heard_about(now, id, addr),
+        }
+    }
+
+    /// A node sent us a query.
+    pub fn node_queried(&mut self, now: Instant, id: &Id, addr: &SocketAddr) {
+        match &mut self.0 {
+            Tables::Any(t) => t.node_queried(now, id, addr),
+            Tables::V4(t) => t.node_queried(now, id, addr),
+        }
+    }
+
+    /// A query to this node timed out.
+    pub fn node_failed(&mut self, now: Instant, id: &Id, addr: &SocketAddr) -> FailOutcome {
+        match &mut self.0 {
+            Tables::Any(t) => t.node_failed(now, id, addr),
+            Tables::V4(t) => t.node_failed(now, id, addr),
+        }
+    }
+
+    /// True if `addr` was evicted for failing within the last [`TableConfig::quarantine`].
+    pub fn is_quarantined(&self, now: Instant, addr: &SocketAddr) -> bool {
+        match &self.0 {
+            Tables::Any(t) => t.is_quarantined(now, addr),
+            Tables::V4(t) => t.is_quarantined(now, addr),
+        }
+    }
+
+    /// Removes a node outright (for instance one that sent a malformed or hostile reply).
+    pub fn remove(&mut self, id: &Id) -> Option<NodeEntry> {
+        match &mut self.0 {
+            Tables::Any(t) => t.remove(id),
+            Tables::V4(t) => t.remove(id),
+        }
+    }
+
+    /// Adds a node from saved state without verifying it. It counts as questionable until it
+    /// answers. Returns true if it was added.
+    pub fn restore(&mut self, now: Instant, id: Id, addr: SocketAddr) -> bool {
+        match &mut self.0 {
+            Tables::Any(t) => t.restore(now, id, addr),
+            Tables::V4(t) => t.restore(now, id, addr),
+        }
+    }
+
+    /// Writes the `n` closest non-bad nodes to `target` into `out` (cleared first), closest
+    /// first.
+    pub fn closest(&self, now: Instant, target: &Id, n: usize, out: &mut Vec<(Id, SocketAddr)>) {
+        match &self.0 {
+            Tables::Any(t) => t.closest(now, target, n, out),
+            Tables::V4(t) => t.closest(now, target, n, out),
+        }
+    }
+
+    /// Indices of buckets unchanged for `idle` or more.
+    pub fn stale_buckets(&self, now: Instant, idle: Duration) -> impl Iterator<Item = usize> + '_ {
+        match &self.0 {
+            Tables::Any(t) => Either::L(t.stale_buckets(now, idle)),
+            Tables::V4(t) => Either::R(t.stale_buckets(now, idle)),
+        }
+    }
+
+    /// Marks a bucket as refreshed.
+    pub fn touch_bucket(&mut self, i: usize, now: Instant) {
+        match &mut self.0 {
+            Tables::Any(t) => t.touch_bucket(i, now),
+            Tables::V4(t) => t.touch_bucket(i, now),
+        }
+    }
+
+    /// A random id that falls in bucket `i`.
+    pub fn random_id_in_bucket<R: Rng + ?Sized>(&self, i: usize, rng: &mut R) -> Id {
+        match &self.0 {
+            Tables::Any(t) => t.random_id_in_bucket(i, rng),
+            Tables::V4(t) => t.random_id_in_bucket(i, rng),
+        }
+    }
+
+    /// Questionable nodes not pinged in the last `interval`, at most `max`, in table order;
+    /// each is marked as pinged now. The table remembers when the next one can be due, so a
+    /// call before then costs nothing.
+    pub fn take_questionable(
+        &mut self,
+        now: Instant,
+        interval: Duration,
+        max: usize,
+        out: &mut Vec<(Id, SocketAddr)>,
+    ) {
+        match &mut self.0 {
+            Tables::Any(t) => t.take_questionable(now, interval, max, out),
+            Tables::V4(t) => t.take_questionable(now, interval, max, out),
+        }
+    }
+
+    /// The next node in turn (round robin over the table) that has neither answered nor
+    /// (having answered before) queried us within `idle`, and is not bad, marked as pinged
+    /// now. At most a bucket's worth of nodes is
+    /// looked at per call, so a call costs a few cache lines, not a scan of the table.
+    pub fn next_stale(&mut self, now: Instant, idle: Duration) -> Option<(Id, SocketAddr)> {
+        match &mut self.0 {
+            Tables::Any(t) => t.next_stale(now, idle),
+            Tables::V4(t) => t.next_stale(now, idle),
+        }
+    }
+
+    /// Checks every structural invariant; returns a description of the first violation.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        match &self.0 {
+            Tables::Any(t) => t.check_invariants(),
+            Tables::V4(t) => t.check_invariants(),
+        }
+    }
+}
+
 /// True if `nodes` already hold `cap` nodes of `addr`'s subnet (global addresses only;
 /// `cap` 0 is no cap).
-fn crowded_in(nodes: &[Slot], cap: usize, addr: &SocketAddr) -> bool {
+fn crowded_in<A: SlotAddr>(nodes: &[Slot<A>], cap: usize, addr: &SocketAddr) -> bool {
     let Some(net) = subnet(addr.ip()).filter(|_| cap > 0) else {
         return false;
     };
@@ -1098,7 +1483,7 @@ fn crowded_in(nodes: &[Slot], cap: usize, addr: &SocketAddr) -> bool {
 /// The position of the resident `entry` should replace by round trip
 /// ([`TableConfig::rtt_replace`]): the slowest measured resident, if `entry` answered at most
 /// `1 / rtt_replace` of its round trip and at least the margin faster.
-fn faster_than_slowest(nodes: &[Slot], entry: &Slot, cfg: &TableConfig) -> Option<usize> {
+fn faster_than_slowest<A>(nodes: &[Slot<A>], entry: &Slot<A>, cfg: &TableConfig) -> Option<usize> {
     if cfg.rtt_replace == 0 || entry.rtt_us == 0 {
         return None;
     }
@@ -1112,7 +1497,7 @@ fn faster_than_slowest(nodes: &[Slot], entry: &Slot, cfg: &TableConfig) -> Optio
     (new * cfg.rtt_replace as u64 <= old && new + margin <= old).then_some(pos)
 }
 
-fn push_replacement(cache: &mut Vec<Slot>, entry: Slot, k: usize) {
+fn push_replacement<A>(cache: &mut Vec<Slot<A>>, entry: Slot<A>, k: usize) {
     if let Some(pos) = cache.iter().position(|r| r.id == entry.id) {
         cache[pos] = entry;
         return;

@@ -16,7 +16,7 @@ mod net;
 pub mod scenario;
 
 pub use live::{Live, LiveConfig};
-pub use net::{Behaviour, Latency, LogNormalRtt, Sim, SimConfig, SimStats};
+pub use net::{Behaviour, Latency, Links, LogNormalRtt, Sim, SimConfig, SimStats};
 
 use dhtkit_proto::{Id, Instant};
 

@@ -342,23 +342,32 @@ impl Live {
         }
         let k = self.cfg.node.table.k;
         let heard = self.cfg.heard_per_bucket.max(k);
-        let mut picks: Vec<Known> = Vec::new();
-        let mut entries = Vec::new();
-        for i in 0..n {
+        let seed = self.rng.random::<u64>();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Each node's picks come from an RNG of its own, so the tables are the same whatever
+        // the number of threads.
+        self.sim.par_with_nodes(threads, |links, i, node, now| {
             let me = ids[me_of[i] as usize];
-            picks.clear();
-            oracle_picks(&ids, &me.id, k, heard, &mut self.rng, &mut picks);
-            entries.clear();
-            for p in &picks {
-                let rtt = self.sim.rtt_given(&me.addr, me.z, &p.addr, p.z);
-                entries.push((p.id, p.addr, Some(rtt)));
-            }
-            self.sim
-                .with_node(i, |node, now| node.import_verified(now, &entries));
-            if i % 100_000 == 99_999 {
-                progress(&format!("{} tables filled", i + 1));
-            }
-        }
+            let mut rng =
+                SmallRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut picks = Vec::new();
+            oracle_picks(&ids, &me.id, k, heard, &mut rng, &mut picks);
+            let entries: Vec<_> = picks
+                .iter()
+                .map(|p| {
+                    (
+                        p.id,
+                        p.addr,
+                        Some(links.rtt_given(&me.addr, me.z, &p.addr, p.z)),
+                    )
+                })
+                .collect();
+            node.import_verified(now, &entries);
+            // Table events only (nodes added and displaced), which the model does not keep:
+            // dropped here rather than queued for a whole block of nodes.
+            while node.poll_event().is_some() {}
+        });
+        progress(&format!("{n} tables filled on {threads} threads"));
     }
 
     /// Runs the network, churn included, until virtual time `t`.

@@ -210,6 +210,59 @@ pub struct Sim {
     spare: Vec<Vec<u8>>,
 }
 
+/// The round trips of a network's links (see [`Sim::links`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Links<'a>(&'a SimConfig);
+
+impl Links<'_> {
+    /// The base round trip between two addresses (as [`Sim::rtt`]).
+    pub fn rtt(&self, a: &SocketAddr, b: &SocketAddr) -> Duration {
+        self.base(a, b) * 2
+    }
+
+    /// As [`Sim::link_z`].
+    pub fn link_z(&self, a: &SocketAddr) -> f64 {
+        if self.0.lognormal.is_none() {
+            return 0.0;
+        }
+        normal(hash_addrs(self.0.seed ^ LINK_SEED, a, None))
+    }
+
+    /// As [`Sim::rtt_given`].
+    pub fn rtt_given(&self, a: &SocketAddr, za: f64, b: &SocketAddr, zb: f64) -> Duration {
+        let Some(ln) = self.0.lognormal else {
+            return self.rtt(a, b);
+        };
+        let (x, y) = if a < b { (a, b) } else { (b, a) };
+        let zp = normal(hash_addrs(self.0.seed ^ LINK_SEED, x, Some(y)));
+        (ln.rtt(za, zb, zp) / 2) * 2
+    }
+
+    fn base(&self, a: &SocketAddr, b: &SocketAddr) -> Duration {
+        let cfg = self.0;
+        if let Some(ln) = cfg.lognormal {
+            let (x, y) = if a < b { (a, b) } else { (b, a) };
+            let seed = cfg.seed ^ LINK_SEED;
+            let za = normal(hash_addrs(seed, x, None));
+            let zb = normal(hash_addrs(seed, y, None));
+            let zp = normal(hash_addrs(seed, x, Some(y)));
+            return ln.rtt(za, zb, zp) / 2;
+        }
+        let l = cfg.latency;
+        if l.max <= l.min {
+            return l.min;
+        }
+        let (x, y) = if a < b { (a, b) } else { (b, a) };
+        let mut h = cfg.seed ^ 0x51_7cc1_b727_220a;
+        for byte in link_key(x).chain(link_key(y)) {
+            h = (h ^ byte as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        h ^= h >> 31;
+        let span = (l.max - l.min).as_micros() as u64;
+        l.min + Duration::from_micros(h % (span + 1))
+    }
+}
+
 /// Most datagram buffers kept for reuse.
 const SPARE_BUFFERS: usize = 4096;
 
@@ -507,49 +560,62 @@ impl Sim {
     /// The base round trip between two addresses (twice the one-way base latency; jitter
     /// not included).
     pub fn rtt(&self, a: &SocketAddr, b: &SocketAddr) -> Duration {
-        self.link_base(a, b) * 2
+        self.links().rtt(a, b)
     }
 
     /// The log-normal model's draw for `a`'s own access link (0 without that model).
     pub fn link_z(&self, a: &SocketAddr) -> f64 {
-        if self.cfg.lognormal.is_none() {
-            return 0.0;
-        }
-        normal(hash_addrs(self.cfg.seed ^ LINK_SEED, a, None))
+        self.links().link_z(a)
     }
 
     /// [`Sim::rtt`] given both nodes' [`Sim::link_z`] (for callers that compute many round
     /// trips from one node: the same value, without recomputing the nodes' draws).
     pub fn rtt_given(&self, a: &SocketAddr, za: f64, b: &SocketAddr, zb: f64) -> Duration {
-        let Some(ln) = self.cfg.lognormal else {
-            return self.rtt(a, b);
-        };
-        let (x, y) = if a < b { (a, b) } else { (b, a) };
-        let zp = normal(hash_addrs(self.cfg.seed ^ LINK_SEED, x, Some(y)));
-        (ln.rtt(za, zb, zp) / 2) * 2
+        self.links().rtt_given(a, za, b, zb)
+    }
+
+    /// The network's round trips, apart from its nodes (so that they can be read while nodes
+    /// are changed: [`Sim::par_with_nodes`]).
+    pub fn links(&self) -> Links<'_> {
+        Links(&self.cfg)
     }
 
     fn link_base(&self, a: &SocketAddr, b: &SocketAddr) -> Duration {
-        if let Some(ln) = self.cfg.lognormal {
-            let (x, y) = if a < b { (a, b) } else { (b, a) };
-            let seed = self.cfg.seed ^ LINK_SEED;
-            let za = normal(hash_addrs(seed, x, None));
-            let zb = normal(hash_addrs(seed, y, None));
-            let zp = normal(hash_addrs(seed, x, Some(y)));
-            return ln.rtt(za, zb, zp) / 2;
+        self.links().base(a, b)
+    }
+
+    /// Calls `f` on every node, on `threads` threads at once (each on its own share of the
+    /// nodes, in index order within it), then sends what they queued. For work that is the
+    /// same whatever the order (filling tables from a global view); `f` gets the round trips,
+    /// the node's index, the node and the time.
+    pub fn par_with_nodes<F>(&mut self, threads: usize, f: F)
+    where
+        F: Fn(Links<'_>, usize, &mut Node, Instant) + Sync,
+    {
+        let now = self.now;
+        let n = self.nodes.len();
+        let threads = threads.max(1);
+        // In blocks, each sent before the next: what the nodes queue (events, datagrams)
+        // must not pile up for the whole network at once.
+        let block = 1024 * threads;
+        for start in (0..n).step_by(block) {
+            let end = (start + block).min(n);
+            let per = (end - start).div_ceil(threads).max(1);
+            let links = Links(&self.cfg);
+            let f = &f;
+            std::thread::scope(|scope| {
+                for (c, chunk) in self.nodes[start..end].chunks_mut(per).enumerate() {
+                    scope.spawn(move || {
+                        for (j, sn) in chunk.iter_mut().enumerate() {
+                            f(links, start + c * per + j, &mut sn.node, now);
+                        }
+                    });
+                }
+            });
+            for i in start..end {
+                self.flush(i);
+            }
         }
-        let l = self.cfg.latency;
-        if l.max <= l.min {
-            return l.min;
-        }
-        let (x, y) = if a < b { (a, b) } else { (b, a) };
-        let mut h = self.cfg.seed ^ 0x51_7cc1_b727_220a;
-        for byte in link_key(x).chain(link_key(y)) {
-            h = (h ^ byte as u64).wrapping_mul(0x100_0000_01b3);
-        }
-        h ^= h >> 31;
-        let span = (l.max - l.min).as_micros() as u64;
-        l.min + Duration::from_micros(h % (span + 1))
     }
 
     fn flush(&mut self, i: usize) {

@@ -54,11 +54,16 @@ proptest! {
         restrict in any::<bool>(),
         max_nodes in 1usize..200,
         public in any::<bool>(),
+        v4_only in any::<bool>(),
     ) {
         let cfg = TableConfig { max_nodes, restrict_ips: restrict, ..TableConfig::default() };
         let addr = |i: u32| if public { global(i) } else { addr(i) };
         let mut now = Instant::ZERO;
-        let mut t = RoutingTable::new(Id([0; 20]), cfg, now);
+        let mut t = if v4_only {
+            RoutingTable::new_ipv4(Id([0; 20]), cfg, now)
+        } else {
+            RoutingTable::new(Id([0; 20]), cfg, now)
+        };
         for op in ops {
             match op {
                 Op::Seen(i, a) => { t.node_seen(now, id_for(i), addr(a), None); }
@@ -75,7 +80,7 @@ proptest! {
                     // The remembered "nothing due before" never hides a due node: the same
                     // call on a copy that forgot it returns the same nodes.
                     let mut fresh = t.clone();
-                    fresh.due_after = Tick::NEVER;
+                    fresh.forget_due();
                     let (mut a, mut b) = (Vec::new(), Vec::new());
                     t.take_questionable(now, Duration::from_secs(60), 1000, &mut a);
                     fresh.take_questionable(now, Duration::from_secs(60), 1000, &mut b);
@@ -311,4 +316,51 @@ fn the_stale_round_visits_every_quiet_node_in_turn() {
     }
     assert_eq!(round.len(), t.len() - 1);
     assert!(!round.contains(&id));
+}
+
+/// An IPv4 table holds what a table of either family holds, in 48 bytes a node, and refuses
+/// IPv6 addresses.
+#[test]
+fn ipv4_tables_are_compact_and_refuse_ipv6() {
+    assert_eq!(std::mem::size_of::<Slot<AddrV4>>(), 48);
+    assert_eq!(std::mem::size_of::<Slot<Addr>>(), 64);
+    let now = Instant::ZERO;
+    let own = Id([0; 20]);
+    let (mut any, mut v4) = (
+        RoutingTable::new(own, TableConfig::default(), now),
+        RoutingTable::new_ipv4(own, TableConfig::default(), now),
+    );
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+    for i in 1..600u32 {
+        let rtt = Some(Duration::from_millis(10 + (i % 200) as u64));
+        let id = Id::random(&mut rng);
+        let a = any.node_seen(now, id, addr(i), rtt);
+        let b = v4.node_seen(now, id, addr(i), rtt);
+        assert_eq!(a, b);
+        if i % 3 == 0 {
+            let id = Id::random(&mut rng);
+            assert_eq!(
+                any.heard_about(now, id, addr(i + 1000)),
+                v4.heard_about(now, id, addr(i + 1000))
+            );
+        }
+    }
+    assert!(v4.len() > 40);
+    assert_eq!(
+        any.iter().collect::<Vec<_>>(),
+        v4.iter().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        any.replacements().collect::<Vec<_>>(),
+        v4.replacements().collect::<Vec<_>>()
+    );
+    let six: SocketAddr = "[2001:db8::1]:6881".parse().unwrap();
+    let id = Id::random(&mut rng);
+    assert!(!v4.node_seen(now, id, six, None).added);
+    assert!(!v4.heard_about(now, id, six));
+    assert!(!v4.restore(now, id, six));
+    assert!(!v4.has_room_for(&id, &six));
+    assert!(!v4.is_quarantined(now, &six));
+    assert!(v4.check_invariants().is_ok());
 }

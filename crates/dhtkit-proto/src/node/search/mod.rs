@@ -66,12 +66,21 @@ pub(crate) struct Search {
     size: crate::size::SizeEstimator,
 }
 
+/// An empty table of the family's nodes (an IPv4 one stores its addresses in less memory).
+fn table_for(v6: bool, own: Id, cfg: &Config, now: Instant) -> RoutingTable {
+    if v6 {
+        RoutingTable::new(own, cfg.table, now)
+    } else {
+        RoutingTable::new_ipv4(own, cfg.table, now)
+    }
+}
+
 impl Search {
     pub(crate) fn new(v6: bool, own: Id, cfg: &Config, now: Instant) -> Search {
         Search {
             v6,
             own,
-            table: RoutingTable::new(own, cfg.table, now),
+            table: table_for(v6, own, cfg, now),
             lookups: BTreeMap::new(),
             next_lookup: if v6 { 2 } else { 1 },
             verifying: HashSet::new(),
@@ -97,7 +106,7 @@ impl Search {
     /// Takes a new node id (BEP 42): the table is rebuilt around it with the nodes it held
     /// (their buckets depend on our id), and lookups going on skip the new id.
     pub(crate) fn set_own(&mut self, own: Id, cfg: &Config, now: Instant) {
-        let mut table = RoutingTable::new(own, cfg.table, now);
+        let mut table = table_for(self.v6, own, cfg, now);
         for e in self.table.iter() {
             table.restore(now, e.id, e.addr);
         }
