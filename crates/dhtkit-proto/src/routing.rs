@@ -942,6 +942,7 @@ impl<A: SlotAddr> Table<A> {
         if n == 0 {
             return;
         }
+        out.reserve(n.min(self.len));
         let cfg = &self.cfg;
         let tick = Tick::at(now);
         let p = self.bucket_index(target);

@@ -141,6 +141,12 @@ impl Decoder {
     fn tokenise(&mut self, buf: &[u8]) -> Result<(), DecodeError> {
         self.tokens.clear();
         self.stack.clear();
+        if self.tokens.capacity() == 0 {
+            // Room for a typical KRPC message at once (after `release`, growing by doubling
+            // would reallocate four or five times).
+            self.tokens.reserve(32);
+            self.stack.reserve(4);
+        }
         let limits = self.limits;
         let err = |kind, offset| Err(DecodeError { kind, offset });
         if buf.len() > u32::MAX as usize {

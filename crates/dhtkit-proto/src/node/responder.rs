@@ -398,6 +398,11 @@ impl Responder {
     }
 }
 
+/// True if `nodes` are IPv6 nodes (38 bytes each in compact form, not 26).
+fn target_is_v6(nodes: &[(Id, SocketAddr)]) -> bool {
+    nodes.first().is_some_and(|(_, a)| a.is_ipv6())
+}
+
 /// The compact form of the `k` nodes in `table` closest to `target`.
 fn fill_nodes(
     table: &RoutingTable,
@@ -409,6 +414,7 @@ fn fill_nodes(
 ) {
     out.clear();
     table.closest(now, target, k, scratch);
+    out.reserve(scratch.len() * if target_is_v6(scratch) { 38 } else { 26 });
     for (id, addr) in scratch.iter() {
         compact::encode_node(id, addr, out);
     }

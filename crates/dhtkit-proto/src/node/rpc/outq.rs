@@ -33,6 +33,10 @@ impl OutQueue {
         if self.queue.is_empty() {
             self.arena.clear();
         }
+        if self.arena.capacity() == 0 {
+            // A query or a reply with nodes at once (not four reallocations).
+            self.arena.reserve(256);
+        }
         let start = self.arena.len();
         write(&mut self.arena);
         let end = self.arena.len();
