@@ -45,11 +45,12 @@ pub struct Config {
     /// and private addresses exempt). Default off, as in libtorrent: many nodes on the DHT
     /// still have random ids.
     pub enforce_secure_ids: bool,
-    /// Lookup parallelism α: queries in flight that are not slow yet (6; BEP 5 suggests 3,
+    /// Lookup parallelism α: queries in flight that are not slow yet (8; BEP 5 suggests 3,
     /// libtorrent uses 5). With slow queries not counted, α is how many answers a lookup
     /// waits for at once, which on a network where half the contacts never answer is what
     /// keeps it moving: on the live-DHT model, α = 6 with queries slow after the mean round
-    /// trip halves the time to a first peer of α = 3 with a one-second slow timeout.
+    /// trip halves the time to a first peer of α = 3 with a one-second slow timeout, and
+    /// α = 8 with a 50 ms floor takes another fifth off at 100,000 nodes (BENCHMARKS.md).
     pub alpha: usize,
     /// A lookup query not answered within `srtt + slow_rttvar * rttvar` of the round trips
     /// measured so far (RFC 6298's estimator over every node that answers), kept between
@@ -182,9 +183,9 @@ impl Default for Config {
             item_refresh: Duration::from_secs(60 * 60),
             secure_id: true,
             enforce_secure_ids: false,
-            alpha: 6,
+            alpha: 8,
             slow_timeout: Duration::from_secs(1),
-            slow_timeout_min: Duration::from_millis(100),
+            slow_timeout_min: Duration::from_millis(50),
             slow_rttvar: 0,
             rtt_order: true,
             query_timeout: Duration::from_secs(2),
