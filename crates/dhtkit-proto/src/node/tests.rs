@@ -276,3 +276,58 @@ fn node_wide_query_budget_holds_lookups_back() {
     assert_eq!(sent(&mut n), 1);
     assert_eq!(n.lookups_running(), 1);
 }
+
+/// The find_node queries `a` sent to `to` since last asked, by transaction id.
+fn find_node_tids(a: &mut Node, to: SocketAddr) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(t) = a.poll_transmit() {
+        let data = t.payload.to_vec();
+        if t.dest == to && data.windows(9).any(|w| w == b"find_node") {
+            let at = data.windows(5).position(|w| w == b"1:t4:").expect("tid") + 5;
+            out.push(data[at..at + 4].to_vec());
+        }
+    }
+    out
+}
+
+fn krpc_error(tid: &[u8], code: i64) -> Vec<u8> {
+    let mut m = format!("d1:eli{code}e5:oopsee1:t{}:", tid.len()).into_bytes();
+    m.extend_from_slice(tid);
+    m.extend_from_slice(b"1:y1:ee");
+    m
+}
+
+#[test]
+fn a_lookup_asks_again_after_a_protocol_error_but_not_after_a_refusal() {
+    // A 203 to a well-formed query most likely means it was damaged on the way: the lookup
+    // asks the same node again, within its retries, and gives up when they run out. A 201
+    // (the node refuses) is final.
+    for (code, asked) in [(203, 1 + 2), (202, 1 + 2), (201, 1)] {
+        let now = Instant::ZERO;
+        let mut a = Node::new(cfg(1), now);
+        let mut b = Node::new(cfg(2), now);
+        a.ping(now, addr(2)).unwrap();
+        pump(now, (&mut a, addr(1)), (&mut b, addr(2)));
+        let _ = events(&mut a);
+        let lid = a.find_node(now, Id([0x5a; 20])).unwrap();
+        let mut sent = 0;
+        for _ in 0..10 {
+            let tids = find_node_tids(&mut a, addr(2));
+            if tids.is_empty() {
+                break;
+            }
+            for tid in tids {
+                sent += 1;
+                a.handle_datagram(now, addr(2), &krpc_error(&tid, code));
+            }
+        }
+        assert_eq!(sent, asked, "code {code}");
+        let finished = events(&mut a).into_iter().find_map(|e| match e {
+            Event::LookupFinished(r) if r.id == lid => Some(r),
+            _ => None,
+        });
+        let r = finished.expect("the lookup ends");
+        assert_eq!(r.queries as usize, asked, "code {code}");
+        assert!(r.closest.is_empty());
+    }
+}

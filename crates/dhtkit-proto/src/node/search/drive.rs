@@ -226,8 +226,32 @@ impl Search {
                 l.put_errors.push(code);
             }
         } else {
-            l.timeouts += timed_out as u32;
-            l.on_failed(&p.addr);
+            // A server or protocol error (202, 203) to a query we know was well formed most
+            // likely means the query was damaged on the way: ask again, from the same retries
+            // a lost query gets, while its answer could still change the result.
+            let damaged = matches!(error, Some(202 | 203));
+            let resent = damaged && p.retries > 0 && l.worth_retry(&p.addr) && {
+                let method = l.kind.method(l.target);
+                ctx.rpc
+                    .send(
+                        ctx.now,
+                        Outgoing {
+                            addr: p.addr,
+                            node_id: p.node_id,
+                            method: method.view(),
+                            purpose: Purpose::Lookup(lid),
+                            slow: true,
+                            retries: p.retries - 1,
+                        },
+                    )
+                    .is_some()
+            };
+            if resent {
+                l.queries += 1;
+            } else {
+                l.timeouts += timed_out as u32;
+                l.on_failed(&p.addr);
+            }
         }
         self.drive(ctx, lid);
     }
