@@ -9,6 +9,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`crawler`] | the nodes, passive discovery, and the pipeline's wiring |
+//! | [`discovery`] | the decisions, without I/O: whom to sample when, how peers are found, what to fetch, the packet budget |
 //! | `hub` | the pipeline's one owner of queues: dedup, lookups, fetches, retries, batches |
 //! | `walker` | the BEP 51 walk, node by node, honouring each node's `interval` |
 //! | [`metadata`] | fetching and reading info dictionaries |
@@ -24,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod crawler;
+pub mod discovery;
 mod hub;
 pub mod metadata;
 pub mod seen;
