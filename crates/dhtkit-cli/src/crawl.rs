@@ -68,6 +68,13 @@ pub(crate) struct CrawlArgs {
     /// Do not walk the DHT with BEP 51 sample_infohashes.
     #[arg(long)]
     no_sample: bool,
+    /// Most nodes the BEP 51 walk keeps track of (about 200 bytes each).
+    #[arg(long, default_value_t = 1_000_000)]
+    walk_nodes: usize,
+    /// Also print the status as one JSON object per line on stdout (every 10 seconds and
+    /// when the crawl stops), with `"event": "status"`.
+    #[arg(long)]
+    json: bool,
     /// Ask nodes for samples again after at most SECS, shorter than the interval they ask
     /// for (by default their interval is honoured).
     #[arg(long)]
@@ -118,6 +125,7 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
     cfg.fetch.max_metadata_size = a.max_metadata_size;
     cfg.fetch.deadline = parse_secs("--fetch-timeout", a.fetch_timeout)?;
     cfg.sample = !a.no_sample;
+    cfg.walk_nodes = a.walk_nodes;
     cfg.sample_interval = a
         .sample_interval
         .map(|s| parse_secs("--sample-interval", s))
@@ -205,6 +213,8 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
         Duration::from_secs(30)
     });
     tick.tick().await;
+    let mut json_tick = tokio::time::interval(Duration::from_secs(10));
+    json_tick.tick().await;
     loop {
         tokio::select! {
             _ = stop.recv() => break,
@@ -217,26 +227,44 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
                     eprintln!("dhtkit crawl: {line}");
                 }
             }
+            _ = json_tick.tick(), if a.json => {
+                status.update(&crawler).await;
+                print_json(&status.json(crawler.stats(), false));
+            }
         }
     }
     if tty {
         eprint!("\r\x1b[K");
     }
-    let line = status.line(&crawler).await;
+    status.update(&crawler).await;
+    let stats = crawler.stats().clone();
     crawler.shutdown().await;
+    // After the shutdown, the counters include the last batch.
+    let line = status.text(&stats);
+    if a.json {
+        print_json(&status.json(&stats, true));
+    }
     eprintln!("dhtkit crawl stopped: {line}");
     Ok(ExitCode::SUCCESS)
 }
 
-/// The status line: what the crawl has done, and its rates since the last line.
+fn print_json(v: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}").and_then(|_| out.flush());
+}
+
+/// The status line and `--json`: what the crawl has done, and its rates since the last look.
 #[derive(Default)]
 struct Status {
-    last_packets: u64,
+    nodes: usize,
+    packets: u64,
+    pps: f64,
     last_at: Option<std::time::Instant>,
 }
 
 impl Status {
-    async fn line(&mut self, c: &Crawler) -> String {
+    /// Reads the nodes' counters and the packet rate since the last update.
+    async fn update(&mut self, c: &Crawler) {
         let (mut nodes, mut packets) = (0, 0);
         for d in c.nodes() {
             if let Ok(s) = d.stats().await {
@@ -244,16 +272,27 @@ impl Status {
                 packets += s.node.datagrams_in + s.node.datagrams_out;
             }
         }
+        if nodes == 0 && packets == 0 && self.last_at.is_some() {
+            return; // the nodes have stopped: keep the last figures
+        }
         let now = std::time::Instant::now();
-        let pps = match self.last_at {
-            Some(t) => {
-                (packets - self.last_packets.min(packets)) as f64 / t.elapsed().as_secs_f64()
+        if let Some(t) = self.last_at {
+            let secs = t.elapsed().as_secs_f64();
+            if secs > 0.0 {
+                self.pps = (packets - self.packets.min(packets)) as f64 / secs;
             }
-            None => 0.0,
-        };
-        self.last_packets = packets;
+        }
+        self.nodes = nodes;
+        self.packets = packets;
         self.last_at = Some(now);
-        let s = c.stats();
+    }
+
+    async fn line(&mut self, c: &Crawler) -> String {
+        self.update(c).await;
+        self.text(c.stats())
+    }
+
+    fn text(&self, s: &CrawlStats) -> String {
         let g = CrawlStats::get;
         let (ok, failed) = (g(&s.fetched), g(&s.given_up));
         let pct = if ok + failed > 0 {
@@ -267,11 +306,21 @@ impl Status {
             .map(|(r, n)| format!("{r} {n}"))
             .collect();
         format!(
-            "nodes {nodes} | seen {} | new {} | lookups {}/{} | metadata {ok} | fetch ok {pct:.0}% | {pps:.0} pkt/s | queues {}/{}/{} | RSS {} MB{}{}",
+            "nodes {} | sampled {} ({:.0}% BEP 51) | seen {} | new {} ({}/h) | peers {} ({} direct, {}/{} lookups) | metadata {ok} ({}/h) | fetch ok {pct:.0}% | {:.1} q/new | {:.0} pkt/s | queues {}/{}/{}/{} | RSS {} MB{}{}",
+            self.nodes,
+            g(&s.nodes_sampled_interval),
+            100.0 * s.bep51_share(),
             g(&s.sightings),
             g(&s.new_infohashes),
+            g(&s.discovered_per_hour),
+            g(&s.peers_found),
+            g(&s.direct_hits),
             g(&s.lookups_with_peers),
             g(&s.lookups),
+            g(&s.named_per_hour),
+            s.queries_per_infohash(),
+            self.pps,
+            g(&s.direct_queue),
             g(&s.lookup_queue),
             g(&s.fetch_queue),
             g(&s.retry_queue),
@@ -279,6 +328,47 @@ impl Status {
             if fails.is_empty() { "" } else { " | failed: " },
             fails.join(", "),
         )
+    }
+
+    /// The status as one JSON object (`--json`).
+    fn json(&self, s: &CrawlStats, stopped: bool) -> serde_json::Value {
+        let g = CrawlStats::get;
+        json!({
+            "event": "status",
+            "stopped": stopped,
+            "routing_nodes": self.nodes,
+            "packets_per_s": (self.pps * 10.0).round() / 10.0,
+            "nodes_scheduled": g(&s.nodes_scheduled),
+            "nodes_sampled_interval": g(&s.nodes_sampled_interval),
+            "nodes_answered": g(&s.nodes_answered),
+            "bep51_nodes": g(&s.bep51_nodes),
+            "bep51_share": (s.bep51_share() * 1000.0).round() / 1000.0,
+            "sightings": g(&s.sightings),
+            "discovered": g(&s.new_infohashes),
+            "discovered_by_sample": g(&s.discovered_by_sample),
+            "discovered_per_hour": g(&s.discovered_per_hour),
+            "samples_sent": g(&s.samples_sent),
+            "samples_answered": g(&s.samples_answered),
+            "direct_get_peers": g(&s.direct_sent),
+            "direct_with_peers": g(&s.direct_hits),
+            "lookups": g(&s.lookups),
+            "lookups_with_peers": g(&s.lookups_with_peers),
+            "peers_found": g(&s.peers_found),
+            "named": g(&s.fetched),
+            "named_per_hour": g(&s.named_per_hour),
+            "given_up": g(&s.given_up),
+            "queries_sent": g(&s.discovery_queries) + g(&s.node_queries),
+            "queries_by_nodes": g(&s.node_queries),
+            "queries_per_infohash": (s.queries_per_infohash() * 100.0).round() / 100.0,
+            "queues": {
+                "direct": g(&s.direct_queue),
+                "lookup": g(&s.lookup_queue),
+                "fetch": g(&s.fetch_queue),
+                "retry": g(&s.retry_queue),
+            },
+            "fetch_failures": s.failures(),
+            "rss_mb": dhtkit_crawl::stats::rss_bytes() / (1024 * 1024),
+        })
     }
 }
 

@@ -60,6 +60,13 @@ fn family<L: prometheus_client::encoding::EncodeLabelSet>(
     Ok(())
 }
 
+/// A gauge family with fractional values.
+fn gauge_f64(enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> std::fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    m.encode_family(&NONE)?.encode_gauge(&v)?;
+    Ok(())
+}
+
 /// A histogram from cumulative counts at fixed bounds (in seconds), `+Inf` added.
 fn histogram<L: prometheus_client::encoding::EncodeLabelSet>(
     enc: &mut DescriptorEncoder,
@@ -307,7 +314,7 @@ impl Collector for Snapshot {
             "dhtkit_crawl_discoveries_dropped",
             "Discoveries dropped because a queue was full.",
             Counter,
-            one(g(&c.dropped)),
+            one(g(&c.dropped) + g(&c.discovery_dropped)),
         )?;
         family(
             &mut enc,
@@ -322,6 +329,91 @@ impl Collector for Snapshot {
             "sample_infohashes replies received.",
             Counter,
             one(g(&c.samples_answered)),
+        )?;
+        family(
+            &mut enc,
+            "dhtkit_crawl_nodes_sampled_interval",
+            "Distinct nodes that answered a sample query in the last interval (6 h).",
+            Gauge,
+            one(g(&c.nodes_sampled_interval)),
+        )?;
+        family(
+            &mut enc,
+            "dhtkit_crawl_nodes_answered",
+            "Distinct nodes that ever answered a sample query.",
+            Counter,
+            one(g(&c.nodes_answered)),
+        )?;
+        family(
+            &mut enc,
+            "dhtkit_crawl_bep51_nodes",
+            "Distinct nodes that answered with BEP 51 samples or an interval.",
+            Counter,
+            one(g(&c.bep51_nodes)),
+        )?;
+        gauge_f64(
+            &mut enc,
+            "dhtkit_crawl_bep51_share",
+            "Of the nodes that answered a sample query, the share that speak BEP 51.",
+            c.bep51_share(),
+        )?;
+        family(
+            &mut enc,
+            "dhtkit_crawl_nodes_scheduled",
+            "Nodes the walk keeps track of.",
+            Gauge,
+            one(g(&c.nodes_scheduled)),
+        )?;
+        family(
+            &mut enc,
+            "dhtkit_crawl_queries_sent",
+            "DHT queries sent, by whom: discovery (samples, direct get_peers, lookups) or the nodes' own upkeep.",
+            Counter,
+            [
+                ([("by", "discovery")], g(&c.discovery_queries)),
+                ([("by", "nodes")], g(&c.node_queries)),
+            ],
+        )?;
+        gauge_f64(
+            &mut enc,
+            "dhtkit_crawl_queries_per_infohash",
+            "Queries sent (all of them) per infohash discovered.",
+            c.queries_per_infohash(),
+        )?;
+        family(
+            &mut enc,
+            "dhtkit_crawl_discovered_per_hour",
+            "New infohashes per hour, over the last hour.",
+            Gauge,
+            one(g(&c.discovered_per_hour)),
+        )?;
+        family(
+            &mut enc,
+            "dhtkit_crawl_named_per_hour",
+            "Metadata fetched per hour, over the last hour.",
+            Gauge,
+            one(g(&c.named_per_hour)),
+        )?;
+        family(
+            &mut enc,
+            "dhtkit_crawl_direct_get_peers",
+            "One-query get_peers sent to the node that sampled an infohash.",
+            Counter,
+            one(g(&c.direct_sent)),
+        )?;
+        family(
+            &mut enc,
+            "dhtkit_crawl_direct_get_peers_with_peers",
+            "Of those, answered with peers.",
+            Counter,
+            one(g(&c.direct_hits)),
+        )?;
+        family(
+            &mut enc,
+            "dhtkit_crawl_peers_found",
+            "Infohashes for which peers were found (directly or by a lookup).",
+            Counter,
+            one(g(&c.peers_found)),
         )?;
         family(
             &mut enc,
@@ -364,6 +456,7 @@ impl Collector for Snapshot {
             "Infohashes waiting, by queue.",
             Gauge,
             [
+                ([("queue", "direct")], g(&c.direct_queue)),
                 ([("queue", "lookup")], g(&c.lookup_queue)),
                 ([("queue", "fetch")], g(&c.fetch_queue)),
                 ([("queue", "retry")], g(&c.retry_queue)),

@@ -1,18 +1,18 @@
-//! The crawler: honest DHT nodes feeding a pipeline of stages joined by bounded queues.
+//! The crawler: honest DHT nodes, and the hub that runs [`crate::discovery`] over them.
 //!
 //! ```text
-//!  node events (get_peers, announce_peer) ─┐
-//!  BEP 51 walk (sample_infohashes) ────────┴─► hub ─► peer lookups (get_peers) ─┐
-//!                                              │  ▲                             │
-//!                                              │  └──── peers ◄─────────────────┘
-//!                                              ├─► metadata fetches (≤ N TCP) ──► hub
-//!                                              └─► store writer (one batch a second)
+//!  node events (get_peers, announce_peer, nodes added) ─┐
+//!                                                        ▼
+//!         hub: Discovery decides ─► sample_infohashes, one get_peers to the sampler,
+//!                 ▲                 lookups, metadata fetches (≤ N TCP)
+//!                 └──────── replies, peers, metadata ◄──┘
+//!                 └─► store writer (one batch a second)
 //! ```
 //!
-//! The hub owns every queue and decides what runs: new infohashes go to a peer lookup (or
-//! straight to a fetch when a token-verified announce gave a peer), lookups start only while
-//! the fetch queue has room (backpressure from metadata to discovery), failures wait in a
-//! bounded retry queue. Sightings are aggregated and written once a second.
+//! Discovery (sans-IO, shared with the simulator) decides everything: the walk over the
+//! keyspace, which node to ask for an infohash's peers, when a lookup is worth its packets,
+//! the packet budget by priority. The hub carries it out and aggregates sightings, written
+//! once a batch interval.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -28,7 +28,6 @@ use crate::hub::Hub;
 use crate::metadata::FetchConfig;
 use crate::stats::CrawlStats;
 use crate::store::{Source, Store, StoreError};
-use crate::walker::{self, WalkConfig};
 use crate::writer::{self, Writer};
 
 /// Everything a crawl can be configured with. `CrawlConfig::default()` is a polite crawler.
@@ -69,6 +68,8 @@ pub struct CrawlConfig {
     pub state: Option<PathBuf>,
     /// Walk the DHT with BEP 51 `sample_infohashes`.
     pub sample: bool,
+    /// Most nodes the walk keeps track of (about 200 bytes each).
+    pub walk_nodes: usize,
     /// Ask nodes for samples again after at most this long, shortening the `interval` they
     /// give (off by default: their interval is honoured).
     pub sample_interval: Option<Duration>,
@@ -108,6 +109,7 @@ impl Default for CrawlConfig {
             max_files: 10_000,
             state: None,
             sample: true,
+            walk_nodes: 1_000_000,
             sample_interval: None,
             seen_capacity: 500_000,
             lookup_queue: 10_000,
@@ -188,7 +190,7 @@ impl Crawler {
         let dhts = start_nodes(&cfg).await?;
         let (stop, stop_rx) = watch::channel(false);
         let (found_tx, found_rx) = mpsc::channel::<Found>(65_536);
-        let (walk_tx, walk_rx) = mpsc::channel::<SocketAddr>(4096);
+        let (walk_tx, walk_rx) = mpsc::channel::<SocketAddr>(16_384);
         let mut tasks = Vec::new();
         for d in &dhts {
             tasks.push(tokio::spawn(listen(
@@ -204,36 +206,13 @@ impl Crawler {
                 stop_rx.clone(),
             )));
         }
-        if cfg.sample {
-            let wc = WalkConfig {
-                max_nodes: 100_000,
-                concurrency: 32,
-                rate: walk_rate(&cfg),
-                shorten_to: cfg.sample_interval,
-                allow_local: dhts
-                    .iter()
-                    .flat_map(|d| d.local_addrs().to_vec())
-                    .any(|a| dhtkit::addr::is_local(a.ip())),
-            };
-            tasks.push(tokio::spawn(walker::run(
-                dhts.clone(),
-                wc,
-                walk_rx,
-                found_tx.clone(),
-                stats.clone(),
-                stop_rx.clone(),
-            )));
-        }
         let Writer {
             tx: batches,
             thread,
         } = writer::spawn(store, jsonl, stats.clone());
         let mut hub = Hub::new(cfg, dhts.clone(), stats.clone(), batches);
-        for ih in resume {
-            hub.seen.insert(ih);
-            hub.lookups.push_back((ih, 0));
-        }
-        let hub = tokio::spawn(hub.run(found_rx, stop_rx));
+        hub.resume(resume);
+        let hub = tokio::spawn(hub.run(found_rx, walk_rx, stop_rx));
         Ok(Crawler {
             dhts,
             stats,
@@ -266,15 +245,6 @@ impl Crawler {
         }
         let w = self.writer;
         let _ = tokio::task::spawn_blocking(move || w.join()).await;
-    }
-}
-
-/// The part of `--rate` the BEP 51 walk may use (a quarter); the nodes share the rest.
-fn walk_rate(cfg: &CrawlConfig) -> u32 {
-    if cfg.sample {
-        (cfg.rate / 4).max(1)
-    } else {
-        0
     }
 }
 
@@ -323,8 +293,10 @@ async fn start_nodes(cfg: &CrawlConfig) -> Result<Vec<Dht>, CrawlError> {
             .per_ip_rate(cfg.per_ip_rate)
             .config(|c| {
                 c.table.restrict_ips = !cfg.allow_shared_ips;
-                c.max_query_rate = (cfg.rate.saturating_sub(walk_rate(cfg)) / n as u32).max(1);
-                c.max_query_burst = c.max_query_burst.min(c.max_query_rate.max(1));
+                // Discovery spends `rate` with the nodes' upkeep charged first; no node may
+                // exceed it on its own either.
+                c.max_query_rate = cfg.rate.max(1);
+                c.max_query_burst = c.max_query_burst.min(c.max_query_rate);
                 // The nodes share one IP, and their answers count against it too: each node
                 // sends at most 1 query a second to one IP (burst 4).
                 c.per_dest_rate = c.per_dest_rate.min(1);

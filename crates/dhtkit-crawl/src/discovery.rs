@@ -36,7 +36,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::seen::BoundedSet;
-use crate::store::Source;
+use crate::source::Source;
 
 /// What discovery may do, and how much of it.
 #[derive(Debug, Clone)]
@@ -96,7 +96,7 @@ impl Default for DiscoveryConfig {
         DiscoveryConfig {
             rate: 500,
             burst: 50,
-            max_nodes: 200_000,
+            max_nodes: 1_000_000,
             max_interval: Duration::from_secs(6 * 3600),
             min_interval: Duration::from_secs(60),
             shorten_to: None,
@@ -115,7 +115,7 @@ impl Default for DiscoveryConfig {
             retry_after: Duration::from_secs(15),
             max_attempts: 5,
             retry_queue: 20_000,
-            window: Duration::from_secs(3600),
+            window: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -349,13 +349,14 @@ impl Discovery {
         for a in nodes {
             self.heard(now, *a);
         }
+        let Some(st) = self.nodes.get(&from).copied() else {
+            return;
+        };
+        // Only scheduled nodes count, so the window is bounded by `max_nodes` too.
         if !self.recent_set.contains(&from) {
             self.recent_set.insert(from);
             self.recent.push_back((now, from));
         }
-        let Some(st) = self.nodes.get(&from).copied() else {
-            return;
-        };
         if st.answered.is_none() {
             self.stats.nodes_answered += 1;
         }
@@ -422,6 +423,15 @@ impl Discovery {
             None if new => self.queue_lookup(info_hash, 0),
             None => {}
         }
+    }
+
+    /// An infohash known from an earlier run that still lacks metadata: looked up again
+    /// (it is not counted as discovered).
+    pub fn resume(&mut self, info_hash: Id) {
+        if !self.cfg.metadata || !self.seen.insert(info_hash) {
+            return;
+        }
+        self.queue_lookup(info_hash, 0);
     }
 
     /// The sampler answered our direct `get_peers` with `peers` (possibly none) and `nodes`.

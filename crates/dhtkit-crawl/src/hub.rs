@@ -1,51 +1,81 @@
-//! The hub: the pipeline's one owner of queues. New infohashes go to a peer lookup (or
-//! straight to a fetch when a token-verified announce named a peer), lookups start only while
-//! the fetch queue has room, failures wait in a bounded retry queue, and sightings are
-//! aggregated and written once a batch interval.
+//! The hub: the tokio side of [`Discovery`]. It feeds discovery what the nodes hear and what
+//! its queries and fetches bring back, carries out the [`Action`]s discovery hands back
+//! (sample queries, direct `get_peers`, lookups, metadata fetches), and aggregates sightings
+//! into one batch for the store each batch interval.
+//!
+//! Every decision (whom to ask, when, with which budget) is discovery's; the hub only does
+//! I/O and converts tokio's clock into the protocol's [`Instant`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dhtkit::{Dht, Id};
-use tokio::sync::{mpsc, watch, Semaphore};
-use tokio::time::Instant;
+use dhtkit::{Dht, Id, Reply, Request};
+use dhtkit_proto::Instant;
+use tokio::sync::{mpsc, watch};
 
 use crate::crawler::{unix_now, CrawlConfig, Found};
+use crate::discovery::{Action, Discovery, DiscoveryConfig, DiscoveryStats};
 use crate::metadata::{self, FetchConfig};
-use crate::seen::BoundedSet;
 use crate::stats::CrawlStats;
-use crate::store::{Batch, Fetched, Sighting};
+use crate::store::{Batch, Fetched, Sighting, Source};
 
-/// What a lookup or a fetch reports back to the hub.
+/// What a query, a lookup or a fetch reports back to the hub.
 enum Outcome {
-    Peers(Id, Vec<SocketAddr>),
+    Sample(SocketAddr, Option<Reply>),
+    Direct(Id, Option<Reply>),
+    Lookup(Id, Vec<SocketAddr>, u32),
     Fetched(Id, Option<Fetched>),
 }
 
-/// The pipeline's one owner of queues.
+/// The discovery settings a crawl configuration implies.
+pub(crate) fn discovery_config(cfg: &CrawlConfig) -> DiscoveryConfig {
+    let mut d = DiscoveryConfig::default();
+    d.rate = cfg.rate.max(1);
+    d.burst = (cfg.rate / 10).clamp(10, 1000);
+    d.max_nodes = if cfg.sample { cfg.walk_nodes } else { 0 };
+    d.shorten_to = cfg.sample_interval;
+    d.seen_capacity = cfg.seen_capacity;
+    d.metadata = cfg.metadata;
+    d.lookup_queue = cfg.lookup_queue;
+    d.lookup_concurrency = cfg.lookup_concurrency;
+    d.fetch_queue = cfg.fetch_queue;
+    d.fetch_concurrency = cfg.metadata_concurrency;
+    d.peers_per_fetch = cfg.peers_per_infohash;
+    d.retry_after = cfg.retry_after;
+    d.max_attempts = cfg.max_attempts;
+    d.retry_queue = cfg.retry_queue;
+    d
+}
+
+/// Counters sampled once a minute, for the per-hour rates.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    at: tokio::time::Instant,
+    discovered: u64,
+    named: u64,
+}
+
+/// The pipeline's owner: discovery, the sightings of this batch, and the I/O.
 pub(crate) struct Hub {
     cfg: CrawlConfig,
     dhts: Vec<Dht>,
     stats: Arc<CrawlStats>,
     batches: mpsc::Sender<Batch>,
-    pub(crate) seen: BoundedSet<Id>,
-    done: BoundedSet<Id>,
-    /// Infohashes in a lookup or fetch now.
-    active: HashSet<Id>,
-    /// Waiting for a peer lookup, with the attempts so far.
-    pub(crate) lookups: VecDeque<(Id, u8)>,
-    /// Waiting for a fetch.
-    fetches: VecDeque<(Id, Vec<SocketAddr>, u8)>,
-    /// Waiting for a retry, oldest first.
-    retries: VecDeque<(Instant, Id, u8)>,
-    attempts: HashMap<Id, u8>,
+    disc: Discovery,
+    start: tokio::time::Instant,
     sightings: HashMap<Id, Sighting>,
     torrents: Vec<Fetched>,
-    lookup_slots: Arc<Semaphore>,
-    fetch_slots: Arc<Semaphore>,
+    /// Which node sends the next sample or direct query.
+    next_dht: usize,
+    /// Local and reserved addresses may be asked (the crawler is bound to one).
+    allow_local: bool,
     peer_id: [u8; 20],
+    /// The nodes' `queries_out`, and discovery's own queries, at the last accounting.
+    last_out: u64,
+    last_disc: u64,
+    marks: VecDeque<Mark>,
 }
 
 impl Hub {
@@ -61,19 +91,28 @@ impl Hub {
         for (o, r) in peer_id[8..].iter_mut().zip(tail) {
             *o = b'0' + r % 10;
         }
+        let allow_local = dhts
+            .iter()
+            .flat_map(|d| d.local_addrs().to_vec())
+            .any(|a| dhtkit::addr::is_local(a.ip()));
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        let start = tokio::time::Instant::now();
         Hub {
-            seen: BoundedSet::new(cfg.seen_capacity),
-            done: BoundedSet::new(cfg.seen_capacity / 4),
-            active: HashSet::new(),
-            lookups: VecDeque::new(),
-            fetches: VecDeque::new(),
-            retries: VecDeque::new(),
-            attempts: HashMap::new(),
+            disc: Discovery::new(
+                discovery_config(&cfg),
+                u64::from_le_bytes(seed),
+                Instant::ZERO,
+            ),
+            start,
             sightings: HashMap::new(),
             torrents: Vec::new(),
-            lookup_slots: Arc::new(Semaphore::new(cfg.lookup_concurrency.max(1))),
-            fetch_slots: Arc::new(Semaphore::new(cfg.metadata_concurrency.max(1))),
+            next_dht: 0,
+            allow_local,
             peer_id,
+            last_out: 0,
+            last_disc: 0,
+            marks: VecDeque::new(),
             cfg,
             dhts,
             stats,
@@ -81,129 +120,216 @@ impl Hub {
         }
     }
 
+    /// Infohashes from an earlier run that still lack metadata: looked up again.
+    pub(crate) fn resume(&mut self, info_hashes: Vec<Id>) {
+        for ih in info_hashes {
+            self.disc.resume(ih);
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_epoch(self.start.elapsed())
+    }
+
     pub(crate) async fn run(
         mut self,
         mut found: mpsc::Receiver<Found>,
+        mut heard: mpsc::Receiver<SocketAddr>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let (out_tx, mut out_rx) = mpsc::channel::<Outcome>(1024);
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
-        let mut last_flush = Instant::now();
+        let (out_tx, mut out_rx) = mpsc::channel::<Outcome>(4096);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_flush = tokio::time::Instant::now();
+        // Node queries at the start are the nodes' bootstrap: theirs, not discovery's.
+        self.last_out = self.node_queries().await;
         loop {
+            let wake = self
+                .disc
+                .next_wake(self.now())
+                .map(|t| self.start + t.saturating_since(Instant::ZERO))
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = stop.changed() => break,
                 Some(f) = found.recv() => self.on_found(f),
+                Some(a) = heard.recv() => self.on_heard(a),
                 Some(o) = out_rx.recv() => self.on_outcome(o),
-                _ = tick.tick() => self.on_tick(),
+                _ = tick.tick() => self.on_tick().await,
+                _ = tokio::time::sleep_until(wake) => {}
             }
             if last_flush.elapsed() >= self.cfg.batch_interval || self.sightings.len() >= 50_000 {
                 self.flush().await;
-                last_flush = Instant::now();
+                last_flush = tokio::time::Instant::now();
             }
             self.dispatch(&out_tx);
         }
-        // Take what discovery already handed over, then write it.
+        // Take what the nodes and the running queries already handed over, then write it.
         while let Ok(f) = found.try_recv() {
             self.on_found(f);
         }
         while let Ok(o) = out_rx.try_recv() {
             self.on_outcome(o);
         }
+        self.publish();
         self.flush().await;
     }
 
-    fn on_found(&mut self, f: Found) {
+    fn sighting(&mut self, ih: Id, source: Source) {
         CrawlStats::add(&self.stats.sightings, 1);
         let now = unix_now();
-        let s = self.sightings.entry(f.info_hash).or_insert(Sighting {
-            info_hash: f.info_hash,
+        let s = self.sightings.entry(ih).or_insert(Sighting {
+            info_hash: ih,
             sources: 0,
             first: now,
             last: now,
             count: 0,
         });
-        s.sources |= f.source.bit();
+        s.sources |= source.bit();
         s.last = now;
         s.count += 1;
-        let new = self.seen.insert(f.info_hash);
-        if new {
-            CrawlStats::add(&self.stats.new_infohashes, 1);
+    }
+
+    fn on_found(&mut self, f: Found) {
+        self.sighting(f.info_hash, f.source);
+        let now = self.now();
+        self.disc.passive(now, f.info_hash, f.source, f.peer);
+    }
+
+    fn may_send(&self, a: &SocketAddr) -> bool {
+        // Addresses come from strangers: never a private, reserved or bogon one unless we are
+        // on such a network ourselves.
+        dhtkit::addr::may_send(a, self.allow_local)
+    }
+
+    fn on_heard(&mut self, a: SocketAddr) {
+        if self.may_send(&a) {
+            let now = self.now();
+            self.disc.heard(now, a);
         }
-        if !self.cfg.metadata || self.done.contains(&f.info_hash) {
-            return;
-        }
-        match f.peer {
-            Some(peer) if !self.active.contains(&f.info_hash) => {
-                if self.fetches.len() < self.cfg.fetch_queue {
-                    self.active.insert(f.info_hash);
-                    self.fetches.push_back((f.info_hash, vec![peer], 0));
-                } else {
-                    CrawlStats::add(&self.stats.dropped, 1);
-                }
-            }
-            None if new => {
-                if self.lookups.len() < self.cfg.lookup_queue {
-                    self.lookups.push_back((f.info_hash, 0));
-                } else {
-                    CrawlStats::add(&self.stats.dropped, 1);
-                }
-            }
-            _ => {}
-        }
+    }
+
+    fn nodes_of(&self, r: &Reply) -> Vec<SocketAddr> {
+        r.nodes
+            .iter()
+            .map(|(_, a)| *a)
+            .filter(|a| self.may_send(a))
+            .collect()
     }
 
     fn on_outcome(&mut self, o: Outcome) {
+        let now = self.now();
         match o {
-            Outcome::Peers(ih, peers) => {
-                let attempt = self.attempts.remove(&ih).unwrap_or(0);
-                if peers.is_empty() {
-                    self.active.remove(&ih);
-                    self.retry(ih, attempt);
-                } else {
-                    self.fetches.push_front((ih, peers, attempt));
+            Outcome::Sample(from, Some(r)) => {
+                for ih in &r.samples {
+                    self.sighting(*ih, Source::Sample);
+                }
+                let nodes = self.nodes_of(&r);
+                self.disc
+                    .sample_reply(now, from, &r.samples, r.interval, &nodes);
+            }
+            Outcome::Sample(from, None) => self.disc.sample_failed(now, from),
+            Outcome::Direct(ih, Some(r)) => {
+                let nodes = self.nodes_of(&r);
+                self.disc.peers_reply(now, ih, &r.peers, &nodes);
+            }
+            Outcome::Direct(ih, None) => self.disc.peers_failed(now, ih),
+            Outcome::Lookup(ih, peers, queries) => {
+                self.disc.lookup_done(now, ih, &peers, queries);
+            }
+            Outcome::Fetched(ih, got) => {
+                self.disc.fetch_done(now, ih, got.is_some());
+                if let Some(t) = got {
+                    CrawlStats::add(&self.stats.fetched, 1);
+                    self.torrents.push(t);
                 }
             }
-            Outcome::Fetched(ih, Some(t)) => {
-                self.active.remove(&ih);
-                self.attempts.remove(&ih);
-                self.done.insert(ih);
-                CrawlStats::add(&self.stats.fetched, 1);
-                self.torrents.push(t);
-            }
-            Outcome::Fetched(ih, None) => {
-                self.active.remove(&ih);
-                let attempt = self.attempts.remove(&ih).unwrap_or(0);
-                self.retry(ih, attempt);
-            }
         }
     }
 
-    fn retry(&mut self, ih: Id, attempt: u8) {
-        let attempt = attempt.saturating_add(1);
-        if attempt >= self.cfg.max_attempts || self.retries.len() >= self.cfg.retry_queue {
-            CrawlStats::add(&self.stats.given_up, 1);
-            return;
-        }
-        let wait = self.cfg.retry_after * (1u32 << (attempt - 1).min(8));
-        self.retries.push_back((Instant::now() + wait, ih, attempt));
-    }
-
-    fn on_tick(&mut self) {
-        let now = Instant::now();
-        while self.retries.front().is_some_and(|(at, _, _)| *at <= now) {
-            let (_, ih, attempt) = self.retries.pop_front().expect("front");
-            if !self.done.contains(&ih) && self.lookups.len() < self.cfg.lookup_queue {
-                self.lookups.push_back((ih, attempt));
+    /// Sum of the nodes' outbound queries (their upkeep, discovery's queries, lookups).
+    async fn node_queries(&self) -> u64 {
+        let mut n = 0;
+        for d in &self.dhts {
+            if let Ok(s) = d.stats().await {
+                n += s.node.queries_out;
             }
         }
+        n
+    }
+
+    /// Once a second: charge the nodes' own queries to the budget and publish the counters.
+    async fn on_tick(&mut self) {
+        let out = self.node_queries().await;
+        let disc = self.disc.stats().queries;
+        let theirs = (out.saturating_sub(self.last_out)).saturating_sub(disc - self.last_disc);
+        self.last_out = out;
+        self.last_disc = disc;
+        let now = self.now();
+        if theirs > 0 {
+            self.disc.spent(now, theirs.min(u32::MAX as u64) as u32);
+        }
+        self.publish();
+    }
+
+    /// Copies discovery's counters and gauges into the shared stats.
+    fn publish(&mut self) {
+        let now = self.now();
+        let d: DiscoveryStats = self.disc.stats();
         let s = &self.stats;
-        CrawlStats::set(&s.lookup_queue, self.lookups.len() as u64);
-        CrawlStats::set(&s.fetch_queue, self.fetches.len() as u64);
-        CrawlStats::set(&s.retry_queue, self.retries.len() as u64);
-        CrawlStats::set(
-            &s.fetching,
-            (self.cfg.metadata_concurrency - self.fetch_slots.available_permits()) as u64,
+        let set = CrawlStats::set;
+        set(&s.new_infohashes, d.discovered);
+        set(&s.discovered_by_sample, d.discovered_by_sample);
+        set(&s.samples_sent, d.samples_sent);
+        set(&s.samples_answered, d.samples_answered);
+        set(&s.nodes_answered, d.nodes_answered);
+        set(&s.bep51_nodes, d.bep51_nodes);
+        set(&s.nodes_scheduled, d.scheduled);
+        set(
+            &s.nodes_sampled_interval,
+            self.disc.sampled_in_window(now) as u64,
         );
+        set(&s.direct_sent, d.direct_sent);
+        set(&s.direct_hits, d.direct_hits);
+        set(&s.lookups, d.lookups);
+        set(&s.lookups_with_peers, d.lookups_with_peers);
+        set(&s.peers_found, d.peers_found);
+        set(&s.given_up, d.given_up);
+        set(&s.discovery_dropped, d.dropped);
+        set(&s.discovery_queries, d.queries);
+        set(&s.node_queries, d.node_queries);
+        let (direct, lookups, fetches, retries) = self.disc.queues();
+        set(&s.direct_queue, direct as u64);
+        set(&s.lookup_queue, lookups as u64);
+        set(&s.fetch_queue, fetches as u64);
+        set(&s.retry_queue, retries as u64);
+        // Per-hour rates over the last hour (since the start, scaled, in the first hour).
+        let at = tokio::time::Instant::now();
+        let named = CrawlStats::get(&s.fetched);
+        if self
+            .marks
+            .back()
+            .is_none_or(|m| at.duration_since(m.at) >= Duration::from_secs(60))
+        {
+            self.marks.push_back(Mark {
+                at,
+                discovered: d.discovered,
+                named,
+            });
+        }
+        while self.marks.len() > 61 {
+            self.marks.pop_front();
+        }
+        if let Some(first) = self.marks.front() {
+            let secs = at.duration_since(first.at).as_secs_f64();
+            if secs >= 1.0 {
+                let per_hour = |n: u64| (n as f64 * 3600.0 / secs).round() as u64;
+                set(
+                    &s.discovered_per_hour,
+                    per_hour(d.discovered - first.discovered),
+                );
+                set(&s.named_per_hour, per_hour(named - first.named));
+            }
+        }
     }
 
     async fn flush(&mut self) {
@@ -216,6 +342,12 @@ impl Hub {
         }
     }
 
+    /// The node that sends the next sample or direct query: each in turn.
+    fn query_node(&mut self) -> Dht {
+        self.next_dht = self.next_dht.wrapping_add(1);
+        self.dhts[self.next_dht % self.dhts.len()].clone()
+    }
+
     /// The node that runs peer lookups: always the first. Every node shares one IP, and other
     /// implementations limit queries per source IP (libtorrent ignores an IP for five minutes
     /// after about 50 packets in 10 seconds), so one node's per-destination budget must govern
@@ -224,77 +356,74 @@ impl Hub {
         self.dhts[0].clone()
     }
 
-    /// Starts fetches and lookups while there are free slots; lookups only while the fetch
-    /// queue has room.
+    /// Carries out what discovery asks for now.
     fn dispatch(&mut self, out: &mpsc::Sender<Outcome>) {
-        while !self.fetches.is_empty() {
-            let Ok(permit) = self.fetch_slots.clone().try_acquire_owned() else {
-                break;
-            };
-            let (ih, peers, attempt) = self.fetches.pop_front().expect("non-empty");
-            self.attempts.insert(ih, attempt);
-            let (cfg, max_files, per_ih) = (
-                self.cfg.fetch,
-                self.cfg.max_files,
-                self.cfg.peers_per_infohash,
-            );
-            let (out, stats, peer_id) = (out.clone(), self.stats.clone(), self.peer_id);
-            tokio::spawn(async move {
-                let got = fetch_any(
-                    ih,
-                    &peers[..peers.len().min(per_ih)],
-                    peer_id,
-                    &cfg,
-                    max_files,
-                    &stats,
-                )
-                .await;
-                drop(permit);
-                let _ = out.send(Outcome::Fetched(ih, got)).await;
-            });
-        }
-        while !self.lookups.is_empty() && self.fetches.len() < self.cfg.fetch_queue / 2 {
-            let Ok(permit) = self.lookup_slots.clone().try_acquire_owned() else {
-                break;
-            };
-            let (ih, attempt) = self.lookups.pop_front().expect("non-empty");
-            if self.done.contains(&ih) || !self.active.insert(ih) {
-                continue;
-            }
-            self.attempts.insert(ih, attempt);
-            CrawlStats::add(&self.stats.lookups, 1);
-            let (dht, out, want) = (self.lookup_node(), out.clone(), self.cfg.peers_per_infohash);
-            let stats = self.stats.clone();
-            tokio::spawn(async move {
-                let peers = find_peers(&dht, ih, want).await;
-                if !peers.is_empty() {
-                    CrawlStats::add(&stats.lookups_with_peers, 1);
+        let now = self.now();
+        while let Some(action) = self.disc.poll_action(now) {
+            let out = out.clone();
+            match action {
+                Action::Sample { to, target } => {
+                    let dht = self.query_node();
+                    tokio::spawn(async move {
+                        let r = dht.request(to, Request::sample_infohashes(target)).await;
+                        let _ = out.send(Outcome::Sample(to, r.ok())).await;
+                    });
                 }
-                drop(permit);
-                let _ = out.send(Outcome::Peers(ih, peers)).await;
-            });
+                Action::GetPeers { to, info_hash } => {
+                    let dht = self.query_node();
+                    tokio::spawn(async move {
+                        let r = dht.request(to, Request::get_peers(info_hash)).await;
+                        let _ = out.send(Outcome::Direct(info_hash, r.ok())).await;
+                    });
+                }
+                Action::Lookup { info_hash } => {
+                    let (dht, want) = (self.lookup_node(), self.cfg.peers_per_infohash);
+                    let charged = self.disc.config().lookup_cost;
+                    tokio::spawn(async move {
+                        let (peers, queries) = find_peers(&dht, info_hash, want).await;
+                        let queries = queries.unwrap_or(charged);
+                        let _ = out.send(Outcome::Lookup(info_hash, peers, queries)).await;
+                    });
+                }
+                Action::Fetch { info_hash, peers } => {
+                    let (cfg, max_files) = (self.cfg.fetch, self.cfg.max_files);
+                    let (stats, peer_id) = (self.stats.clone(), self.peer_id);
+                    tokio::spawn(async move {
+                        let got =
+                            fetch_any(info_hash, &peers, peer_id, &cfg, max_files, &stats).await;
+                        let _ = out.send(Outcome::Fetched(info_hash, got)).await;
+                    });
+                }
+            }
         }
     }
 }
 
-/// Peers for `ih` from a get_peers lookup (only `values`: never the nodes that asked).
-async fn find_peers(dht: &Dht, ih: Id, want: usize) -> Vec<SocketAddr> {
+/// Peers for `ih` from a get_peers lookup (only `values`: never the nodes that asked), with
+/// the queries the lookup sent when it finished in time.
+async fn find_peers(dht: &Dht, ih: Id, want: usize) -> (Vec<SocketAddr>, Option<u32>) {
     let Ok(mut lookup) = dht.get_peers(ih).await else {
-        return Vec::new();
+        return (Vec::new(), Some(0));
     };
     let mut peers = Vec::new();
-    let collect = async {
-        while let Some(p) = lookup.next_peer().await {
-            if !peers.contains(&p) {
-                peers.push(p);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, lookup.next_peer()).await {
+            Ok(Some(p)) => {
+                if !peers.contains(&p) && peers.len() < want {
+                    peers.push(p);
+                }
             }
-            if peers.len() >= want {
-                break;
-            }
+            Ok(None) => break,
+            Err(_) => return (peers, None),
         }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(30), collect).await;
-    peers
+    }
+    let queries = tokio::time::timeout_at(deadline, lookup.finish())
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .map(|r| r.queries);
+    (peers, queries)
 }
 
 /// Tries `peers` in turn until one gives verified metadata.

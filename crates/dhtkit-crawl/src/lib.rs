@@ -10,8 +10,7 @@
 //! |---|---|
 //! | [`crawler`] | the nodes, passive discovery, and the pipeline's wiring |
 //! | [`discovery`] | the decisions, without I/O: whom to sample when, how peers are found, what to fetch, the packet budget |
-//! | `hub` | the pipeline's one owner of queues: dedup, lookups, fetches, retries, batches |
-//! | `walker` | the BEP 51 walk, node by node, honouring each node's `interval` |
+//! | `hub` | discovery's tokio side: carries out its actions, feeds it what comes back, batches sightings |
 //! | [`metadata`] | fetching and reading info dictionaries |
 //! | [`store`] | the [`store::Store`] / [`store::StoreRead`] traits; SQLite (default) and PostgreSQL (several crawlers, one index) backends |
 //! | [`seen`] | the bounded seen-set |
@@ -24,22 +23,34 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "runtime")]
 pub mod crawler;
 pub mod discovery;
+#[cfg(feature = "runtime")]
 mod hub;
+#[cfg(feature = "runtime")]
 pub mod metadata;
 pub mod seen;
+mod source;
+#[cfg(feature = "runtime")]
 pub mod stats;
+#[cfg(feature = "runtime")]
 pub mod store;
-mod walker;
+#[cfg(feature = "runtime")]
 mod writer;
 
+#[cfg(feature = "runtime")]
 pub use crawler::{CrawlConfig, CrawlError, Crawler};
+pub use source::Source;
+#[cfg(feature = "runtime")]
 pub use stats::CrawlStats;
+#[cfg(feature = "runtime")]
 pub use store::{PostgresStore, SqliteStore, Store, StoreError, StoreRead};
+#[cfg(feature = "runtime")]
 pub use writer::torrent_json;
 
 /// A random id from the operating system's generator.
+#[cfg(feature = "runtime")]
 pub(crate) fn random_id() -> dhtkit::Id {
     let mut b = [0u8; 20];
     let _ = getrandom::fill(&mut b);
@@ -48,6 +59,7 @@ pub(crate) fn random_id() -> dhtkit::Id {
 
 /// The default database: `dhtkit/crawl.sqlite` in the per-user data directory
 /// (`$XDG_DATA_HOME`, else `~/.local/share`; `~/Library/Application Support` on macOS).
+#[cfg(feature = "runtime")]
 pub fn default_db_path() -> std::path::PathBuf {
     use std::path::PathBuf;
     let home = std::env::var_os("HOME").map(PathBuf::from);

@@ -18,7 +18,25 @@ pub struct CrawlStats {
     pub samples_sent: AtomicU64,
     /// `sample_infohashes` replies.
     pub samples_answered: AtomicU64,
-    /// get_peers lookups started for metadata.
+    /// Of the new infohashes, found in a BEP 51 sample.
+    pub discovered_by_sample: AtomicU64,
+    /// Distinct nodes that answered a sample query.
+    pub nodes_answered: AtomicU64,
+    /// Distinct nodes that answered with BEP 51 samples or an interval.
+    pub bep51_nodes: AtomicU64,
+    /// Nodes the walk has scheduled now.
+    pub nodes_scheduled: AtomicU64,
+    /// Distinct nodes that answered a sample query within the last interval (6 hours,
+    /// libtorrent's).
+    pub nodes_sampled_interval: AtomicU64,
+    /// One-query `get_peers` sent to the node that sampled an infohash.
+    pub direct_sent: AtomicU64,
+    /// Of those, answered with peers.
+    pub direct_hits: AtomicU64,
+    /// Infohashes for which peers were found (directly or by a lookup).
+    pub peers_found: AtomicU64,
+    /// get_peers lookups started for metadata (when the sampler had no peers, or the
+    /// infohash was learnt passively).
     pub lookups: AtomicU64,
     /// Lookups that found at least one peer.
     pub lookups_with_peers: AtomicU64,
@@ -28,6 +46,18 @@ pub struct CrawlStats {
     pub fetch_failed: AtomicU64,
     /// Infohashes given up on after every retry.
     pub given_up: AtomicU64,
+    /// Queries discovery sent: samples, direct get_peers, and the lookups' real cost.
+    pub discovery_queries: AtomicU64,
+    /// Queries the nodes sent for their own upkeep (charged to the same budget first).
+    pub node_queries: AtomicU64,
+    /// Work discovery dropped because a queue was full.
+    pub discovery_dropped: AtomicU64,
+    /// New infohashes per hour, over the last hour.
+    pub discovered_per_hour: AtomicU64,
+    /// Metadata fetched per hour, over the last hour.
+    pub named_per_hour: AtomicU64,
+    /// Infohashes waiting for their sampler's get_peers.
+    pub direct_queue: AtomicU64,
     /// Infohashes waiting for a peer lookup.
     pub lookup_queue: AtomicU64,
     /// Infohashes waiting for a fetch.
@@ -79,6 +109,25 @@ impl CrawlStats {
     /// Reads a counter.
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
+    }
+
+    /// Queries sent (discovery's and the nodes' own) per infohash discovered; 0 before the
+    /// first.
+    pub fn queries_per_infohash(&self) -> f64 {
+        let n = Self::get(&self.new_infohashes);
+        if n == 0 {
+            return 0.0;
+        }
+        (Self::get(&self.discovery_queries) + Self::get(&self.node_queries)) as f64 / n as f64
+    }
+
+    /// Of the nodes that answered a sample query, the share that speak BEP 51 (0 to 1).
+    pub fn bep51_share(&self) -> f64 {
+        let n = Self::get(&self.nodes_answered);
+        if n == 0 {
+            return 0.0;
+        }
+        Self::get(&self.bep51_nodes) as f64 / n as f64
     }
 
     pub(crate) fn failed(&self, reason: &'static str) {
