@@ -119,6 +119,11 @@ pub struct Config {
     pub per_dest_rate: u32,
     /// Burst size of the per-destination token bucket.
     pub per_dest_burst: u32,
+    /// Every query waits for the per-destination budget: explicit requests are refused
+    /// (not sent) and retransmissions skipped when an IP has none left. Off by default
+    /// (explicit requests always go out); a crawler turns it on to never exceed
+    /// `per_dest_rate` queries a second to one IP.
+    pub strict_dest_limit: bool,
     /// Queries per second the whole node sends (replies are not counted); 0 disables. Lookups
     /// wait for budget; background checks are skipped.
     pub max_query_rate: u32,
@@ -204,6 +209,7 @@ impl Default for Config {
             reply_burst: 500,
             per_dest_rate: 2,
             per_dest_burst: 10,
+            strict_dest_limit: false,
             max_query_rate: 1000,
             max_query_burst: 200,
             rate_limiter_slots: 1024,

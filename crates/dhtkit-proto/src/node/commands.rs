@@ -148,6 +148,21 @@ impl Node {
         s.start_lookup(&mut ctx, kind, target, &[])
     }
 
+    /// Ends a running lookup now with what it has found (its [`crate::Event::LookupFinished`]
+    /// follows at once): for a caller that has what it needed, such as a crawler that wanted
+    /// any peer. False if no such lookup runs (it finished, or is held until the first
+    /// bootstrap ends).
+    pub fn end_lookup(&mut self, now: Instant, lookup: LookupId) -> bool {
+        let p = self.parts(now);
+        let mut ctx = p.ctx;
+        for s in [p.v4, p.v6].into_iter().flatten() {
+            if s.end_lookup(&mut ctx, lookup) {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Starts a lookup of any kind in the node's first family. Returns `None` when
     /// [`crate::Config::max_lookups`] lookups are already running. Lookups started while the first
     /// bootstrap runs wait for it.

@@ -416,8 +416,21 @@ impl Driver {
                 .lookups
                 .get_mut(self.twin_of.get(lookup).unwrap_or(lookup))
             {
-                Some(LookupWaiter::GetPeers { peers, .. }) => {
-                    let _ = peers.send(*peer);
+                // Nobody reads its peers any more (the handle was dropped): the lookup ends
+                // here instead of spending queries for no one.
+                Some(LookupWaiter::GetPeers { peers, .. }) if peers.send(*peer).is_err() => {
+                    let first = *self.twin_of.get(lookup).unwrap_or(lookup);
+                    let now = self.now();
+                    self.node.end_lookup(now, first);
+                    let twins: Vec<LookupId> = self
+                        .twin_of
+                        .iter()
+                        .filter(|(_, f)| **f == first)
+                        .map(|(t, _)| *t)
+                        .collect();
+                    for t in twins {
+                        self.node.end_lookup(now, t);
+                    }
                 }
                 Some(LookupWaiter::Announce { peers, .. }) => peers.push(*peer),
                 _ => {}

@@ -63,6 +63,8 @@ pub(crate) struct Rpc {
     reply_reserve: u64,
     /// Queries sent per destination IP.
     per_dest: RateLimiter,
+    /// [`crate::Config::strict_dest_limit`].
+    strict_dest: bool,
     /// Queries sent by the whole node.
     budget: Bucket,
     header: Header,
@@ -133,6 +135,7 @@ impl Rpc {
                 cfg.per_dest_burst,
                 rng.random(),
             ),
+            strict_dest: cfg.strict_dest_limit,
             txs: Transactions::new(rng.random()),
             out: OutQueue::default(),
             budget: Bucket::new(cfg.max_query_rate, cfg.max_query_burst, now),
@@ -196,6 +199,10 @@ impl Rpc {
             self.stats.dest_limited += 1;
             return None;
         }
+        if self.strict_dest && !self.per_dest.would_allow(now, q.addr.ip()) {
+            self.stats.dest_limited += 1;
+            return None;
+        }
         self.budget.allow(now);
         self.per_dest.allow(now, q.addr.ip());
         let tid = self.txs.insert(Pending {
@@ -209,7 +216,14 @@ impl Rpc {
             slow_at: q
                 .slow
                 .then(|| now + self.rtt.timeout(self.slow_timeout_min, self.slow_timeout)),
-            deadline: now + self.retransmit_after(),
+            // An explicit request is sent once and waits the whole query timeout: the
+            // adaptive retransmission deadline would fail the heavy tail's slow answers.
+            deadline: now
+                + if explicit {
+                    self.query_timeout
+                } else {
+                    self.retransmit_after()
+                },
         });
         if self.write_query(q.addr, tid, q.method) {
             Some(tid)
@@ -224,7 +238,15 @@ impl Rpc {
         let Some(p) = self.txs.get(tid) else {
             return false;
         };
-        if p.retries == 0 || !self.write_query(p.addr, tid, method) {
+        if p.retries == 0 {
+            return false;
+        }
+        let addr = p.addr;
+        if self.strict_dest && !self.per_dest.allow(now, addr.ip()) {
+            self.stats.dest_limited += 1;
+            return false;
+        }
+        if !self.write_query(addr, tid, method) {
             return false;
         }
         let after = self.retransmit_after();

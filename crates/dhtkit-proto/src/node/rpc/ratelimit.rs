@@ -407,7 +407,14 @@ impl Slot {
     }
 
     fn refilled(&self, now_ms: u32, rate: u64, burst: u64) -> u64 {
-        let elapsed = now_ms.wrapping_sub(self.last_ms) as u64;
+        // `last_ms` may be up to a millisecond ahead (a token taken is dated by the end of
+        // its millisecond): no time has passed then.
+        let d = now_ms.wrapping_sub(self.last_ms);
+        let elapsed = if (d as i32) < 0 && d > u32::MAX - 2 {
+            0
+        } else {
+            d as u64
+        };
         (self.milli as u64 + elapsed.saturating_mul(rate)).min(burst)
     }
 }
@@ -488,10 +495,25 @@ impl RateLimiter {
         } else {
             s.refilled(now_ms, rate, burst)
         };
-        s.last_ms = now_ms;
-        // Never store the all-zero "new" pattern for a used slot.
         let ok = tokens >= 1000;
-        s.milli = if ok { tokens - 1000 } else { tokens }.max(1) as u32;
+        // Refill counts from the end of the millisecond a token was taken in, so that whole
+        // seconds pass between queries at one a second, not 999.x milliseconds.
+        let sub_ms = !now.since_epoch().subsec_nanos().is_multiple_of(1_000_000);
+        let ahead = (now_ms.wrapping_sub(s.last_ms) as i32) < 0 && !s.is_new();
+        s.last_ms = if ok && sub_ms {
+            now_ms.wrapping_add(1)
+        } else if ahead {
+            s.last_ms
+        } else {
+            now_ms
+        };
+        s.milli = if ok { tokens - 1000 } else { tokens } as u32;
+        if s.is_new() {
+            // Never store the all-zero "new" pattern for a used slot (only possible at
+            // millisecond 0 of the wrapping clock): one thousandth of a token is the least
+            // error that avoids it.
+            s.milli = 1;
+        }
         self.put(i, s, now_ms);
         self.last_ms = now_ms.max(1);
         ok
@@ -881,5 +903,31 @@ mod tests {
         assert_eq!((r.slots.len(), r.sparse.len()), (0, 1));
         r.release_if_full(t + Duration::from_secs(8));
         assert_eq!(r.sparse.capacity(), 0);
+    }
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn one_a_second_means_a_whole_second_between_queries() {
+        let mut r = RateLimiter::new(64, 1, 1, 7);
+        let ip: IpAddr = "127.240.0.5".parse().unwrap();
+        let t0 = Instant::ZERO + Duration::from_millis(1295);
+        assert!(r.allow(t0, ip));
+        for ms in [1, 500, 992, 999] {
+            let t = t0 + Duration::from_millis(ms);
+            assert!(!r.would_allow(t, ip), "allowed {ms} ms later");
+        }
+        assert!(r.would_allow(t0 + Duration::from_millis(1000), ip));
+        // Taken in the middle of a millisecond: the next one a whole second later.
+        let t1 = t0 + Duration::from_micros(5_000_500);
+        assert!(r.allow(t1, ip));
+        assert!(!r.would_allow(t1 + Duration::from_micros(999_900), ip));
+        assert!(!r.allow(t1 + Duration::from_micros(100), ip));
+        assert!(!r.would_allow(t1 + Duration::from_micros(999_900), ip));
+        assert!(r.would_allow(t1 + Duration::from_micros(1_000_500), ip));
     }
 }

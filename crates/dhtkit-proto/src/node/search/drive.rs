@@ -321,6 +321,16 @@ impl Search {
         }
     }
 
+    /// Ends lookup `lid` now, as if it had converged (its queries still in flight are
+    /// answered into the table only). False if it is not running here.
+    pub(crate) fn end_lookup(&mut self, ctx: &mut Ctx<'_>, lid: LookupId) -> bool {
+        if !self.lookups.contains_key(&lid) {
+            return false;
+        }
+        self.finish(ctx, lid);
+        true
+    }
+
     fn finish(&mut self, ctx: &mut Ctx<'_>, lid: LookupId) {
         let Some(l) = self.lookups.remove(&lid) else {
             return;
