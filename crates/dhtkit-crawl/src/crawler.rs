@@ -94,6 +94,8 @@ pub struct CrawlConfig {
 
 impl Default for CrawlConfig {
     fn default() -> Self {
+        // Discovery's defaults are the crawler's (the simulator runs discovery on them).
+        let d = crate::discovery::DiscoveryConfig::default();
         CrawlConfig {
             bind: Vec::new(),
             bootstrap: Vec::new(),
@@ -101,23 +103,23 @@ impl Default for CrawlConfig {
             max_nodes: 1280,
             per_ip_rate: 5,
             allow_shared_ips: false,
-            rate: 500,
-            metadata: true,
-            metadata_concurrency: 200,
+            rate: d.rate,
+            metadata: d.metadata,
+            metadata_concurrency: d.fetch_concurrency,
             fetch: FetchConfig::default(),
-            peers_per_infohash: 8,
+            peers_per_infohash: d.peers_per_fetch,
             max_files: 10_000,
             state: None,
             sample: true,
-            walk_nodes: 1_000_000,
-            sample_interval: None,
-            seen_capacity: 500_000,
-            lookup_queue: 10_000,
-            fetch_queue: 2_000,
-            retry_queue: 20_000,
-            lookup_concurrency: 8,
-            retry_after: Duration::from_secs(15),
-            max_attempts: 5,
+            walk_nodes: d.max_nodes,
+            sample_interval: d.shorten_to,
+            seen_capacity: d.seen_capacity,
+            lookup_queue: d.lookup_queue,
+            fetch_queue: d.fetch_queue,
+            retry_queue: d.retry_queue,
+            lookup_concurrency: d.lookup_concurrency,
+            retry_after: d.retry_after,
+            max_attempts: d.max_attempts,
             batch_interval: Duration::from_secs(1),
         }
     }
@@ -297,10 +299,14 @@ async fn start_nodes(cfg: &CrawlConfig) -> Result<Vec<Dht>, CrawlError> {
                 // exceed it on its own either.
                 c.max_query_rate = cfg.rate.max(1);
                 c.max_query_burst = c.max_query_burst.min(c.max_query_rate);
-                // The nodes share one IP, and their answers count against it too: each node
-                // sends at most 1 query a second to one IP (burst 4).
+                // Never more than one query a second to one IP, retransmissions included:
+                // queries that would exceed it are not sent (discovery takes them back).
                 c.per_dest_rate = c.per_dest_rate.min(1);
-                c.per_dest_burst = c.per_dest_burst.min(4);
+                c.per_dest_burst = 1;
+                c.strict_dest_limit = true;
+                // Tens of thousands of IPs a minute: enough slots that few share a budget.
+                c.rate_limiter_slots = c.rate_limiter_slots.max(16_384);
+                c.alpha = crate::discovery::CRAWL_ALPHA;
             });
         if !boot.is_empty() {
             b = b.bootstrap(boot);

@@ -12,8 +12,8 @@
 //!    [`Discovery::spent`] and they are taken from the same budget before anything else.
 //! 2. **Samples**: every node heard of is asked `sample_infohashes` when it is due: at once
 //!    when new, then again after the `interval` it gave (at most [`DiscoveryConfig::max_interval`];
-//!    nodes that do not speak BEP 51 or do not answer after
-//!    [`DiscoveryConfig::retry_silent`]). The target of each query sweeps the keyspace on a
+//!    nodes that answer without BEP 51 after [`DiscoveryConfig::retry_bep5`], nodes that do
+//!    not answer after [`DiscoveryConfig::retry_silent`]). The target of each query sweeps the keyspace on a
 //!    low-discrepancy sequence, so the `nodes` that come back spread over the whole DHT
 //!    instead of clustering where earlier replies happened to point.
 //! 3. **Peers, from the node that sampled them**: a node's samples are infohashes it stores
@@ -38,6 +38,11 @@ use rand::{Rng, SeedableRng};
 use crate::seen::BoundedSet;
 use crate::source::Source;
 
+/// Lookup parallelism for a crawler's nodes. A crawler's lookup stops at the first reply with
+/// peers, so what it costs is about α queries per hop; 3 (BEP 5's) spends a third of what
+/// dhtkit's default 8 does, and a crawler trades the lookup's speed for packets.
+pub const CRAWL_ALPHA: usize = 3;
+
 /// What discovery may do, and how much of it.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -56,10 +61,17 @@ pub struct DiscoveryConfig {
     /// Ask nodes again after at most this long, even when they ask for longer (`None`:
     /// honour their `interval`, up to `max_interval`).
     pub shorten_to: Option<Duration>,
-    /// When a node does not answer or does not speak BEP 51, it is asked again after this.
+    /// When a node does not answer, it is asked again after this.
     pub retry_silent: Duration,
+    /// When a node answers without BEP 51 (no samples, no interval), it is asked again after
+    /// this (it may be updated to a client that speaks it).
+    pub retry_bep5: Duration,
     /// Nodes that failed this many times in a row are forgotten.
     pub max_silent: u8,
+    /// Forgotten nodes remembered as dead, at most (about 24 bytes each): naming them again
+    /// does not bring them back (about half the contacts in replies never answer, and each
+    /// would cost a query every time it is named).
+    pub dead_capacity: usize,
     /// Least time between two queries to one IP.
     pub per_ip_gap: Duration,
     /// Infohashes remembered as seen.
@@ -76,19 +88,39 @@ pub struct DiscoveryConfig {
     pub lookup_cost: u32,
     /// Infohashes waiting for a fetch, at most.
     pub fetch_queue: usize,
+    /// Infohashes whose peers were found while the fetch queue was full, kept with their
+    /// peers until there is room, at most (about 100 bytes each). Beyond it, up to
+    /// `retry_queue` more wait without their peers, and their samplers are asked again.
+    pub fetch_backlog: usize,
     /// Fetches at once.
     pub fetch_concurrency: usize,
     /// Peers handed to one fetch.
     pub peers_per_fetch: usize,
-    /// First wait before an infohash that found no peer or no metadata is tried again
-    /// (doubling per attempt).
+    /// First wait before an infohash that found no peer or no metadata is tried again (four
+    /// times longer per attempt; the sampler is asked again first, while it answers).
     pub retry_after: Duration,
+    /// First wait before an infohash whose peers gave no metadata is tried again (four times
+    /// longer per attempt). Longer than [`DiscoveryConfig::retry_after`]: the peers just
+    /// tried are the ones the sampler would name again until they re-announce (every 30
+    /// minutes in most clients), so an early retry costs a query for the same answer.
+    pub fetch_retry_after: Duration,
+    /// Fetches per infohash, at most (each after its peers were asked for again): a peer
+    /// that refused refuses again, so further fetches only pay once other peers announced.
+    pub fetch_attempts: u8,
     /// Attempts per infohash.
     pub max_attempts: u8,
     /// Infohashes waiting for a retry, at most.
     pub retry_queue: usize,
     /// How long a "sampled in the last interval" window is.
     pub window: Duration,
+    /// Exploration: once every node heard of is waiting for its interval, the nodes that
+    /// joined since are only known if someone names them, so spare budget asks a node that
+    /// answered for the nodes near the next sweep target. Each infohash discovered earns
+    /// this many thousandths of an exploration query (100: exploring costs at most a tenth
+    /// of a query per infohash found, plus the floor).
+    pub explore_per_infohash: u32,
+    /// Exploration's floor: one query per this long even when nothing new turns up.
+    pub explore_every: Duration,
 }
 
 impl Default for DiscoveryConfig {
@@ -101,21 +133,28 @@ impl Default for DiscoveryConfig {
             min_interval: Duration::from_secs(60),
             shorten_to: None,
             retry_silent: Duration::from_secs(3600),
-            max_silent: 3,
+            retry_bep5: Duration::from_secs(6 * 3600),
+            max_silent: 1,
+            dead_capacity: 1_000_000,
             per_ip_gap: Duration::from_secs(1),
             seen_capacity: 500_000,
             metadata: true,
-            direct_queue: 50_000,
+            direct_queue: 4_000_000,
             lookup_queue: 10_000,
             lookup_concurrency: 8,
             lookup_cost: 20,
-            fetch_queue: 2_000,
+            fetch_queue: 20_000,
+            fetch_backlog: 500_000,
             fetch_concurrency: 200,
             peers_per_fetch: 8,
             retry_after: Duration::from_secs(15),
+            fetch_retry_after: Duration::from_secs(3600),
+            fetch_attempts: 2,
             max_attempts: 5,
-            retry_queue: 20_000,
+            retry_queue: 1_000_000,
             window: Duration::from_secs(6 * 3600),
+            explore_per_infohash: 100,
+            explore_every: Duration::from_secs(10),
         }
     }
 }
@@ -170,6 +209,9 @@ pub struct DiscoveryStats {
     pub bep51_nodes: u64,
     /// Distinct nodes that answered a sample query at all.
     pub nodes_answered: u64,
+    /// Of the samples sent, those that explored (asked a node before its turn for new
+    /// nodes).
+    pub explored: u64,
     /// Direct `get_peers` sent to samplers.
     pub direct_sent: u64,
     /// Direct `get_peers` that came back with peers.
@@ -213,12 +255,17 @@ struct NodeState {
 enum Stage {
     /// Waiting for, or in, its sampler's get_peers.
     Direct,
+    /// The same, asked a second time after no answer.
+    DirectAgain,
     /// Waiting for, or in, a lookup.
     Lookup,
     /// Waiting for, or in, a fetch.
     Fetch,
     /// Waiting to be tried again.
     Retry,
+    /// Peers found while the fetch queue was full: fetched from them when there is room (or,
+    /// past [`DiscoveryConfig::fetch_backlog`], its sampler is asked again then).
+    Backlog,
 }
 
 /// The crawler's discovery decisions, without I/O. See the [module docs](self).
@@ -238,10 +285,30 @@ pub struct Discovery {
     refilled: Instant,
     seen: BoundedSet<Id>,
     named: BoundedSet<Id>,
+    /// Nodes forgotten as dead, by [`addr_key`].
+    dead: BoundedSet<u64>,
     /// Infohashes on their way (by stage), with their attempts so far.
     active: HashMap<Id, (Stage, u8)>,
-    /// (infohash, sampler) waiting for a direct get_peers, by sampler IP turn.
-    direct: VecDeque<(Id, SocketAddr)>,
+    /// The node that sampled each infohash on its way, while it still answers for it: retries
+    /// ask it again (one query) before anything dearer.
+    samplers: HashMap<Id, SocketAddr>,
+    /// Another node that sampled an infohash on its way: asked when the first stops
+    /// answering.
+    alt_samplers: HashMap<Id, SocketAddr>,
+    /// Infohashes on their way for which peers were found (counted once).
+    peered: HashSet<Id>,
+    /// Fetches that ended without metadata, per infohash on its way.
+    fetched: HashMap<Id, u8>,
+    /// Infohashes on their way that came from a sample: once the nodes storing them have no
+    /// peers and a lookup found none either, the torrent is taken for dead.
+    sampled: HashSet<Id>,
+    /// Infohashes waiting for a direct get_peers, by sampler.
+    direct: DirectQueue,
+    /// Direct get_peers sent and not yet answered.
+    direct_inflight: usize,
+    /// Infohashes with peers found that wait for room in the fetch queue, with their peers
+    /// (none past `fetch_backlog`: the sampler is asked again).
+    backlog: VecDeque<(Id, Box<[SocketAddr]>)>,
     lookups: VecDeque<Id>,
     lookups_running: usize,
     fetches: VecDeque<(Id, Vec<SocketAddr>)>,
@@ -250,11 +317,121 @@ pub struct Discovery {
     /// Nodes that answered a sample query, with when (for the window count).
     recent: VecDeque<(Instant, SocketAddr)>,
     recent_set: HashSet<SocketAddr>,
+    /// Nodes that answered, to explore from (entries forgotten since are skipped).
+    answering: Vec<SocketAddr>,
+    /// Exploration credit in thousandths of a query, and when the floor last added to it.
+    explore_credit: i64,
+    explore_at: Instant,
     stats: DiscoveryStats,
 }
 
-/// How many queued direct get_peers are looked at for one whose IP is free, at most.
+/// Most exploration credit saved up, in queries.
+const EXPLORE_CAP: i64 = 100;
+
+/// A node's address as 64 bits: exact for IPv4 (address and port), a hash for IPv6.
+fn addr_key(a: &SocketAddr) -> u64 {
+    match a.ip() {
+        IpAddr::V4(ip) => (u32::from(ip) as u64) << 16 | a.port() as u64,
+        IpAddr::V6(ip) => {
+            let b = u128::from(ip);
+            let mut h = (b as u64) ^ ((b >> 64) as u64).rotate_left(29) ^ a.port() as u64;
+            // splitmix64's finaliser; the top bit marks IPv6 so the two never meet.
+            h ^= h >> 30;
+            h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            h ^= h >> 27;
+            h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+            h ^= h >> 31;
+            h | 1 << 63
+        }
+    }
+}
+
+/// How many nodes due are looked at for one whose IP is free, at most.
 const DIRECT_SCAN: usize = 64;
+
+/// Infohashes waiting for a direct `get_peers`, queued per sampler, and the samplers in the
+/// order their turn comes (one query a gap each): a node that sampled twenty new infohashes
+/// does not hold up the others.
+#[derive(Debug, Default)]
+struct DirectQueue {
+    by: HashMap<SocketAddr, VecDeque<Id>>,
+    /// (when, sampler): one entry per sampler with a non-empty queue.
+    turns: BinaryHeap<Reverse<(Instant, SocketAddr)>>,
+    len: usize,
+}
+
+impl DirectQueue {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push_back(&mut self, ih: Id, sampler: SocketAddr) {
+        self.push(ih, sampler, Instant::ZERO, false);
+    }
+
+    /// Back at the head of its sampler's queue, its turn not before `at`.
+    fn push_front(&mut self, ih: Id, sampler: SocketAddr, at: Instant) {
+        self.push(ih, sampler, at, true);
+    }
+
+    fn push(&mut self, ih: Id, sampler: SocketAddr, at: Instant, front: bool) {
+        let q = self.by.entry(sampler).or_default();
+        if q.is_empty() {
+            self.turns.push(Reverse((at, sampler)));
+        }
+        if front {
+            q.push_front(ih);
+        } else {
+            q.push_back(ih);
+        }
+        self.len += 1;
+    }
+
+    /// When the next sampler's turn is.
+    fn next_turn(&self) -> Option<Instant> {
+        self.turns.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// The sampler whose turn has come, taken off the turns (give it back with
+    /// [`DirectQueue::later`] or [`DirectQueue::take`]).
+    fn due(&mut self, now: Instant) -> Option<SocketAddr> {
+        let Reverse((t, s)) = *self.turns.peek()?;
+        if t > now {
+            return None;
+        }
+        self.turns.pop();
+        Some(s)
+    }
+
+    fn later(&mut self, sampler: SocketAddr, at: Instant) {
+        self.turns.push(Reverse((at, sampler)));
+    }
+
+    /// The sampler's next infohash still `wanted` (others are dropped); its next turn at
+    /// `next` if more wait.
+    fn take(
+        &mut self,
+        sampler: SocketAddr,
+        next: Instant,
+        wanted: impl Fn(&Id) -> bool,
+    ) -> Option<Id> {
+        let q = self.by.get_mut(&sampler)?;
+        let mut out = None;
+        while let Some(ih) = q.pop_front() {
+            self.len -= 1;
+            if wanted(&ih) {
+                out = Some(ih);
+                break;
+            }
+        }
+        if q.is_empty() {
+            self.by.remove(&sampler);
+        } else {
+            self.turns.push(Reverse((next, sampler)));
+        }
+        out
+    }
+}
 
 impl Discovery {
     /// Discovery with `cfg`; `seed` draws the sweep's start and the targets' low bits.
@@ -271,8 +448,16 @@ impl Discovery {
             refilled: now,
             seen: BoundedSet::new(cfg.seen_capacity),
             named: BoundedSet::new((cfg.seen_capacity / 4).max(1)),
+            dead: BoundedSet::new(cfg.dead_capacity.max(1)),
             active: HashMap::new(),
-            direct: VecDeque::new(),
+            samplers: HashMap::new(),
+            alt_samplers: HashMap::new(),
+            peered: HashSet::new(),
+            fetched: HashMap::new(),
+            sampled: HashSet::new(),
+            direct: DirectQueue::default(),
+            direct_inflight: 0,
+            backlog: VecDeque::new(),
             lookups: VecDeque::new(),
             lookups_running: 0,
             fetches: VecDeque::new(),
@@ -280,6 +465,9 @@ impl Discovery {
             retries: VecDeque::new(),
             recent: VecDeque::new(),
             recent_set: HashSet::new(),
+            answering: Vec::new(),
+            explore_credit: 0,
+            explore_at: now,
             stats: DiscoveryStats::default(),
             cfg,
         }
@@ -304,14 +492,20 @@ impl Discovery {
         self.recent_set.len()
     }
 
-    /// Infohashes waiting in each queue: (direct, lookups, fetches, retries).
+    /// Infohashes waiting in each queue: (direct, lookups, fetches, retries); the retries
+    /// count those waiting for room in the fetch queue.
     pub fn queues(&self) -> (usize, usize, usize, usize) {
         (
             self.direct.len(),
             self.lookups.len(),
             self.fetches.len(),
-            self.retries.len(),
+            self.retries.len() + self.backlog.len(),
         )
+    }
+
+    /// True if the walk has `addr` scheduled.
+    pub fn knows(&self, addr: &SocketAddr) -> bool {
+        self.nodes.contains_key(addr)
     }
 
     /// True if `info_hash` was discovered (and is still remembered).
@@ -319,13 +513,61 @@ impl Discovery {
         self.seen.contains(info_hash)
     }
 
+    /// The driver could not send `action` now (the node had no budget left for that IP, or
+    /// too many queries were open): it is given back, at no cost, and comes again after the
+    /// IP's gap.
+    pub fn not_sent(&mut self, now: Instant, action: Action) {
+        match action {
+            Action::Sample { to, .. } => {
+                self.refund(1);
+                self.stats.samples_sent = self.stats.samples_sent.saturating_sub(1);
+                if let Some(st) = self.nodes.get(&to).copied() {
+                    self.schedule(to, now + self.cfg.per_ip_gap, st.silent, st.bep51);
+                }
+            }
+            Action::GetPeers { to, info_hash } => {
+                self.direct_inflight = self.direct_inflight.saturating_sub(1);
+                self.refund(1);
+                self.stats.direct_sent = self.stats.direct_sent.saturating_sub(1);
+                self.direct
+                    .push_front(info_hash, to, now + self.cfg.per_ip_gap);
+            }
+            Action::Lookup { info_hash } => {
+                self.lookups_running = self.lookups_running.saturating_sub(1);
+                self.stats.lookups = self.stats.lookups.saturating_sub(1);
+                self.refund(self.cfg.lookup_cost);
+                self.lookups.push_front(info_hash);
+            }
+            Action::Fetch { info_hash, peers } => {
+                self.fetches_running = self.fetches_running.saturating_sub(1);
+                self.stats.fetches = self.stats.fetches.saturating_sub(1);
+                self.fetches.push_front((info_hash, peers));
+            }
+        }
+    }
+
     /// A node was heard of (in a routing table, a reply's `nodes`, a query to us): it is
     /// sampled when its turn comes, at once if new.
     pub fn heard(&mut self, now: Instant, addr: SocketAddr) {
-        if self.nodes.contains_key(&addr) || self.nodes.len() >= self.cfg.max_nodes {
-            return;
+        self.heard_new(now, addr);
+    }
+
+    fn heard_new(&mut self, now: Instant, addr: SocketAddr) -> bool {
+        if self.nodes.contains_key(&addr)
+            || self.nodes.len() >= self.cfg.max_nodes
+            || self.dead.contains(&addr_key(&addr))
+        {
+            return false;
         }
         self.schedule(addr, now, 0, false);
+        true
+    }
+
+    /// Nodes named in a reply: the new ones are scheduled.
+    fn heard_in_reply(&mut self, now: Instant, nodes: &[SocketAddr]) {
+        for a in nodes {
+            self.heard_new(now, *a);
+        }
     }
 
     /// The nodes reported `n` queries of their own (upkeep, lookups they run for themselves):
@@ -346,9 +588,7 @@ impl Discovery {
         nodes: &[SocketAddr],
     ) {
         let bep51 = interval.is_some() || !samples.is_empty();
-        for a in nodes {
-            self.heard(now, *a);
-        }
+        self.heard_in_reply(now, nodes);
         let Some(st) = self.nodes.get(&from).copied() else {
             return;
         };
@@ -359,6 +599,7 @@ impl Discovery {
         }
         if st.answered.is_none() {
             self.stats.nodes_answered += 1;
+            self.answering.push(from);
         }
         if bep51 {
             self.stats.samples_answered += 1;
@@ -366,8 +607,12 @@ impl Discovery {
                 self.stats.bep51_nodes += 1;
             }
             for ih in samples {
-                if self.discover(*ih, Source::Sample) && self.cfg.metadata {
-                    self.queue_direct(*ih, from);
+                if self.discover(*ih, Source::Sample) {
+                    if self.cfg.metadata {
+                        self.queue_direct(*ih, from);
+                    }
+                } else if self.samplers.get(ih).is_some_and(|s| *s != from) {
+                    self.alt_samplers.entry(*ih).or_insert(from);
                 }
             }
             let asked = Duration::from_secs(interval.unwrap_or(0).max(0) as u64);
@@ -379,7 +624,7 @@ impl Discovery {
                 .max(self.cfg.min_interval);
             self.schedule(from, now + wait, 0, true);
         } else {
-            self.schedule(from, now + self.cfg.retry_silent, 0, st.bep51);
+            self.schedule(from, now + self.cfg.retry_bep5, 0, st.bep51);
         }
         if let Some(s) = self.nodes.get_mut(&from) {
             s.answered = Some(now);
@@ -394,6 +639,9 @@ impl Discovery {
         let silent = st.silent.saturating_add(1);
         if silent >= self.cfg.max_silent {
             self.nodes.remove(&from);
+            if st.answered.is_none() {
+                self.dead.insert(addr_key(&from));
+            }
             return;
         }
         self.schedule(from, now + self.cfg.retry_silent, silent, st.bep51);
@@ -442,15 +690,19 @@ impl Discovery {
         peers: &[SocketAddr],
         nodes: &[SocketAddr],
     ) {
-        for a in nodes {
-            self.heard(now, *a);
-        }
+        self.direct_inflight = self.direct_inflight.saturating_sub(1);
+        self.heard_in_reply(now, nodes);
         let attempts = self.active.get(&info_hash).map_or(0, |a| a.1);
-        if peers.is_empty() {
+        if peers.is_empty() && self.sampled.contains(&info_hash) {
+            // It no longer has peers for it: the torrent's announcers stopped (the usual
+            // case: it died) or moved to nodes that came since. A lookup would cost tens of
+            // queries for little; the sampler is asked again on the retry schedule.
+            self.retry(now, info_hash, attempts);
+        } else if peers.is_empty() {
             self.queue_lookup(info_hash, attempts);
         } else {
             self.stats.direct_hits += 1;
-            self.stats.peers_found += 1;
+            self.found_peers(info_hash);
             let peers = peers
                 .iter()
                 .take(self.cfg.peers_per_fetch)
@@ -460,10 +712,32 @@ impl Discovery {
         }
     }
 
-    /// The direct `get_peers` went unanswered: a lookup instead.
-    pub fn peers_failed(&mut self, now: Instant, info_hash: Id) {
+    /// The direct `get_peers` to `sampler` went unanswered: asked once more (the packet may
+    /// have been lost), then a lookup instead.
+    pub fn peers_failed(&mut self, now: Instant, info_hash: Id, sampler: SocketAddr) {
         let _ = now;
-        let attempts = self.active.get(&info_hash).map_or(0, |a| a.1);
+        self.direct_inflight = self.direct_inflight.saturating_sub(1);
+        let (stage, attempts) = self
+            .active
+            .get(&info_hash)
+            .copied()
+            .unwrap_or((Stage::Direct, 0));
+        if stage == Stage::Direct && self.direct.len() < self.cfg.direct_queue {
+            self.active
+                .insert(info_hash, (Stage::DirectAgain, attempts));
+            self.direct.push_back(info_hash, sampler);
+            return;
+        }
+        // Gone, or not answering: another sampler, else a lookup from now on.
+        self.samplers.remove(&info_hash);
+        if let Some(other) = self.alt_samplers.remove(&info_hash) {
+            if self.direct.len() < self.cfg.direct_queue {
+                self.active.insert(info_hash, (Stage::Direct, attempts));
+                self.samplers.insert(info_hash, other);
+                self.direct.push_back(info_hash, other);
+                return;
+            }
+        }
         self.queue_lookup(info_hash, attempts);
     }
 
@@ -476,11 +750,17 @@ impl Discovery {
         self.stats.queries =
             (self.stats.queries + queries as u64).saturating_sub(self.cfg.lookup_cost as u64);
         let attempts = self.active.get(&info_hash).map_or(0, |a| a.1);
-        if peers.is_empty() {
+        if peers.is_empty() && self.sampled.contains(&info_hash) {
+            // Its sampler had no peers left, nor had the nodes around it: a dead torrent.
+            // Another lookup would cost as much and find as little.
+            self.stats.given_up += 1;
+            self.forget(&info_hash);
+        } else if peers.is_empty() {
+            // Learnt passively: its announce may not have landed yet.
             self.retry(now, info_hash, attempts);
         } else {
             self.stats.lookups_with_peers += 1;
-            self.stats.peers_found += 1;
+            self.found_peers(info_hash);
             let peers = peers
                 .iter()
                 .take(self.cfg.peers_per_fetch)
@@ -493,13 +773,21 @@ impl Discovery {
     /// A fetch ended: with metadata (`named`) or without.
     pub fn fetch_done(&mut self, now: Instant, info_hash: Id, named: bool) {
         self.fetches_running = self.fetches_running.saturating_sub(1);
-        if named {
+        let fetched = {
+            let f = self.fetched.entry(info_hash).or_insert(0);
+            *f = f.saturating_add(1);
+            *f
+        };
+        if !named && fetched >= self.cfg.fetch_attempts {
+            self.stats.given_up += 1;
+            self.forget(&info_hash);
+        } else if named {
             self.stats.named += 1;
             self.named.insert(info_hash);
-            self.active.remove(&info_hash);
+            self.forget(&info_hash);
         } else {
             let attempts = self.active.get(&info_hash).map_or(0, |a| a.1);
-            self.retry(now, info_hash, attempts);
+            self.retry_in(now, info_hash, attempts, self.cfg.fetch_retry_after);
         }
     }
 
@@ -522,8 +810,11 @@ impl Discovery {
         if let Some(a) = self.next_sample(now) {
             return Some(a);
         }
-        if let Some(a) = self.next_direct(now) {
-            return Some(a);
+        self.drain_backlog();
+        if self.direct_open() {
+            if let Some(a) = self.next_direct(now) {
+                return Some(a);
+            }
         }
         if self.lookups_running < self.cfg.lookup_concurrency
             && self.tokens >= self.cfg.lookup_cost as i64 * 1000
@@ -539,7 +830,7 @@ impl Discovery {
                 return Some(Action::Lookup { info_hash });
             }
         }
-        None
+        self.next_explore(now)
     }
 
     /// When [`Discovery::poll_action`] may have something new without any input: the next
@@ -547,22 +838,159 @@ impl Discovery {
     pub fn next_wake(&self, now: Instant) -> Option<Instant> {
         let mut t: Option<Instant> = None;
         let mut at = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
-        if let Some(Reverse((d, _))) = self.due.peek() {
-            at(*d);
-        }
         if let Some((d, _)) = self.retries.front() {
             at(*d);
         }
-        let busy = !self.direct.is_empty() || !self.lookups.is_empty() || !self.due.is_empty();
-        if busy && self.tokens < 1000 && self.cfg.rate > 0 {
-            let missing = (1000 - self.tokens) as u64;
-            at(now + Duration::from_micros(missing * 1000 / self.cfg.rate as u64 + 1));
+        // Whatever sends waits for the budget as well as for its own time.
+        let budget_at = |need: u32| -> Option<Instant> {
+            let need = need as i64 * 1000;
+            if self.tokens >= need {
+                return Some(now);
+            }
+            if self.cfg.rate == 0 {
+                return None;
+            }
+            let missing = (need - self.tokens) as u64;
+            Some(now + Duration::from_micros(missing * 1000 / self.cfg.rate as u64 + 1))
+        };
+        if let Some(Reverse((d, _))) = self.due.peek() {
+            if let Some(b) = budget_at(1) {
+                at((*d).max(b));
+            }
         }
-        if !self.direct.is_empty() {
-            // A queued sampler's IP frees within a gap.
-            at(now + self.cfg.per_ip_gap.min(Duration::from_millis(100)));
+        if let Some(turn) = self.direct.next_turn().filter(|_| self.direct_open()) {
+            if let Some(b) = budget_at(1) {
+                at(turn.max(b));
+            }
+        }
+        if !self.lookups.is_empty()
+            && self.lookups_running < self.cfg.lookup_concurrency
+            && self.fetches.len() < self.cfg.fetch_queue / 2
+        {
+            if let Some(b) = budget_at(self.cfg.lookup_cost.max(1)) {
+                at(b.max(now + Duration::from_millis(1)));
+            }
+        }
+        if !self.fetches.is_empty() && self.fetches_running < self.cfg.fetch_concurrency {
+            at(now);
+        }
+        if !self.answering.is_empty() {
+            if let Some(b) = budget_at(1) {
+                // Not sooner than 10 ms: the random picks may all have been busy.
+                at(b.max(self.explore_ready_at(now))
+                    .max(now + Duration::from_millis(10)));
+            }
         }
         t
+    }
+
+    /// When exploration has a query's credit (now, or when the floor brings it).
+    fn explore_ready_at(&self, now: Instant) -> Instant {
+        let credit = self.explore_credit + self.floor_credit(now);
+        if credit >= 1000 {
+            return now;
+        }
+        let every = self.cfg.explore_every.max(Duration::from_millis(1));
+        let missing = (1000 - credit) as u128;
+        now + Duration::from_micros((every.as_micros() * missing / 1000) as u64 + 1)
+    }
+
+    fn floor_credit(&self, now: Instant) -> i64 {
+        let every = self.cfg.explore_every.as_micros().max(1);
+        (now.saturating_since(self.explore_at).as_micros() * 1000 / every) as i64
+    }
+
+    /// An exploration sample, if there is credit for one and a node to ask.
+    fn next_explore(&mut self, now: Instant) -> Option<Action> {
+        let floor = self.floor_credit(now);
+        if floor > 0 {
+            self.explore_credit = (self.explore_credit + floor).min(EXPLORE_CAP * 1000);
+            self.explore_at = now;
+        }
+        if self.explore_credit < 1000 {
+            return None;
+        }
+        // A few random picks: a node that still answers and whose IP is free.
+        for _ in 0..8 {
+            if self.answering.is_empty() {
+                return None;
+            }
+            let i = self.rng.random_range(0..self.answering.len());
+            let addr = self.answering[i];
+            let Some(st) = self.nodes.get(&addr).copied() else {
+                self.answering.swap_remove(i); // forgotten
+                continue;
+            };
+            if st.answered.is_none() || !self.ip_ready(&addr.ip(), now) {
+                continue;
+            }
+            self.used_ip(addr.ip(), now);
+            self.explore_credit -= 1000;
+            self.charge(1);
+            self.stats.samples_sent += 1;
+            self.stats.explored += 1;
+            // Its own turn stays as it was: an early answer reschedules it after its interval.
+            return Some(Action::Sample {
+                to: addr,
+                target: self.next_target(),
+            });
+        }
+        None
+    }
+
+    /// Room for the peers a direct get_peers may find: in the fetch queue or its backlog
+    /// (peers found with nowhere to wait would be asked for again).
+    fn direct_open(&self) -> bool {
+        !self.cfg.metadata
+            || self.fetches.len() + self.backlog.len() + self.direct_inflight
+                < self.cfg.fetch_queue + self.cfg.fetch_backlog + self.cfg.retry_queue
+    }
+
+    /// Backlogged infohashes go back to their samplers while the fetch queue is under half
+    /// full (counting the direct get_peers on their way), a few at a time.
+    fn drain_backlog(&mut self) {
+        for _ in 0..DIRECT_SCAN {
+            if self.fetches.len() + self.direct_inflight + self.direct.len()
+                >= self.cfg.fetch_queue / 2
+            {
+                return;
+            }
+            let Some((ih, peers)) = self.backlog.pop_front() else {
+                return;
+            };
+            if !self.in_stage(&ih, Stage::Backlog) {
+                continue;
+            }
+            let attempts = self.active.get(&ih).map_or(0, |a| a.1);
+            if !peers.is_empty() {
+                self.active.insert(ih, (Stage::Fetch, attempts));
+                self.fetches.push_back((ih, peers.into_vec()));
+                continue;
+            }
+            match self.samplers.get(&ih).copied() {
+                Some(sampler) => {
+                    self.active.insert(ih, (Stage::Direct, attempts));
+                    self.direct.push_back(ih, sampler);
+                }
+                None => self.queue_lookup(ih, attempts),
+            }
+        }
+    }
+
+    /// `ih` leaves the pipeline (named, given up or dropped).
+    fn forget(&mut self, ih: &Id) {
+        self.active.remove(ih);
+        self.samplers.remove(ih);
+        self.alt_samplers.remove(ih);
+        self.peered.remove(ih);
+        self.fetched.remove(ih);
+        self.sampled.remove(ih);
+    }
+
+    fn found_peers(&mut self, ih: Id) {
+        if self.peered.insert(ih) {
+            self.stats.peers_found += 1;
+        }
     }
 
     fn in_stage(&self, ih: &Id, stage: Stage) -> bool {
@@ -597,6 +1025,8 @@ impl Discovery {
         let new = self.seen.insert(ih);
         if new {
             self.stats.discovered += 1;
+            self.explore_credit = (self.explore_credit + self.cfg.explore_per_infohash as i64)
+                .min(EXPLORE_CAP * 1000);
             if source == Source::Sample {
                 self.stats.discovered_by_sample += 1;
             }
@@ -614,13 +1044,15 @@ impl Discovery {
             return;
         }
         self.active.insert(ih, (Stage::Direct, 0));
-        self.direct.push_back((ih, from));
+        self.samplers.insert(ih, from);
+        self.sampled.insert(ih);
+        self.direct.push_back(ih, from);
     }
 
     fn queue_lookup(&mut self, ih: Id, attempts: u8) {
         if self.lookups.len() >= self.cfg.lookup_queue {
             self.stats.dropped += 1;
-            self.active.remove(&ih);
+            self.forget(&ih);
             return;
         }
         self.active.insert(ih, (Stage::Lookup, attempts));
@@ -629,8 +1061,24 @@ impl Discovery {
 
     fn queue_fetch(&mut self, now: Instant, ih: Id, peers: Vec<SocketAddr>, attempts: u8) {
         if self.fetches.len() >= self.cfg.fetch_queue {
-            self.stats.dropped += 1;
-            self.retry(now, ih, attempts);
+            let n = self.backlog.len();
+            if n < self.cfg.fetch_backlog
+                || (self.samplers.contains_key(&ih)
+                    && n < self.cfg.fetch_backlog + self.cfg.retry_queue)
+            {
+                // Fetched when fetches catch up (from these peers while the backlog holds
+                // them; else its sampler is asked again then).
+                let keep = if n < self.cfg.fetch_backlog {
+                    peers
+                } else {
+                    Vec::new()
+                };
+                self.active.insert(ih, (Stage::Backlog, attempts));
+                self.backlog.push_back((ih, keep.into_boxed_slice()));
+            } else {
+                self.stats.dropped += 1;
+                self.retry(now, ih, attempts);
+            }
             return;
         }
         self.active.insert(ih, (Stage::Fetch, attempts));
@@ -638,13 +1086,19 @@ impl Discovery {
     }
 
     fn retry(&mut self, now: Instant, ih: Id, attempts: u8) {
+        self.retry_in(now, ih, attempts, self.cfg.retry_after);
+    }
+
+    fn retry_in(&mut self, now: Instant, ih: Id, attempts: u8, first: Duration) {
         let attempts = attempts.saturating_add(1);
         if attempts >= self.cfg.max_attempts || self.retries.len() >= self.cfg.retry_queue {
             self.stats.given_up += 1;
-            self.active.remove(&ih);
+            self.forget(&ih);
             return;
         }
-        let wait = self.cfg.retry_after * (1u32 << (attempts - 1).min(8));
+        // Four times longer each time: 15 s, 1 min, 4 min, 16 min by default, so later
+        // attempts meet peers that came back, not the same ones again.
+        let wait = first * (1u32 << (2 * (attempts - 1)).min(16));
         self.active.insert(ih, (Stage::Retry, attempts));
         // Waits grow with attempts, so a later retry may be due before an earlier one: the
         // queue is kept in order of due time.
@@ -657,11 +1111,18 @@ impl Discovery {
         while self.retries.front().is_some_and(|(t, _)| *t <= now) {
             let (_, ih) = self.retries.pop_front().expect("front");
             if self.named.contains(&ih) {
-                self.active.remove(&ih);
+                self.forget(&ih);
                 continue;
             }
             let attempts = self.active.get(&ih).map_or(1, |a| a.1);
-            self.queue_lookup(ih, attempts);
+            match self.samplers.get(&ih).copied() {
+                // The sampler first: one query.
+                Some(sampler) if self.direct.len() < self.cfg.direct_queue => {
+                    self.active.insert(ih, (Stage::Direct, attempts));
+                    self.direct.push_back(ih, sampler);
+                }
+                _ => self.queue_lookup(ih, attempts),
+            }
         }
     }
 
@@ -672,6 +1133,12 @@ impl Discovery {
             self.tokens = (self.tokens + add).min(self.cfg.burst.max(1) as i64 * 1000);
             self.refilled = now;
         }
+    }
+
+    fn refund(&mut self, queries: u32) {
+        self.tokens =
+            (self.tokens + queries as i64 * 1000).min(self.cfg.burst.max(1) as i64 * 1000);
+        self.stats.queries = self.stats.queries.saturating_sub(queries as u64);
     }
 
     fn charge(&mut self, queries: u32) {
@@ -740,21 +1207,27 @@ impl Discovery {
     }
 
     fn next_direct(&mut self, now: Instant) -> Option<Action> {
-        while self
-            .direct
-            .front()
-            .is_some_and(|(ih, _)| !self.in_stage(ih, Stage::Direct))
-        {
-            self.direct.pop_front(); // found another way since
-        }
-        let n = self.direct.len().min(DIRECT_SCAN);
-        for i in 0..n {
-            let (_, to) = self.direct[i];
-            if self.ip_ready(&to.ip(), now) {
-                let (info_hash, to) = self.direct.remove(i).expect("in range");
+        // Bounded: each turn either sends, drops stale entries, or moves a sampler later.
+        for _ in 0..DIRECT_SCAN {
+            let to = self.direct.due(now)?;
+            let gap = self.cfg.per_ip_gap;
+            if !self.ip_ready(&to.ip(), now) {
+                // Another port of this IP was asked within the gap.
+                let at = self.ip_free.get(&to.ip()).copied().unwrap_or(now + gap);
+                self.direct.later(to, at);
+                continue;
+            }
+            let active = &self.active;
+            let next = self.direct.take(to, now + gap, |ih| {
+                active
+                    .get(ih)
+                    .is_some_and(|a| a.0 == Stage::Direct || a.0 == Stage::DirectAgain)
+            });
+            if let Some(info_hash) = next {
                 self.used_ip(to.ip(), now);
                 self.charge(1);
                 self.stats.direct_sent += 1;
+                self.direct_inflight += 1;
                 return Some(Action::GetPeers { to, info_hash });
             }
         }
@@ -794,6 +1267,8 @@ mod tests {
         DiscoveryConfig {
             rate: 1000,
             burst: 1000,
+            // Exploration has its own test.
+            explore_every: Duration::from_secs(10_000_000),
             ..DiscoveryConfig::default()
         }
     }
@@ -838,7 +1313,7 @@ mod tests {
     }
 
     #[test]
-    fn a_sampler_without_peers_gives_way_to_a_lookup() {
+    fn a_sampler_without_peers_is_asked_again_later_and_a_silent_one_gives_way_to_a_lookup() {
         let t0 = Instant::ZERO;
         let mut d = Discovery::new(cfg(), 1, t0);
         d.heard(t0, a(1));
@@ -848,32 +1323,129 @@ mod tests {
         assert!(
             matches!(drain(&mut d, t1)[..], [Action::GetPeers { info_hash, .. }] if info_hash == ih(1))
         );
+        // No peers: its announcers may come back; no lookup (the nodes around it would
+        // have what the sampler has), the sampler is asked again after retry_after.
         d.peers_reply(t1, ih(1), &[], &[]);
-        assert_eq!(drain(&mut d, t1), vec![Action::Lookup { info_hash: ih(1) }]);
+        assert!(drain(&mut d, t1).is_empty());
         let t2 = t1 + Duration::from_secs(1);
         assert!(
             matches!(drain(&mut d, t2)[..], [Action::GetPeers { info_hash, .. }] if info_hash == ih(2))
         );
-        d.peers_failed(t2, ih(2));
+        // Unanswered: asked once more (after the IP's gap), then looked up.
+        d.peers_failed(t2, ih(2), a(1));
+        assert!(drain(&mut d, t2).is_empty());
+        let t2 = t2 + Duration::from_secs(1);
+        assert_eq!(
+            drain(&mut d, t2),
+            vec![Action::GetPeers {
+                to: a(1),
+                info_hash: ih(2)
+            }]
+        );
+        d.peers_failed(t2, ih(2), a(1));
         assert_eq!(drain(&mut d, t2), vec![Action::Lookup { info_hash: ih(2) }]);
-        // The lookups' real cost settles the budget.
-        d.lookup_done(t2, ih(1), &[a(50)], 12);
+        // The lookup's real cost settles the budget; a sampled infohash nobody has peers
+        // for is dead.
         d.lookup_done(t2, ih(2), &[], 30);
         let s = d.stats();
-        assert_eq!(s.queries, 1 + 2 + 12 + 30);
-        assert_eq!(s.lookups, 2);
-        assert_eq!(s.lookups_with_peers, 1);
-        // ih(2) waits for a retry: a lookup again after retry_after.
-        let acts = drain(&mut d, t2);
-        assert!(matches!(acts[..], [Action::Fetch { info_hash, .. }] if info_hash == ih(1)));
-        let t3 = t2 + d.config().retry_after;
-        assert_eq!(drain(&mut d, t3), vec![Action::Lookup { info_hash: ih(2) }]);
+        assert_eq!(s.queries, 1 + 3 + 30);
+        assert_eq!((s.lookups, s.lookups_with_peers, s.given_up), (1, 0, 1));
+        // ih(1)'s retry: its sampler first.
+        let t3 = t1 + d.config().retry_after;
+        assert_eq!(
+            drain(&mut d, t3),
+            vec![Action::GetPeers {
+                to: a(1),
+                info_hash: ih(1)
+            }]
+        );
+        d.peers_reply(t3, ih(1), &[a(9)], &[]);
+        assert_eq!(
+            drain(&mut d, t3),
+            vec![Action::Fetch {
+                info_hash: ih(1),
+                peers: vec![a(9)]
+            }]
+        );
+        assert_eq!(d.stats().peers_found, 1);
+    }
+
+    #[test]
+    fn a_failed_fetch_is_tried_once_more_after_the_peers_re_announce() {
+        let t0 = Instant::ZERO;
+        let mut d = Discovery::new(cfg(), 1, t0);
+        d.heard(t0, a(1));
+        drain(&mut d, t0);
+        d.sample_reply(t0, a(1), &[ih(1)], Some(21_600), &[]);
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(drain(&mut d, t1).len(), 1);
+        d.peers_reply(t1, ih(1), &[a(9)], &[]);
+        assert_eq!(drain(&mut d, t1).len(), 1); // the fetch
+        d.fetch_done(t1, ih(1), false);
+        let wait = d.config().fetch_retry_after;
+        assert!(drain(&mut d, t1 + wait - Duration::from_secs(1)).is_empty());
+        let t2 = t1 + wait;
+        assert_eq!(
+            drain(&mut d, t2),
+            vec![Action::GetPeers {
+                to: a(1),
+                info_hash: ih(1)
+            }]
+        );
+        d.peers_reply(t2, ih(1), &[a(9)], &[]);
+        assert_eq!(drain(&mut d, t2).len(), 1);
+        // The second failed fetch is the last (fetch_attempts 2).
+        d.fetch_done(t2, ih(1), false);
+        assert!(drain(&mut d, t2 + wait * 3).is_empty());
+        let s = d.stats();
+        assert_eq!((s.fetches, s.given_up, s.direct_sent), (2, 1, 2));
+    }
+
+    #[test]
+    fn spare_budget_explores_while_it_finds_new_infohashes() {
+        let t0 = Instant::ZERO;
+        let mut d = Discovery::new(
+            DiscoveryConfig {
+                explore_every: Duration::from_secs(10),
+                metadata: false,
+                ..cfg()
+            },
+            1,
+            t0,
+        );
+        d.heard(t0, a(1));
+        drain(&mut d, t0);
+        // Everyone known waits for its interval; the floor asks a(1) for nodes every 10 s.
+        d.sample_reply(t0, a(1), &[], Some(21_600), &[]);
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(drain(&mut d, t0 + Duration::from_secs(9)).is_empty());
+        assert!(matches!(drain(&mut d, t1)[..], [Action::Sample { to, .. }] if to == a(1)));
+        assert!(d
+            .next_wake(t1)
+            .is_some_and(|w| w > t1 + Duration::from_secs(9)));
+        // Twenty new infohashes are worth two more explorations (a tenth each).
+        let new: Vec<Id> = (1..=20).map(ih).collect();
+        d.sample_reply(t1, a(1), &new, Some(21_600), &[]);
+        let mut explored = 0;
+        for s in 1..10 {
+            explored += drain(&mut d, t1 + Duration::from_secs(s)).len();
+        }
+        assert_eq!(explored, 2);
+        assert_eq!(d.stats().explored, 3);
+        assert_eq!(d.stats().discovered, 20);
     }
 
     #[test]
     fn nodes_are_asked_again_after_their_interval_and_silent_ones_later() {
         let t0 = Instant::ZERO;
-        let mut d = Discovery::new(cfg(), 1, t0);
+        let mut d = Discovery::new(
+            DiscoveryConfig {
+                max_silent: 2,
+                ..cfg()
+            },
+            1,
+            t0,
+        );
         d.heard(t0, a(1));
         d.heard(t0, a(2));
         d.heard(t0, a(3));
@@ -892,12 +1464,13 @@ mod tests {
         };
         assert!(at(&mut d, t0 + Duration::from_secs(599)).is_empty());
         assert_eq!(at(&mut d, t0 + Duration::from_secs(600)), vec![a(1)]);
-        let mut later = at(&mut d, t0 + Duration::from_secs(3600));
-        later.sort();
-        assert_eq!(later, vec![a(2), a(3)]);
-        // a(3) stays silent: forgotten after max_silent failures in a row.
+        // The silent one after an hour, the one without BEP 51 after six.
+        assert_eq!(at(&mut d, t0 + Duration::from_secs(3600)), vec![a(3)]);
+        // a(3) stays silent: forgotten after max_silent failures in a row, and naming it
+        // again does not bring it back.
         d.sample_failed(t0 + Duration::from_secs(3600), a(3));
-        d.sample_failed(t0 + Duration::from_secs(7200), a(3));
+        assert!(!d.knows(&a(3)));
+        d.heard(t0 + Duration::from_secs(3601), a(3));
         assert!(at(&mut d, t0 + Duration::from_secs(100_000))
             .iter()
             .all(|x| *x != a(3)));

@@ -24,29 +24,33 @@ use crate::store::{Batch, Fetched, Sighting, Source};
 /// What a query, a lookup or a fetch reports back to the hub.
 enum Outcome {
     Sample(SocketAddr, Option<Reply>),
-    Direct(Id, Option<Reply>),
+    Direct(Id, SocketAddr, Option<Reply>),
     Lookup(Id, Vec<SocketAddr>, u32),
     Fetched(Id, Option<Fetched>),
+    /// The node would not send it (its budget for that IP was spent, or too many queries
+    /// were open): discovery takes it back.
+    NotSent(Action),
 }
 
 /// The discovery settings a crawl configuration implies.
 pub(crate) fn discovery_config(cfg: &CrawlConfig) -> DiscoveryConfig {
-    let mut d = DiscoveryConfig::default();
-    d.rate = cfg.rate.max(1);
-    d.burst = (cfg.rate / 10).clamp(10, 1000);
-    d.max_nodes = if cfg.sample { cfg.walk_nodes } else { 0 };
-    d.shorten_to = cfg.sample_interval;
-    d.seen_capacity = cfg.seen_capacity;
-    d.metadata = cfg.metadata;
-    d.lookup_queue = cfg.lookup_queue;
-    d.lookup_concurrency = cfg.lookup_concurrency;
-    d.fetch_queue = cfg.fetch_queue;
-    d.fetch_concurrency = cfg.metadata_concurrency;
-    d.peers_per_fetch = cfg.peers_per_infohash;
-    d.retry_after = cfg.retry_after;
-    d.max_attempts = cfg.max_attempts;
-    d.retry_queue = cfg.retry_queue;
-    d
+    DiscoveryConfig {
+        rate: cfg.rate.max(1),
+        burst: (cfg.rate / 10).clamp(10, 1000),
+        max_nodes: if cfg.sample { cfg.walk_nodes } else { 0 },
+        shorten_to: cfg.sample_interval,
+        seen_capacity: cfg.seen_capacity,
+        metadata: cfg.metadata,
+        lookup_queue: cfg.lookup_queue,
+        lookup_concurrency: cfg.lookup_concurrency,
+        fetch_queue: cfg.fetch_queue,
+        fetch_concurrency: cfg.metadata_concurrency,
+        peers_per_fetch: cfg.peers_per_infohash,
+        retry_after: cfg.retry_after,
+        max_attempts: cfg.max_attempts,
+        retry_queue: cfg.retry_queue,
+        ..DiscoveryConfig::default()
+    }
 }
 
 /// Counters sampled once a minute, for the per-hour rates.
@@ -228,14 +232,15 @@ impl Hub {
                     .sample_reply(now, from, &r.samples, r.interval, &nodes);
             }
             Outcome::Sample(from, None) => self.disc.sample_failed(now, from),
-            Outcome::Direct(ih, Some(r)) => {
+            Outcome::Direct(ih, _, Some(r)) => {
                 let nodes = self.nodes_of(&r);
                 self.disc.peers_reply(now, ih, &r.peers, &nodes);
             }
-            Outcome::Direct(ih, None) => self.disc.peers_failed(now, ih),
+            Outcome::Direct(ih, to, None) => self.disc.peers_failed(now, ih, to),
             Outcome::Lookup(ih, peers, queries) => {
                 self.disc.lookup_done(now, ih, &peers, queries);
             }
+            Outcome::NotSent(a) => self.disc.not_sent(now, a),
             Outcome::Fetched(ih, got) => {
                 self.disc.fetch_done(now, ih, got.is_some());
                 if let Some(t) = got {
@@ -366,14 +371,26 @@ impl Hub {
                     let dht = self.query_node();
                     tokio::spawn(async move {
                         let r = dht.request(to, Request::sample_infohashes(target)).await;
-                        let _ = out.send(Outcome::Sample(to, r.ok())).await;
+                        let o = match r {
+                            Err(dhtkit::Error::Refused(_)) => {
+                                Outcome::NotSent(Action::Sample { to, target })
+                            }
+                            r => Outcome::Sample(to, r.ok()),
+                        };
+                        let _ = out.send(o).await;
                     });
                 }
                 Action::GetPeers { to, info_hash } => {
                     let dht = self.query_node();
                     tokio::spawn(async move {
                         let r = dht.request(to, Request::get_peers(info_hash)).await;
-                        let _ = out.send(Outcome::Direct(info_hash, r.ok())).await;
+                        let o = match r {
+                            Err(dhtkit::Error::Refused(_)) => {
+                                Outcome::NotSent(Action::GetPeers { to, info_hash })
+                            }
+                            r => Outcome::Direct(info_hash, to, r.ok()),
+                        };
+                        let _ = out.send(o).await;
                     });
                 }
                 Action::Lookup { info_hash } => {
@@ -399,8 +416,10 @@ impl Hub {
     }
 }
 
-/// Peers for `ih` from a get_peers lookup (only `values`: never the nodes that asked), with
-/// the queries the lookup sent when it finished in time.
+/// Peers for `ih` from a get_peers lookup (only `values`: never the nodes that asked). The
+/// lookup stops at the first reply with peers (dropping the handle ends it): the crawler needs
+/// someone to fetch from, not every peer. The queries it sent are known only when it ran to
+/// its end.
 async fn find_peers(dht: &Dht, ih: Id, want: usize) -> (Vec<SocketAddr>, Option<u32>) {
     let Ok(mut lookup) = dht.get_peers(ih).await else {
         return (Vec::new(), Some(0));
@@ -408,7 +427,13 @@ async fn find_peers(dht: &Dht, ih: Id, want: usize) -> (Vec<SocketAddr>, Option<
     let mut peers = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        match tokio::time::timeout_at(deadline, lookup.next_peer()).await {
+        // After the first peer, only what arrives with it (the same reply).
+        let until = if peers.is_empty() {
+            deadline
+        } else {
+            tokio::time::Instant::now() + Duration::from_millis(20)
+        };
+        match tokio::time::timeout_at(until.min(deadline), lookup.next_peer()).await {
             Ok(Some(p)) => {
                 if !peers.contains(&p) && peers.len() < want {
                     peers.push(p);
