@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod crawl;
 pub mod live;
 mod net;
 pub mod scenario;

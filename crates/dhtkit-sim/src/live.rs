@@ -536,7 +536,7 @@ fn oracle_picks(
 }
 
 /// A Gamma(shape, 1) draw (Marsaglia and Tsang, for shape ≥ 1).
-fn gamma(rng: &mut SmallRng, shape: f64) -> f64 {
+pub(crate) fn gamma(rng: &mut SmallRng, shape: f64) -> f64 {
     let d = shape - 1.0 / 3.0;
     let c = 1.0 / (9.0 * d).sqrt();
     loop {
@@ -554,7 +554,7 @@ fn gamma(rng: &mut SmallRng, shape: f64) -> f64 {
     }
 }
 
-fn std_normal(rng: &mut SmallRng) -> f64 {
+pub(crate) fn std_normal(rng: &mut SmallRng) -> f64 {
     let u1: f64 = 1.0 - rng.random::<f64>();
     let u2: f64 = rng.random();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
