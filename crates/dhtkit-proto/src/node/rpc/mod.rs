@@ -129,12 +129,19 @@ impl Rpc {
             ),
             replies: Bucket::new(cfg.reply_rate, cfg.reply_burst, now),
             reply_reserve: cfg.reply_burst.max(1) as u64 * 1000 / 2,
-            per_dest: RateLimiter::new(
-                cfg.rate_limiter_slots,
-                cfg.per_dest_rate,
-                cfg.per_dest_burst,
-                rng.random(),
-            ),
+            per_dest: {
+                let r = RateLimiter::new(
+                    cfg.rate_limiter_slots,
+                    cfg.per_dest_rate,
+                    cfg.per_dest_burst,
+                    rng.random(),
+                );
+                if cfg.strict_dest_limit {
+                    r.exact()
+                } else {
+                    r
+                }
+            },
             strict_dest: cfg.strict_dest_limit,
             txs: Transactions::new(rng.random()),
             out: OutQueue::default(),

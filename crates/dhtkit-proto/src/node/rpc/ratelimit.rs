@@ -441,6 +441,11 @@ pub(crate) struct RateLimiter {
     burst: u64,
     /// The last time a token was taken (milliseconds, wrapping; 0 = never).
     last_ms: u32,
+    /// Date a token taken mid-millisecond from the end of that millisecond, so that at one a
+    /// second whole seconds pass between tokens, not 999.x milliseconds (the strict limit a
+    /// crawler uses). Off, refill counts from the start of the millisecond, which errs by
+    /// under a millisecond the generous way.
+    exact: bool,
 }
 
 impl RateLimiter {
@@ -453,6 +458,7 @@ impl RateLimiter {
             rate: rate as u64,
             burst: (burst.max(1) as u64 * 1000).min(u32::MAX as u64),
             last_ms: 0,
+            exact: false,
         }
     }
 
@@ -470,6 +476,12 @@ impl RateLimiter {
             .find(|(j, _)| *j as usize == i)
             .map(|(_, s)| *s)
             .unwrap_or_default()
+    }
+
+    /// Tokens taken mid-millisecond are dated from its end (see `exact`).
+    pub(crate) fn exact(mut self) -> Self {
+        self.exact = true;
+        self
     }
 
     /// True if `ip` has a token now (nothing is taken).
@@ -496,6 +508,14 @@ impl RateLimiter {
             s.refilled(now_ms, rate, burst)
         };
         let ok = tokens >= 1000;
+        if !self.exact {
+            s.last_ms = now_ms;
+            // Never store the all-zero "new" pattern for a used slot.
+            s.milli = if ok { tokens - 1000 } else { tokens }.max(1) as u32;
+            self.put(i, s, now_ms);
+            self.last_ms = now_ms.max(1);
+            return ok;
+        }
         // Refill counts from the end of the millisecond a token was taken in, so that whole
         // seconds pass between queries at one a second, not 999.x milliseconds.
         let sub_ms = !now.since_epoch().subsec_nanos().is_multiple_of(1_000_000);
@@ -913,7 +933,7 @@ mod strict_tests {
 
     #[test]
     fn one_a_second_means_a_whole_second_between_queries() {
-        let mut r = RateLimiter::new(64, 1, 1, 7);
+        let mut r = RateLimiter::new(64, 1, 1, 7).exact();
         let ip: IpAddr = "127.240.0.5".parse().unwrap();
         let t0 = Instant::ZERO + Duration::from_millis(1295);
         assert!(r.allow(t0, ip));
