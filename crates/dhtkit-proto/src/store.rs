@@ -215,6 +215,26 @@ impl PeerStore {
         self.swarm_age.values().rev().take(max).copied()
     }
 
+    /// Up to `max` infohashes drawn uniformly at random (reservoir sampling: one pass over
+    /// the stored infohashes, at most `max` kept).
+    pub fn sample_random(&self, max: usize, rng: &mut impl rand::Rng) -> Vec<Id> {
+        let mut out: Vec<Id> = Vec::with_capacity(max.min(self.swarm_age.len()));
+        if max == 0 {
+            return out;
+        }
+        for (seen, ih) in self.swarm_age.values().enumerate() {
+            if out.len() < max {
+                out.push(*ih);
+            } else {
+                let j = rng.random_range(0..=seen);
+                if j < max {
+                    out[j] = *ih;
+                }
+            }
+        }
+        out
+    }
+
     /// Checks that the indexes agree with the swarms.
     pub fn check_invariants(&self) -> Result<(), String> {
         let total: usize = self.swarms.values().map(|s| s.peers.len()).sum();

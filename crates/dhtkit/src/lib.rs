@@ -41,6 +41,8 @@ pub use dhtkit_proto::{
     addr, Advert, Answer, Event, Id, InfoHash, LookupKind, LookupResult, LookupTimes, MethodKind,
     Reply, Request, RequestOutcome, ScrapeEstimate, Stats as NodeStats,
 };
+/// The protocol core's settings, for [`DhtBuilder::config`] (and the parts it is made of).
+pub use dhtkit_proto::{Config, SampleConfig, StoreConfig};
 pub use error::Error;
 pub use events::{EventJson, EventStream};
 pub use state::{SavedState, StateError, STATE_VERSION};

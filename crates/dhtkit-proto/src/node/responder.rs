@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 
 use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 use super::rpc::Rpc;
 use crate::compact;
@@ -63,6 +64,8 @@ pub(crate) struct Responder {
     sample_cfg: Option<crate::config::SampleConfig>,
     /// With `hold`: when the sample given was drawn, and the sample.
     held: Option<(Instant, Vec<u8>)>,
+    /// Draws `hold` samples at random, as libtorrent does.
+    sample_rng: SmallRng,
 }
 
 impl Responder {
@@ -80,6 +83,7 @@ impl Responder {
             samples: Vec::new(),
             sample_cfg: cfg.samples,
             held: None,
+            sample_rng: SmallRng::seed_from_u64(rng.random()),
         }
     }
 
@@ -284,7 +288,9 @@ impl Responder {
             if stale {
                 let mut buf = self.held.take().map(|h| h.1).unwrap_or_default();
                 buf.clear();
-                for ih in store.sample(max) {
+                // Drawn at random from everything stored (libtorrent's way), so that the
+                // nodes storing one infohash do not all hold back the same older ones.
+                for ih in store.sample_random(max, &mut self.sample_rng) {
                     buf.extend_from_slice(&ih.0);
                 }
                 self.held = Some((now, buf));
