@@ -522,8 +522,13 @@ fn two_crawlers_share_postgres(
             break;
         }
     }
-    for cr in &mut crawls {
-        interrupt(&mut cr.child.0);
+    // One stops on SIGINT, the other on SIGTERM: both close their PostgreSQL connections
+    // and exit 0.
+    for (i, cr) in crawls.iter_mut().enumerate() {
+        let sig = if i == 0 { "INT" } else { "TERM" };
+        let _ = Command::new("sh")
+            .args(["-c", &format!("kill -{sig} {}", cr.child.0.id())])
+            .status();
     }
     for cr in &mut crawls {
         assert_eq!(wait_exit(&mut cr.child.0, Duration::from_secs(20)), Some(0));

@@ -152,6 +152,23 @@ impl Web {
         }
     }
 
+    /// Sends `signal` (INT or TERM) and waits (bounded) for the exit: its code, or `None`
+    /// when it died of a signal or did not exit within 20 s.
+    fn stop(&mut self, signal: &str) -> Option<i32> {
+        let pid = self._child.0.id();
+        let _ = Command::new("sh")
+            .args(["-c", &format!("kill -{signal} {pid}")])
+            .status();
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if let Some(st) = self._child.0.try_wait().unwrap() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Status, body and Content-Security-Policy of `GET path`.
     fn get(&self, path: &str) -> (u16, String, String) {
         let url = format!("{}{path}", self.base);
@@ -369,6 +386,13 @@ fn the_api_and_pages_over_postgres() {
             let (s, v) = web.json("/api/stats");
             assert_eq!((s, &v["infohashes"]), (200, &json!(48)), "{v}");
         }
+    }
+    // SIGTERM and SIGINT stop it cleanly, its PostgreSQL connections closed (it used to
+    // abort: the blocking client was dropped inside the async runtime).
+    for signal in ["TERM", "INT"] {
+        let mut web = Web::start(&url);
+        assert_eq!(web.json("/api/stats").0, 200);
+        assert_eq!(web.stop(signal), Some(0), "dhtkit web on SIG{signal}");
     }
     let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
 }

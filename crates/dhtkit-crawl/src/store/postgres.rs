@@ -56,9 +56,51 @@ const MIGRATION_LOCK: i64 = 0x6468_746b_6974;
 
 /// A PostgreSQL database of discovered torrents.
 pub struct PostgresStore {
-    client: Mutex<Client>,
+    client: Mutex<Conn>,
     crawler: String,
     url: String,
+}
+
+/// The connection, given up only when the store is dropped.
+struct Conn(Option<Client>);
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.0
+            .as_ref()
+            .expect("the connection lives as long as the store")
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0
+            .as_mut()
+            .expect("the connection lives as long as the store")
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // The blocking client closes its connection on a runtime of its own, which panics on
+        // a thread that drives async tasks ("Cannot start a runtime from within a runtime"):
+        // a store dropped there (a command's end, a signal's) hands its client to a thread
+        // of its own to close.
+        let client = self
+            .client
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .take();
+        if let Some(c) = client {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::spawn(move || drop(c)).join();
+            } else {
+                drop(c);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -115,7 +157,7 @@ impl PostgresStore {
             other => other,
         })?;
         Ok(PostgresStore {
-            client: Mutex::new(client),
+            client: Mutex::new(Conn(Some(client))),
             crawler: crawler.to_string(),
             url: redact(url),
         })
@@ -137,13 +179,13 @@ impl PostgresStore {
             return Err(open_err("not a dhtkit database (or an older one)".into()));
         }
         Ok(PostgresStore {
-            client: Mutex::new(client),
+            client: Mutex::new(Conn(Some(client))),
             crawler: String::new(),
             url: redact(url),
         })
     }
 
-    fn client(&self) -> std::sync::MutexGuard<'_, Client> {
+    fn client(&self) -> std::sync::MutexGuard<'_, Conn> {
         self.client.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
