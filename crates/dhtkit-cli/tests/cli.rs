@@ -711,3 +711,23 @@ fn keygen_put_get_sample_and_scrape_over_loopback() {
     assert_eq!((code, out.as_str()), (1, ""));
     drop(nodes);
 }
+
+#[test]
+fn logs_piped_to_a_file_carry_no_colour_codes() {
+    let (_, _, err) = run(&[
+        "ping",
+        "127.0.0.1:9",
+        "--bind",
+        "127.3.0.1:0",
+        "--bootstrap",
+        "127.0.0.1:9",
+        "--timeout",
+        "1",
+        "-vv",
+    ]);
+    assert!(err.contains("DEBUG"), "the debug log is there: {err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "escape codes in piped logs: {err:?}"
+    );
+}
