@@ -289,7 +289,7 @@ pub(crate) fn print(config: Option<&Path>, command: &[String]) -> Result<(), Bad
         None => root
             .get_subcommands()
             .map(|c| c.get_name().to_string())
-            .filter(|n| n != "config" && n != "help")
+            .filter(|n| !["config", "help", "completions", "manpage"].contains(&n.as_str()))
             .collect(),
     };
     let mut out = String::new();

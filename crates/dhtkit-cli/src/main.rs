@@ -187,6 +187,15 @@ enum Command {
         #[arg(long)]
         since: Option<String>,
     },
+    /// Print a completion script for SHELL on stdout (bash: `dhtkit completions bash >
+    /// /etc/bash_completion.d/dhtkit`; zsh: into a directory on $fpath as `_dhtkit`; fish:
+    /// `~/.config/fish/completions/dhtkit.fish`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout: `dhtkit manpage > dhtkit.1; man ./dhtkit.1`.
+    Manpage,
 }
 
 /// Options shared by every command that starts a node.
@@ -426,6 +435,30 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+/// `dhtkit manpage`: the whole command, every subcommand in one page.
+fn manpage() -> Result<ExitCode, BadInput> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render(&mut out)
+        .map_err(|e| BadInput(format!("manpage: {e}")))?;
+    // One section per subcommand, with its own options, after the main page.
+    for sub in cmd.get_subcommands().filter(|c| c.get_name() != "help") {
+        let name = format!("dhtkit {}", sub.get_name());
+        out.extend_from_slice(format!(".SH \"{}\"\n", name.to_uppercase()).as_bytes());
+        let sub = sub.clone();
+        let m = clap_mangen::Man::new(sub);
+        m.render_description_section(&mut out)
+            .and_then(|()| m.render_options_section(&mut out))
+            .map_err(|e| BadInput(format!("manpage: {e}")))?;
+    }
+    use std::io::Write;
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(|e| BadInput(format!("manpage: {e}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = match config::apply(std::env::args_os().collect()) {
         Ok(argv) => Cli::parse_from(argv),
@@ -453,6 +486,12 @@ fn main() -> ExitCode {
         Command::Config { command } => {
             Some(config::print(cli.config.as_deref(), command).map(|()| ExitCode::SUCCESS))
         }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "dhtkit", &mut std::io::stdout());
+            Some(Ok(ExitCode::SUCCESS))
+        }
+        Command::Manpage => Some(manpage()),
         _ => None,
     };
     if let Some(r) = read {
@@ -587,7 +626,9 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
         Command::Search { .. }
         | Command::Show { .. }
         | Command::Export { .. }
-        | Command::Config { .. } => {
+        | Command::Config { .. }
+        | Command::Completions { .. }
+        | Command::Manpage => {
             unreachable!("handled before the runtime starts")
         }
     }

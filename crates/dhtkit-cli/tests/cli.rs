@@ -731,3 +731,37 @@ fn logs_piped_to_a_file_carry_no_colour_codes() {
         "escape codes in piped logs: {err:?}"
     );
 }
+
+#[test]
+fn completions_and_the_manual_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = run(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {err}");
+        assert!(
+            out.contains("dhtkit") && out.contains("crawl"),
+            "{shell}: {out}"
+        );
+        let opt = if shell == "fish" {
+            "-l bootstrap"
+        } else {
+            "--bootstrap"
+        };
+        assert!(out.contains(opt), "{shell} completes options");
+    }
+    let (code, _, err) = run(&["completions", "tcsh"]);
+    assert_eq!(code, 2, "an unknown shell is bad input: {err}");
+    let (code, out, _) = run(&["manpage"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with(".ie") || out.starts_with(".TH"),
+        "roff: {out:.80}"
+    );
+    assert!(out.contains(".TH dhtkit 1"));
+    for sub in ["DHTKIT NODE", "DHTKIT CRAWL", "DHTKIT WEB"] {
+        assert!(out.contains(sub), "the page has a section for {sub}");
+    }
+    assert!(
+        out.contains("\\-\\-sample\\-interval"),
+        "subcommand options are in the page"
+    );
+}
