@@ -88,14 +88,6 @@ fn parse() -> Result<Args, String> {
     Ok(a)
 }
 
-fn peak_rss_mb() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn main() {
     let a = match parse() {
         Ok(a) => a,
@@ -117,7 +109,7 @@ fn main() {
         eprintln!(
             "  {m} ({:.0} s, {:.0} MB)",
             wall.elapsed().as_secs_f64(),
-            peak_rss_mb()
+            dhtkit_sim::peak_rss_mb()
         )
     };
     eprintln!(
@@ -181,7 +173,7 @@ fn main() {
         ("dropped", Json::Int(s.dropped as i64)),
         ("hourly", Json::Arr(hourly)),
         ("build_s", Json::Num((build_s * 10.0).round() / 10.0)),
-        ("peak_rss_mb", Json::Num(peak_rss_mb().round())),
+        ("peak_rss_mb", Json::Num(dhtkit_sim::peak_rss_mb().round())),
         (
             "wall_s",
             Json::Num((wall.elapsed().as_secs_f64() * 10.0).round() / 10.0),

@@ -73,14 +73,6 @@ fn parse() -> Result<Args, String> {
     Ok(a)
 }
 
-fn peak_rss_mb() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn json_num(v: Option<f64>) -> String {
     v.map_or("null".into(), |x| format!("{x:.1}"))
 }
@@ -137,13 +129,13 @@ fn main() {
         eprintln!(
             "  {m} ({:.0} s, {:.0} MB)",
             wall.elapsed().as_secs_f64(),
-            peak_rss_mb()
+            dhtkit_sim::peak_rss_mb()
         )
     });
     let build_s = wall.elapsed().as_secs_f64();
     eprintln!(
         "built in {build_s:.1} s, {:.0} MB; running {} virtual minutes",
-        peak_rss_mb(),
+        dhtkit_sim::peak_rss_mb(),
         args.minutes
     );
     let settle_at = std::cell::Cell::new(None);
@@ -154,7 +146,7 @@ fn main() {
         eprintln!(
             "  {m} ({:.0} s, {:.0} MB)",
             wall.elapsed().as_secs_f64(),
-            peak_rss_mb()
+            dhtkit_sim::peak_rss_mb()
         )
     });
     let settle_s = settle_at.get().unwrap_or(build_s) - build_s;
@@ -175,7 +167,7 @@ fn main() {
         r.nodes,
         args.preset,
         wall.elapsed().as_secs_f64(),
-        peak_rss_mb(),
+        dhtkit_sim::peak_rss_mb(),
         r.lookups,
         r.found,
         json_num(quantile(&r.first_peer_ms, 0.5)),

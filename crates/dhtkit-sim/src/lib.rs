@@ -17,6 +17,16 @@ mod net;
 pub mod scenario;
 
 pub use live::{Live, LiveConfig};
+
+/// This process's peak resident set in MB (Linux's `VmHWM`; 0 where /proc is missing), for
+/// the examples' reports.
+pub fn peak_rss_mb() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
 pub use net::{Behaviour, Latency, Links, LogNormalRtt, Sim, SimConfig, SimStats};
 
 use dhtkit_proto::{Id, Instant};
