@@ -524,3 +524,36 @@ async fn dual_stack_nodes_serve_both_families() {
     shutdown(all).await;
     shutdown(vec![v6a, v6b, v4]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_on_wildcard_address_joins_a_local_network_given_by_hand() {
+    // dht.js's way in: a node on 0.0.0.0 with no bootstrap nodes, then `connect` to a node on
+    // a local network. Before, the node refused local addresses it was not bootstrapped with.
+    let all = network(37, 4).await;
+    let lone = Dht::builder()
+        .bind(SocketAddr::from(([0, 0, 0, 0], 0)))
+        .bootstrap(Vec::<String>::new())
+        .build()
+        .await
+        .unwrap();
+    lone.add_node(all[0].local_addr()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while lone.routing_table().await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node given by hand answered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lone.make_neighbours().await.unwrap();
+    let found = timeout(WAIT, lone.find_node(all[3].id()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        found.iter().any(|(_, a)| *a == all[3].local_addr()),
+        "the lookup went through local nodes: {found:?}"
+    );
+    lone.shutdown().await;
+    shutdown(all).await;
+}

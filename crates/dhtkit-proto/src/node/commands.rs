@@ -212,6 +212,13 @@ impl Node {
         self.searches().all(Search::is_bootstrapped)
     }
 
+    /// From now on the node may contact local and reserved addresses on its own initiative,
+    /// as with [`crate::Config::allow_local_addrs`] (for a driver whose user pointed the node
+    /// at a local network after it started).
+    pub fn allow_local_addrs(&mut self) {
+        self.rpc.allow_local_addrs();
+    }
+
     /// Refreshes every bucket now (after bootstrap, for instance): one lookup per bucket.
     pub fn refresh_all(&mut self, now: Instant) {
         self.parts(now).each(|s, ctx| s.refresh_all(ctx));

@@ -219,6 +219,12 @@ fn never_contacts_forbidden_addresses() {
         assert!(a.ping(now, addr).is_some(), "{local}");
     }
     assert!(a.may_contact(&"8.8.8.8:53".parse().unwrap()));
+    // Until the driver says the user pointed it at a local network.
+    a.allow_local_addrs();
+    let lan: SocketAddr = "192.168.1.1:1".parse().unwrap();
+    assert!(a.may_contact(&lan));
+    assert!(a.add_node(now, lan));
+    assert!(!a.may_contact(&"0.0.0.0:1".parse().unwrap()));
 }
 
 #[test]

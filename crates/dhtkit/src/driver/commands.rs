@@ -191,6 +191,11 @@ impl Driver {
                 let _ = r.send(self.node.stop_keeping(&target));
             }
             Command::AddNode(addr, r) => {
+                // A local node given by hand points the node at a local network, as a local
+                // bootstrap node does (see the builder): it may talk to local addresses.
+                if dhtkit_proto::addr::is_local(addr.ip()) {
+                    self.node.allow_local_addrs();
+                }
                 let ok = self.node.add_node(now, addr);
                 let _ = r.send(if ok { Ok(()) } else { Err(NOT_CONTACTABLE) });
             }

@@ -175,6 +175,11 @@ impl Rpc {
         self.txs.len() >= self.max_pending
     }
 
+    /// From now on, local addresses may be contacted (the user pointed the node at one).
+    pub(crate) fn allow_local_addrs(&mut self) {
+        self.allow_local = true;
+    }
+
     /// The address rules: never an invalid address, and local ones only when allowed (or
     /// when the user addressed the request by hand).
     pub(crate) fn may_contact(&self, addr: &SocketAddr, explicit: bool) -> bool {
