@@ -1,0 +1,3 @@
+import DHT from './lib/dht-server.js'
+export default DHT
+export const { defaults } = DHT

@@ -1,0 +1,3 @@
+import dht from './lib/dhtjs.js'
+export default dht
+export const { node, defaults } = dht
