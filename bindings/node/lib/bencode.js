@@ -87,7 +87,8 @@ function decode (buf, { maxDepth = 64 } = {}) {
         if (i >= buf.length) fail('unterminated dictionary')
         if (buf[i] === 0x65) { i += 1; return dict }
         const k = bytes().toString()
-        dict[k] = value(depth + 1)
+        // An own property even for "__proto__": a key never reaches the prototype.
+        Object.defineProperty(dict, k, { value: value(depth + 1), enumerable: true, writable: true, configurable: true })
       }
     }
     if (c >= 0x30 && c <= 0x39) return bytes()
