@@ -59,6 +59,17 @@ function jsEventName (core) {
   return core.replace(/_([a-z])/g, (_, c) => c.toUpperCase())
 }
 
+/** The core event names a JavaScript event needs (the inverse of `jsEventName`). */
+function coreEventNames (js) {
+  switch (js) {
+    case 'peer': return ['peer_found']
+    case 'warning': return ['socket_error']
+    case 'errorReceived': return ['error']
+    case 'ready': case 'close': case 'error': case 'newListener': case 'removeListener': return []
+  }
+  return typeof js === 'string' ? [js.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] : []
+}
+
 /** An item read back: the value decoded, and its raw bytes. */
 function itemFromJson (j) {
   if (!j) return null
@@ -137,6 +148,9 @@ class DHT extends EventEmitter {
     this._closed = false
     this._native = null
     this._nodeId = opts.nodeId ? hex20('nodeId', opts.nodeId) : undefined
+    // Only the events someone listens to cross from the addon (see `_syncEvents`).
+    this.on('newListener', (name) => this._syncEvents(name))
+    this.on('removeListener', () => this._syncEvents())
     this._opening = this._open(opts)
     this._opening.catch((e) => {
       if (this.listenerCount('error') > 0) this.emit('error', e)
@@ -181,6 +195,7 @@ class DHT extends EventEmitter {
     for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k]
     const n = await call(native.open(o))
     this._native = n
+    this._syncEvents()
     this._addresses = n.addresses()
     this._id = n.id()
     this._pump = this._runEvents(n)
@@ -190,6 +205,23 @@ class DHT extends EventEmitter {
       n.bootstrapped().then((nodes) => { if (!this._closed) this.emit('ready', nodes) }, () => {})
     }
     return n
+  }
+
+  /** Tells the addon which core events to deliver: those with listeners (plus `adding`,
+   * a listener being added), and the ones the class itself uses. */
+  _syncEvents (adding) {
+    if (!this._native) return
+    const names = new Set(['listening', 'id_changed'])
+    for (const e of [...this.eventNames(), adding]) {
+      if (e !== undefined && this.listenerCount(e) + (e === adding ? 1 : 0) > 0) for (const c of coreEventNames(e)) names.add(c)
+    }
+    this._native.setEvents([...names])
+    // The core makes a query or response event only while someone listens to one.
+    const rpc = names.has('query') || names.has('response')
+    if (rpc !== this._rpcEvents) {
+      this._rpcEvents = rpc
+      this._native.setRpcEvents(rpc).catch(() => {})
+    }
   }
 
   async _runEvents (n) {

@@ -39,7 +39,7 @@ async function dhtkitNode (i, boot) {
 }
 
 async function btNode (i, boot) {
-  const BtDHT = require('bittorrent-dht')
+  const BtDHT = (await import('bittorrent-dht')).default
   const d = new BtDHT({ bootstrap: boot ? [boot] : false, host: false })
   await new Promise((resolve) => d.listen(0, addr(i), resolve))
   if (boot) await new Promise((resolve) => { if (d.ready) resolve(); else d.once('ready', resolve) })

@@ -10,7 +10,7 @@ if (kind === 'dhtkit') {
   const d = new DHT({ host: addr, port, bootstrap: false, limits: { perIpRate: 0, replyRate: 0 } })
   d.ready().then(() => console.log(process.pid))
 } else {
-  const BtDHT = require('bittorrent-dht')
+  const BtDHT = (await import('bittorrent-dht')).default
   const d = new BtDHT({ bootstrap: false })
   d.listen(port, addr, () => console.log(process.pid))
 }

@@ -217,6 +217,7 @@ pub async fn open(options: NativeOptions) -> Result<NativeDht> {
     Ok(NativeDht {
         dht,
         events: Arc::new(Mutex::new(Some(events))),
+        wanted: Arc::new(std::sync::RwLock::new(None)),
         closed: tokio::sync::watch::channel(false).0,
     })
 }
@@ -226,6 +227,10 @@ pub async fn open(options: NativeOptions) -> Result<NativeDht> {
 pub struct NativeDht {
     dht: Dht,
     events: Arc<Mutex<Option<EventStream>>>,
+    /// The event names JavaScript listens to (`None`: all). Others are dropped here, before
+    /// they are turned into JSON or wake the event loop: a node that answers thousands of
+    /// queries a second costs JavaScript nothing unless it listens to `query`.
+    wanted: Arc<std::sync::RwLock<Option<std::collections::HashSet<String>>>>,
     /// Set by `close`: ends the event stream (the handle itself keeps the core's event
     /// channel open, so the stream would never end on its own).
     closed: tokio::sync::watch::Sender<bool>,
@@ -249,7 +254,28 @@ impl NativeDht {
             .collect()
     }
 
-    /// Up to `max` events; waits for at least one. `null` once the node has shut down.
+    /// Turns the core's per-message `query` and `response` events on or off.
+    #[napi]
+    pub async fn set_rpc_events(&self, on: bool) -> Result<()> {
+        self.dht.set_rpc_events(on).await.map_err(dht_error)
+    }
+
+    /// Limits the events `next_events` returns to these core names (`null`: every event).
+    #[napi]
+    pub fn set_events(&self, names: Option<Vec<String>>) {
+        let set = names.map(|n| n.into_iter().collect());
+        *self.wanted.write().unwrap_or_else(|p| p.into_inner()) = set;
+    }
+
+    fn wants(&self, e: &dhtkit::Event) -> bool {
+        match &*self.wanted.read().unwrap_or_else(|p| p.into_inner()) {
+            None => true,
+            Some(set) => set.contains(e.name()),
+        }
+    }
+
+    /// Up to `max` events of the names asked for; waits for at least one. `null` once the
+    /// node has shut down.
     #[napi]
     pub async fn next_events(&self, max: u32) -> Result<Option<Vec<NativeEvent>>> {
         let mut closed = self.closed.subscribe();
@@ -257,9 +283,15 @@ impl NativeDht {
         let Some(stream) = guard.as_mut() else {
             return Ok(None);
         };
-        let first = tokio::select! {
-            e = stream.recv() => e,
-            _ = closed.wait_for(|c| *c) => None,
+        let first = loop {
+            let e = tokio::select! {
+                e = stream.recv() => e,
+                _ = closed.wait_for(|c| *c) => None,
+            };
+            match e {
+                Some(e) if !self.wants(&e) => continue,
+                e => break e,
+            }
         };
         let Some(first) = first else {
             *guard = None;
@@ -269,7 +301,8 @@ impl NativeDht {
         while out.len() < max.max(1) as usize {
             // Whatever is already queued, without waiting.
             match tokio::time::timeout(Duration::ZERO, stream.recv()).await {
-                Ok(Some(e)) => out.push(event(e)),
+                Ok(Some(e)) if self.wants(&e) => out.push(event(e)),
+                Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(_) => break,
             }

@@ -323,6 +323,13 @@ impl Dht {
         self.call(|r| Command::StopKeeping(target, r)).await
     }
 
+    /// Turns the per-message events ([`DhtEvent::QueryReceived`], [`DhtEvent::ResponseReceived`])
+    /// on or off (on by default, [`dhtkit_proto::Config::rpc_events`]). A busy node whose
+    /// subscriber does not want them saves an event per message.
+    pub async fn set_rpc_events(&self, on: bool) -> Result<(), Error> {
+        self.call(|r| Command::SetRpcEvents(on, r)).await
+    }
+
     /// BEP 51: asks `addr` for a sample of the infohashes it stores.
     pub async fn sample_infohashes(&self, addr: SocketAddr) -> Result<Samples, Error> {
         let target = self.id();

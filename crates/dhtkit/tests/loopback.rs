@@ -557,3 +557,26 @@ async fn node_on_wildcard_address_joins_a_local_network_given_by_hand() {
     lone.shutdown().await;
     shutdown(all).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_events_can_be_turned_off_and_on() {
+    let a = node([127, 38, 1, 1], &[]).await;
+    let b = node([127, 38, 2, 1], &[]).await;
+    let mut events = a.events();
+    a.set_rpc_events(false).await.unwrap();
+    b.ping(a.local_addr()).await.unwrap();
+    a.set_rpc_events(true).await.unwrap();
+    b.ping(a.local_addr()).await.unwrap();
+    // The first query left no event; the second did, and it is the first one seen.
+    let mut queries = 0;
+    while let Ok(Some(e)) = timeout(Duration::from_millis(500), events.recv()).await {
+        if let DhtEvent::QueryReceived { .. } = e {
+            queries += 1;
+        }
+    }
+    assert_eq!(
+        queries, 1,
+        "one query event, for the ping made with events on"
+    );
+    shutdown(vec![a, b]).await;
+}

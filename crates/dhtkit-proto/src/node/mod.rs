@@ -296,6 +296,13 @@ impl Node {
         &self.cfg
     }
 
+    /// Turns [`Config::rpc_events`] on or off from now on (a driver whose user starts or
+    /// stops watching queries and responses).
+    pub fn set_rpc_events(&mut self, on: bool) {
+        // Only the router reads this setting: parts holding the old Arc do not need it.
+        std::sync::Arc::make_mut(&mut self.cfg).rpc_events = on;
+    }
+
     fn primary(&self) -> &Search {
         self.v4
             .as_deref()

@@ -50,6 +50,7 @@ pub(crate) enum Command {
     StopAdvertising(Id, oneshot::Sender<()>),
     KeepItem(dhtkit_proto::Item, oneshot::Sender<()>),
     StopKeeping(Id, oneshot::Sender<bool>),
+    SetRpcEvents(bool, oneshot::Sender<()>),
     AddNode(SocketAddr, oneshot::Sender<Result<(), Error>>),
     MakeNeighbours(oneshot::Sender<()>),
     Send(Vec<u8>, SocketAddr, oneshot::Sender<Result<(), Error>>),
@@ -189,6 +190,10 @@ impl Driver {
             }
             Command::StopKeeping(target, r) => {
                 let _ = r.send(self.node.stop_keeping(&target));
+            }
+            Command::SetRpcEvents(on, r) => {
+                self.node.set_rpc_events(on);
+                let _ = r.send(());
             }
             Command::AddNode(addr, r) => {
                 // A local node given by hand points the node at a local network, as a local
