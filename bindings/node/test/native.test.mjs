@@ -128,9 +128,17 @@ test('errors carry a code', async () => {
 })
 
 test('events: queries received and nodes added, as plain objects', async () => {
-  const seen = new Promise((resolve) => ours[0].once('query', resolve))
-  await new Promise((resolve) => swarm.nodes[0]._rpc.query({ host: '127.62.1.1', port: ours[0].address().port }, { q: 'ping', a: { id: swarm.nodes[0].nodeId } }, resolve))
-  const q = await seen
+  // Query events start once the addon has been told someone listens (asynchronously):
+  // ping until one of ours shows up (bounded); other nodes' queries may come first.
+  const pings = []
+  const onQuery = (q) => { if (q.method === 'ping' && q.from.startsWith('127.61.1.1:')) pings.push(q) }
+  ours[0].on('query', onQuery)
+  await waitFor(async () => {
+    await new Promise((resolve) => swarm.nodes[0]._rpc.query({ host: '127.62.1.1', port: ours[0].address().port }, { q: 'ping', a: { id: swarm.nodes[0].nodeId } }, resolve))
+    return pings.length > 0
+  }, 10000, 'a query event for our ping')
+  ours[0].removeListener('query', onQuery)
+  const q = pings[0]
   assert.equal(q.method, 'ping')
   assert.equal(q.answer, 'response')
   assert.equal(q.from.split(':')[0], '127.61.1.1')
