@@ -49,6 +49,12 @@ function parseAddr (s) {
   return { host, port: Number(s.slice(i + 1)), family: host.includes(':') ? 'IPv6' : 'IPv4' }
 }
 
+/** `{address, port}` (the drop-ins' form) from "ip:port" / "[ip]:port". */
+function nodeAddress (s) {
+  const { host, port } = parseAddr(s)
+  return { address: host, port }
+}
+
 function toValue (v) {
   return Buffer.isBuffer(v) ? v : bencode.encode(v)
 }
@@ -479,4 +485,4 @@ module.exports.default = DHT
 module.exports.PeerLookup = PeerLookup
 module.exports.bencode = bencode
 module.exports.DEFAULT_BOOTSTRAP = DEFAULT_BOOTSTRAP
-module.exports._internal = { addrString, parseAddr, hex20, wrapError, stateToFile, stateFromFile }
+module.exports._internal = { addrString, parseAddr, nodeAddress, hex20, wrapError, stateToFile, stateFromFile }

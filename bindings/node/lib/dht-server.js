@@ -26,10 +26,7 @@ function hexOf (v) {
   return String(v).toLowerCase()
 }
 
-function nodeOf (addr) {
-  const i = addr.lastIndexOf(':')
-  return { address: addr.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(addr.slice(i + 1)) }
-}
+const { nodeAddress } = DHT._internal
 
 class DHTServer extends EventEmitter {
   constructor (options = {}) {
@@ -69,7 +66,7 @@ class DHTServer extends EventEmitter {
   }
 
   _onDatagram (e) {
-    const node = nodeOf(e.from)
+    const node = nodeAddress(e.from)
     const raw = e.bytes
     this.emit('messageRaw', raw, node)
     let message

@@ -7,6 +7,8 @@ const { EventEmitter } = require('events')
 const crypto = require('crypto')
 const DHT = require('..')
 
+const { addrString, nodeAddress } = DHT._internal
+
 // Nodes still shutting down: a node created from a saved state may want the port one of
 // them holds, so a new node binds after they have let go.
 const closing = new Set()
@@ -75,13 +77,13 @@ class Node extends EventEmitter {
     d.on('nodeRemoved', (e) => this._nodes.delete(e.addr))
     d.on('idChanged', (e) => { this.id = Buffer.from(e.id, 'hex') })
     d.on('peerFound', (e) => {
-      const p = parsePeer(e.peer)
+      const p = nodeAddress(e.peer)
       this.emit('peer:new', Buffer.from(e.info_hash, 'hex'), p, this._advertised.has(e.info_hash))
     })
     d.on('query', (e) => {
       // A peer announcing itself to us.
       if (e.method === 'announce_peer' && e.peer && e.info_hash) {
-        this.emit('peer:new', Buffer.from(e.info_hash, 'hex'), parsePeer(e.peer), this._advertised.has(e.info_hash))
+        this.emit('peer:new', Buffer.from(e.info_hash, 'hex'), nodeAddress(e.peer), this._advertised.has(e.info_hash))
       }
     })
   }
@@ -97,7 +99,7 @@ class Node extends EventEmitter {
   /** Adds a known node: it is pinged and joins the routing table if it answers. */
   connect (node) {
     if (!node || !node.address || !node.port) throw new TypeError('connect needs {address, port}')
-    const key = node.address.includes(':') ? `[${node.address}]:${node.port}` : `${node.address}:${node.port}`
+    const key = addrString(node)
     this._with(async (d) => {
       // The node joins the table when it answers our ping: wait for that (at most
       // CONNECT_WAIT_MS), so that what is called next (advertise) looks up through it.
@@ -126,10 +128,7 @@ class Node extends EventEmitter {
       id: this.id.toString('hex'),
       address: this.address,
       port: this.port,
-      nodes: [...this._nodes].map(([addr, id]) => {
-        const i = addr.lastIndexOf(':')
-        return { id, address: addr.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(addr.slice(i + 1)) }
-      }),
+      nodes: [...this._nodes].map(([addr, id]) => ({ id, ...nodeAddress(addr) })),
       advertised: [...this._advertised].map(([infohash, port]) => ({ infohash, port }))
     }
   }
@@ -145,11 +144,6 @@ class Node extends EventEmitter {
       this.emit('close')
     })
   }
-}
-
-function parsePeer (s) {
-  const i = s.lastIndexOf(':')
-  return { address: s.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(s.slice(i + 1)) }
 }
 
 module.exports = {
