@@ -6,12 +6,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use dhtkit_crawl::store::{self, SearchHit, Source, StoreRead, TorrentRecord};
+use dhtkit_crawl::store::{self, SearchQuery, Sort, Source, StoreRead};
 use dhtkit_crawl::{CrawlConfig, CrawlStats, Crawler};
 use serde_json::json;
 
-use crate::time::{parse_rfc3339, rfc3339};
 use crate::{parse_binds, parse_id, parse_secs, BadInput};
+use dhtkit_crawl::view::{
+    export_json, hit_json, human_size, magnet, parse_rfc3339, record_json, rfc3339,
+};
 
 #[derive(Args, Debug)]
 pub(crate) struct CrawlArgs {
@@ -33,6 +35,11 @@ pub(crate) struct CrawlArgs {
     /// Outbound DHT packets per second, all nodes together.
     #[arg(long, default_value_t = 500)]
     rate: u32,
+    /// Of --rate, packets per second for BEP 33 scrapes that keep named torrents' seeder
+    /// counts live (new torrents hourly, older ones daily or less; default: a tenth of
+    /// --rate). 0: no scrapes.
+    #[arg(long, value_name = "PPS")]
+    scrape_rate: Option<u32>,
     /// Routing table size of each node.
     #[arg(long, default_value_t = 1280)]
     max_nodes: usize,
@@ -119,6 +126,16 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
     cfg.per_ip_rate = a.per_ip_rate;
     cfg.allow_shared_ips = a.allow_shared_ips;
     cfg.rate = a.rate.max(1);
+    cfg.scrape_rate = match a.scrape_rate {
+        None => cfg.rate / 10,
+        Some(r) if r <= cfg.rate => r,
+        Some(r) => {
+            return Err(BadInput(format!(
+                "--scrape-rate {r} is more than --rate {}: scrapes are part of it",
+                cfg.rate
+            )))
+        }
+    };
     cfg.metadata = !a.no_metadata;
     cfg.metadata_concurrency = a.metadata_concurrency.max(1);
     cfg.max_files = a.max_files;
@@ -306,7 +323,7 @@ impl Status {
             .map(|(r, n)| format!("{r} {n}"))
             .collect();
         format!(
-            "nodes {} | sampled {} ({:.0}% BEP 51) | seen {} | new {} ({}/h) | peers {} ({} direct, {}/{} lookups) | metadata {ok} ({}/h) | fetch ok {pct:.0}% | {:.1} q/new | {:.0} pkt/s | queues {}/{}/{}/{} | RSS {} MB{}{}",
+            "nodes {} | sampled {} ({:.0}% BEP 51) | seen {} | new {} ({}/h) | peers {} ({} direct, {}/{} lookups) | metadata {ok} ({}/h) | fetch ok {pct:.0}% | scraped {} | {:.1} q/new | {:.0} pkt/s | queues {}/{}/{}/{} | RSS {} MB{}{}",
             self.nodes,
             g(&s.nodes_sampled_interval),
             100.0 * s.bep51_share(),
@@ -318,6 +335,7 @@ impl Status {
             g(&s.lookups_with_peers),
             g(&s.lookups),
             g(&s.named_per_hour),
+            g(&s.scrapes_counted),
             s.queries_per_infohash(),
             self.pps,
             g(&s.direct_queue),
@@ -365,42 +383,55 @@ impl Status {
                 "lookup": g(&s.lookup_queue),
                 "fetch": g(&s.fetch_queue),
                 "retry": g(&s.retry_queue),
+                "scrape": g(&s.scrape_queue),
             },
+            "scrapes": g(&s.scrapes),
+            "scrapes_counted": g(&s.scrapes_counted),
+            "scrape_queries": g(&s.scrape_queries),
             "fetch_failures": s.failures(),
             "rss_mb": dhtkit_crawl::stats::rss_bytes() / (1024 * 1024),
         })
     }
 }
 
-pub(crate) fn magnet(ih: &dhtkit::Id, name: &str) -> String {
-    let mut dn = String::new();
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            dn.push(b as char);
-        } else {
-            dn.push_str(&format!("%{b:02X}"));
-        }
-    }
-    format!("magnet:?xt=urn:btih:{}&dn={dn}", ih.to_hex())
+/// `dhtkit search`'s options beyond the words.
+pub(crate) struct SearchOpts<'a> {
+    pub db: Option<&'a str>,
+    pub limit: usize,
+    pub json: bool,
+    pub sort: &'a str,
+    pub ascending: bool,
+    pub min_seeders: Option<u64>,
 }
 
-pub(crate) fn search(
-    text: &str,
-    db: Option<&str>,
-    limit: usize,
-    json: bool,
-) -> Result<ExitCode, BadInput> {
-    let store = open_read(db)?;
-    let hits = store
-        .search(text, limit.clamp(1, 10_000), 0)
-        .map_err(|e| BadInput(e.to_string()))?;
+pub(crate) fn search(text: &str, o: SearchOpts<'_>) -> Result<ExitCode, BadInput> {
+    let sort = Sort::from_name(o.sort).ok_or_else(|| {
+        BadInput(format!(
+            "--sort {:?}: one of relevance, first_seen, size, seeders",
+            o.sort
+        ))
+    })?;
+    let store = open_read(o.db)?;
+    let q = SearchQuery {
+        text: text.to_string(),
+        sort,
+        ascending: o.ascending,
+        min_seeders: o.min_seeders,
+        limit: o.limit.clamp(1, 10_000),
+        ..SearchQuery::default()
+    };
+    let json = o.json;
+    let hits = store.search(&q).map_err(|e| BadInput(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     for h in &hits {
         let line = if json {
             hit_json(h).to_string()
         } else {
+            let swarm = h.swarm.map_or("     –/–    ".to_string(), |s| {
+                format!("{:>6}/{:<6}", s.seeders, s.leechers)
+            });
             format!(
-                "{}  {:>10}  {:>5} files  {}\n    {}",
+                "{}  {:>10}  {:>5} files  {swarm}  {}\n    {}",
                 h.info_hash,
                 human_size(h.size),
                 h.files,
@@ -416,36 +447,6 @@ pub(crate) fn search(
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
-}
-
-/// A search hit as JSON (`dhtkit search --json`, the web API).
-pub(crate) fn hit_json(h: &SearchHit) -> serde_json::Value {
-    json!({
-        "infohash": h.info_hash.to_hex(), "name": h.name, "size": h.size,
-        "files": h.files, "first_seen": rfc3339(h.first_seen),
-        "magnet": magnet(&h.info_hash, &h.name),
-    })
-}
-
-/// Everything known about one infohash as JSON (`dhtkit show --json`, the web API).
-pub(crate) fn record_json(r: &TorrentRecord) -> serde_json::Value {
-    let m = r.metadata.as_ref();
-    json!({
-        "infohash": r.info_hash.to_hex(),
-        "name": m.map(|m| &m.name),
-        "size": m.map(|m| m.size),
-        "files": m.map(|m| m.file_count),
-        "piece_length": m.map(|m| m.piece_length),
-        "private": m.map(|m| m.private),
-        "meta_version": m.map(|m| m.meta_version),
-        "fetched_at": m.map(|m| rfc3339(m.fetched_at)),
-        "first_seen": rfc3339(r.first_seen),
-        "last_seen": rfc3339(r.last_seen),
-        "times_seen": r.seen_count,
-        "found_by": Source::names(r.sources),
-        "magnet": magnet(&r.info_hash, m.map_or("", |m| &m.name)),
-        "file_list": m.map(|m| m.files.iter().map(|f| json!({"path": f.path, "length": f.length})).collect::<Vec<_>>()),
     })
 }
 
@@ -481,6 +482,15 @@ pub(crate) fn show(ih: &str, db: Option<&str>, json: bool) -> Result<ExitCode, B
         r.seen_count
     );
     println!("found by    {}", Source::names(r.sources).join(", "));
+    match r.swarm {
+        Some(w) => println!(
+            "swarm       {} seeders, {} leechers (scraped {})",
+            w.seeders,
+            w.leechers,
+            rfc3339(w.at)
+        ),
+        None => println!("swarm       (not scraped yet)"),
+    }
     println!("magnet      {}", magnet(&ih, m.map_or("", |m| &m.name)));
     if let Some(m) = m {
         for f in &m.files {
@@ -493,6 +503,42 @@ pub(crate) fn show(ih: &str, db: Option<&str>, json: bool) -> Result<ExitCode, B
     Ok(ExitCode::SUCCESS)
 }
 
+/// `dhtkit prune --dead-for DURATION`.
+pub(crate) fn prune(db: Option<&str>, dead_for: &str) -> Result<ExitCode, BadInput> {
+    let secs = parse_span(dead_for).ok_or_else(|| {
+        BadInput(format!(
+            "--dead-for {dead_for:?}: a duration such as 30d, 12h or 90m"
+        ))
+    })?;
+    let spec = db_spec(db);
+    let mut s = store::open_writer(&spec, "prune").map_err(|e| BadInput(e.to_string()))?;
+    let before = dhtkit_crawl::crawler::unix_now() - secs;
+    let gone = s.prune_dead(before).map_err(|e| BadInput(e.to_string()))?;
+    let left = s.stats().map_err(|e| BadInput(e.to_string()))?;
+    eprintln!(
+        "pruned {gone} torrents without seeders since {}; {} infohashes left",
+        rfc3339(before),
+        left.infohashes
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `30d`, `12h`, `90m`, `45s`, `2w`: seconds.
+fn parse_span(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let unit = s.chars().last()?;
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => return None,
+    };
+    let n: i64 = s[..s.len() - 1].parse().ok().filter(|n| *n > 0)?;
+    n.checked_mul(mult).filter(|v| *v < 100 * 365 * 86_400)
+}
+
 pub(crate) fn export(db: Option<&str>, since: Option<&str>) -> Result<ExitCode, BadInput> {
     let since = since
         .map(|s| parse_rfc3339(s).ok_or_else(|| BadInput(format!("--since {s:?} is not RFC 3339"))))
@@ -500,32 +546,23 @@ pub(crate) fn export(db: Option<&str>, since: Option<&str>) -> Result<ExitCode, 
     let store = open_read(db)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     store
-        .export(since, &mut |r| {
-            let v = json!({
-                "infohash": r.info_hash.to_hex(),
-                "name": r.name,
-                "size": r.size,
-                "files": r.files,
-                "discovered_at": rfc3339(r.discovered_at),
-            });
-            writeln!(out, "{v}")
-        })
+        .export(since, &mut |r| writeln!(out, "{}", export_json(&r)))
         .map_err(|e| BadInput(e.to_string()))?;
     let _ = out.flush();
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn human_size(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
+#[cfg(test)]
+mod span_tests {
+    use super::parse_span;
+
+    #[test]
+    fn spans_need_a_unit_and_a_positive_number() {
+        assert_eq!(parse_span("30d"), Some(30 * 86_400));
+        assert_eq!(parse_span("12h"), Some(12 * 3_600));
+        assert_eq!(parse_span("2w"), Some(14 * 86_400));
+        for bad in ["", "d", "30", "-1d", "0d", "1.5d", "30y", "99999999999999d"] {
+            assert_eq!(parse_span(bad), None, "{bad}");
+        }
     }
 }

@@ -11,7 +11,6 @@ mod crawl;
 mod metrics;
 mod oneshot;
 mod run_node;
-mod time;
 mod web;
 
 use std::net::SocketAddr;
@@ -152,6 +151,25 @@ enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Order: relevance, first_seen, size or seeders (largest, newest first).
+        #[arg(long, default_value = "relevance")]
+        sort: String,
+        /// Smallest, oldest, least seeded first.
+        #[arg(long)]
+        asc: bool,
+        /// Only torrents with at least this many seeders at their last scrape.
+        #[arg(long)]
+        min_seeders: Option<u64>,
+    },
+    /// Delete torrents whose scrapes found no seeders for DURATION (30d, 12h): scraped at
+    /// least once, last seeded (or, never seeded, first seen) longer ago than that.
+    Prune {
+        /// How long without seeders: a number and s, m, h, d or w.
+        #[arg(long, value_name = "DURATION")]
+        dead_for: String,
+        /// The database: a SQLite file or a postgres:// URL.
+        #[arg(long)]
+        db: Option<String>,
     },
     /// Everything the database knows about one infohash, with its file list.
     Show {
@@ -164,8 +182,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Serve the crawler's database as web pages (search, torrent, statistics) and a JSON
-    /// API (/api/search, /api/torrent/INFOHASH, /api/stats, /healthz). Read-only.
+    /// Serve the crawler's database as web pages (search, torrent, statistics), a JSON API
+    /// (/api/search, /api/torrent/INFOHASH, /api/stats, /healthz), Torznab
+    /// (/torznab/api) and an RSS feed of the newest torrents (/feed). Read-only.
     Web(web::WebArgs),
     /// Print the effective configuration (defaults, then --config FILE, then the command
     /// line) of COMMAND, or of every command, as TOML.
@@ -476,7 +495,21 @@ fn main() -> ExitCode {
             db,
             limit,
             json,
-        } => Some(crawl::search(text, db.as_deref(), *limit, *json)),
+            sort,
+            asc,
+            min_seeders,
+        } => Some(crawl::search(
+            text,
+            crawl::SearchOpts {
+                db: db.as_deref(),
+                limit: *limit,
+                json: *json,
+                sort,
+                ascending: *asc,
+                min_seeders: *min_seeders,
+            },
+        )),
+        Command::Prune { dead_for, db } => Some(crawl::prune(db.as_deref(), dead_for)),
         Command::Show {
             info_hash,
             db,
@@ -624,6 +657,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
         Command::Crawl(a) => crawl::crawl(a).await,
         Command::Web(a) => web::web(a).await,
         Command::Search { .. }
+        | Command::Prune { .. }
         | Command::Show { .. }
         | Command::Export { .. }
         | Command::Config { .. }

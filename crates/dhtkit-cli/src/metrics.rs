@@ -460,7 +460,25 @@ impl Collector for Snapshot {
                 ([("queue", "lookup")], g(&c.lookup_queue)),
                 ([("queue", "fetch")], g(&c.fetch_queue)),
                 ([("queue", "retry")], g(&c.retry_queue)),
+                ([("queue", "scrape")], g(&c.scrape_queue)),
             ],
+        )?;
+        family(
+            &mut enc,
+            "dhtkit_crawl_scrapes",
+            "BEP 33 scrapes of named torrents started, and those that stored counts.",
+            Counter,
+            [
+                ([("result", "started")], g(&c.scrapes)),
+                ([("result", "counted")], g(&c.scrapes_counted)),
+            ],
+        )?;
+        family(
+            &mut enc,
+            "dhtkit_crawl_scrape_queries",
+            "Queries sent by scrapes (inside the crawl's packet budget).",
+            Counter,
+            one(g(&c.scrape_queries)),
         )?;
         family(
             &mut enc,

@@ -31,7 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     crawler.shutdown().await;
     let store = SqliteStore::open_read_only(db.as_ref())?;
-    for hit in store.search("1080p", 10, 0)? {
+    for hit in store.search(&dhtkit_crawl::store::SearchQuery::words("1080p", 10))? {
         println!("{} {} ({} bytes)", hit.info_hash, hit.name, hit.size);
     }
     Ok(())

@@ -79,7 +79,7 @@ fn sightings_batch(rng: &mut Rng, n: usize, at: i64) -> Batch {
                 count: 1,
             })
             .collect(),
-        torrents: Vec::new(),
+        ..Batch::default()
     }
 }
 
@@ -145,12 +145,23 @@ fn run(
     }
     let torrent_secs = t0.elapsed().as_secs_f64();
     // The median of 21 searches for two words, after one warm-up.
-    let _ = b.search("aurora kestrel", 20, 0).unwrap();
+    let _ = b
+        .search(&dhtkit_crawl::store::SearchQuery::words(
+            "aurora kestrel",
+            20,
+        ))
+        .unwrap();
     let mut times = Vec::new();
     let mut hits = 0;
     for _ in 0..21 {
         let t = Instant::now();
-        hits = b.search("aurora kestrel", 20, 0).unwrap().len();
+        hits = b
+            .search(&dhtkit_crawl::store::SearchQuery::words(
+                "aurora kestrel",
+                20,
+            ))
+            .unwrap()
+            .len();
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(f64::total_cmp);

@@ -90,6 +90,11 @@ pub struct CrawlConfig {
     pub max_attempts: u8,
     /// How often sightings are written.
     pub batch_interval: Duration,
+    /// Packets per second spent on BEP 33 scrapes of named torrents, to keep their seeder
+    /// counts live (see [`crate::scrape`]); counted inside `rate`. 0: no scrapes.
+    pub scrape_rate: u32,
+    /// Scrapes running at once.
+    pub scrape_concurrency: usize,
 }
 
 impl Default for CrawlConfig {
@@ -121,6 +126,8 @@ impl Default for CrawlConfig {
             retry_after: d.retry_after,
             max_attempts: d.max_attempts,
             batch_interval: Duration::from_secs(1),
+            scrape_rate: d.rate / 10,
+            scrape_concurrency: crate::scrape::ScrapeConfig::default().concurrency,
         }
     }
 }
@@ -161,7 +168,8 @@ pub struct Crawler {
     writer: std::thread::JoinHandle<()>,
 }
 
-pub(crate) fn unix_now() -> i64 {
+/// Now, in Unix seconds (0 if the clock is before 1970).
+pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

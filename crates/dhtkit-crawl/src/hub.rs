@@ -18,8 +18,13 @@ use tokio::sync::{mpsc, watch};
 use crate::crawler::{unix_now, CrawlConfig, Found};
 use crate::discovery::{Action, Discovery, DiscoveryConfig, DiscoveryStats};
 use crate::metadata::{self, FetchConfig};
+use crate::scrape::{rescrape_after, Scheduler, ScrapeConfig};
 use crate::stats::CrawlStats;
-use crate::store::{Batch, Fetched, Sighting, Source};
+use crate::store::{Batch, Due, Fetched, Scraped, Sighting, Source, Swarm};
+use crate::writer::ToWriter;
+
+/// Due torrents asked of the store at once.
+const DUE_BATCH: usize = 256;
 
 /// What a query, a lookup or a fetch reports back to the hub.
 enum Outcome {
@@ -27,6 +32,8 @@ enum Outcome {
     Direct(Id, SocketAddr, Option<Reply>),
     Lookup(Id, Vec<SocketAddr>, u32),
     Fetched(Id, Option<Fetched>),
+    /// A scrape ended: what it found, if any node answered, and its queries.
+    Scraped(Due, Option<Swarm>, u32),
     /// The node would not send it (its budget for that IP was spent, or too many queries
     /// were open): discovery takes it back.
     NotSent(Action),
@@ -66,8 +73,14 @@ pub(crate) struct Hub {
     cfg: CrawlConfig,
     dhts: Vec<Dht>,
     stats: Arc<CrawlStats>,
-    batches: mpsc::Sender<Batch>,
+    batches: mpsc::Sender<ToWriter>,
     disc: Discovery,
+    scrapes: Scheduler,
+    scraped: Vec<Scraped>,
+    /// Where the store sends due torrents, and whether it has been asked.
+    due_tx: mpsc::Sender<Vec<Due>>,
+    due_rx: Option<mpsc::Receiver<Vec<Due>>>,
+    due_asked: bool,
     start: tokio::time::Instant,
     sightings: HashMap<Id, Sighting>,
     torrents: Vec<Fetched>,
@@ -87,7 +100,7 @@ impl Hub {
         cfg: CrawlConfig,
         dhts: Vec<Dht>,
         stats: Arc<CrawlStats>,
-        batches: mpsc::Sender<Batch>,
+        batches: mpsc::Sender<ToWriter>,
     ) -> Hub {
         let mut peer_id = *b"-DK0001-000000000000";
         let mut tail = [0u8; 12];
@@ -102,7 +115,19 @@ impl Hub {
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
         let start = tokio::time::Instant::now();
+        let scrape_cfg = ScrapeConfig {
+            rate: if cfg.metadata { cfg.scrape_rate } else { 0 },
+            burst: cfg.scrape_rate.clamp(10, 1000),
+            concurrency: cfg.scrape_concurrency.max(1),
+            ..ScrapeConfig::default()
+        };
+        let (due_tx, due_rx) = mpsc::channel(2);
         Hub {
+            scrapes: Scheduler::new(scrape_cfg, Instant::ZERO),
+            scraped: Vec::new(),
+            due_tx,
+            due_rx: Some(due_rx),
+            due_asked: false,
             disc: Discovery::new(
                 discovery_config(&cfg),
                 u64::from_le_bytes(seed),
@@ -145,12 +170,15 @@ impl Hub {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_flush = tokio::time::Instant::now();
+        let mut due_rx = self.due_rx.take().expect("run once");
         // Node queries at the start are the nodes' bootstrap: theirs, not discovery's.
         self.last_out = self.node_queries().await;
         loop {
-            let wake = self
-                .disc
-                .next_wake(self.now())
+            let now = self.now();
+            let wake = [self.disc.next_wake(now), self.scrapes.next_wake(now)]
+                .into_iter()
+                .flatten()
+                .min()
                 .map(|t| self.start + t.saturating_since(Instant::ZERO))
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
@@ -158,6 +186,11 @@ impl Hub {
                 Some(f) = found.recv() => self.on_found(f),
                 Some(a) = heard.recv() => self.on_heard(a),
                 Some(o) = out_rx.recv() => self.on_outcome(o),
+                Some(due) = due_rx.recv() => {
+                    self.due_asked = false;
+                    let now = self.now();
+                    self.scrapes.offer(now, due);
+                }
                 _ = tick.tick() => self.on_tick().await,
                 _ = tokio::time::sleep_until(wake) => {}
             }
@@ -241,6 +274,18 @@ impl Hub {
                 self.disc.lookup_done(now, ih, &peers, queries);
             }
             Outcome::NotSent(a) => self.disc.not_sent(now, a),
+            Outcome::Scraped(due, swarm, queries) => {
+                self.scrapes
+                    .done(now, due.info_hash, queries, swarm.is_some());
+                if let Some(swarm) = swarm {
+                    let age = swarm.at.saturating_sub(due.first_seen);
+                    self.scraped.push(Scraped {
+                        info_hash: due.info_hash,
+                        swarm,
+                        next_at: swarm.at + rescrape_after(age, swarm.seeders, swarm.leechers),
+                    });
+                }
+            }
             Outcome::Fetched(ih, got) => {
                 self.disc.fetch_done(now, ih, got.is_some());
                 if let Some(t) = got {
@@ -272,6 +317,14 @@ impl Hub {
         let now = self.now();
         if theirs > 0 {
             self.disc.spent(now, theirs.min(u32::MAX as u64) as u32);
+        }
+        if self.scrapes.wants_more() && !self.due_asked {
+            let ask = ToWriter::Due {
+                now: unix_now(),
+                limit: DUE_BATCH,
+                reply: self.due_tx.clone(),
+            };
+            self.due_asked = self.batches.try_send(ask).is_ok();
         }
         self.publish();
     }
@@ -307,6 +360,11 @@ impl Hub {
         set(&s.lookup_queue, lookups as u64);
         set(&s.fetch_queue, fetches as u64);
         set(&s.retry_queue, retries as u64);
+        let sc = self.scrapes.stats();
+        set(&s.scrapes, sc.started);
+        set(&s.scrapes_counted, sc.counted);
+        set(&s.scrape_queries, sc.queries);
+        set(&s.scrape_queue, self.scrapes.queued().0 as u64);
         // Per-hour rates over the last hour (since the start, scaled, in the first hour).
         let at = tokio::time::Instant::now();
         let named = CrawlStats::get(&s.fetched);
@@ -341,9 +399,10 @@ impl Hub {
         let batch = Batch {
             sightings: self.sightings.drain().map(|(_, s)| s).collect(),
             torrents: std::mem::take(&mut self.torrents),
+            scrapes: std::mem::take(&mut self.scraped),
         };
         if !batch.is_empty() {
-            let _ = self.batches.send(batch).await;
+            let _ = self.batches.send(ToWriter::Batch(batch)).await;
         }
     }
 
@@ -361,9 +420,34 @@ impl Hub {
         self.dhts[0].clone()
     }
 
-    /// Carries out what discovery asks for now.
+    /// Carries out what discovery and the scrape scheduler ask for now.
     fn dispatch(&mut self, out: &mpsc::Sender<Outcome>) {
         let now = self.now();
+        while let Some(due) = self.scrapes.poll(now) {
+            let (out, dht) = (out.clone(), self.lookup_node());
+            tokio::spawn(async move {
+                let r =
+                    tokio::time::timeout(Duration::from_secs(60), dht.scrape_lookup(due.info_hash))
+                        .await;
+                let o = match r {
+                    // No node answered: nothing learnt (it stays due).
+                    Ok(Ok(l)) if l.responses == 0 => Outcome::Scraped(due, None, l.queries),
+                    Ok(Ok(l)) => {
+                        // Nodes answered but none sent filters: none of them holds a peer.
+                        let (seeders, leechers) = l.scrape.map_or((0, 0), |e| (e.seeds, e.peers));
+                        let swarm = Swarm {
+                            seeders,
+                            leechers,
+                            at: unix_now(),
+                        };
+                        Outcome::Scraped(due, Some(swarm), l.queries)
+                    }
+                    // Ended without a result: charged what a scrape is guessed to cost.
+                    _ => Outcome::Scraped(due, None, ScrapeConfig::default().cost),
+                };
+                let _ = out.send(o).await;
+            });
+        }
         while let Some(action) = self.disc.poll_action(now) {
             let out = out.clone();
             match action {

@@ -13,7 +13,9 @@
 //! | `hub` | discovery's tokio side: carries out its actions, feeds it what comes back, batches sightings |
 //! | [`metadata`] | fetching and reading info dictionaries |
 //! | [`store`] | the [`store::Store`] / [`store::StoreRead`] traits; SQLite (default) and PostgreSQL (several crawlers, one index) backends |
+//! | [`scrape`] | when named torrents are scraped again (BEP 33), within a packet budget |
 //! | [`seen`] | the bounded seen-set |
+//! | [`view`] | the JSON shapes of hits and torrents, magnet links, sizes and times for people |
 //! | [`stats`] | what each stage counts |
 //!
 //! What it refuses to do: answer with anything but its real state (no spoofed ids next to each
@@ -30,12 +32,16 @@ pub mod discovery;
 mod hub;
 #[cfg(feature = "runtime")]
 pub mod metadata;
+#[cfg(feature = "runtime")]
+pub mod scrape;
 pub mod seen;
 mod source;
 #[cfg(feature = "runtime")]
 pub mod stats;
 #[cfg(feature = "runtime")]
 pub mod store;
+#[cfg(feature = "runtime")]
+pub mod view;
 #[cfg(feature = "runtime")]
 mod writer;
 

@@ -66,6 +66,14 @@ pub struct CrawlStats {
     pub retry_queue: AtomicU64,
     /// Fetches running.
     pub fetching: AtomicU64,
+    /// BEP 33 scrapes of named torrents started.
+    pub scrapes: AtomicU64,
+    /// Of those, with counts stored.
+    pub scrapes_counted: AtomicU64,
+    /// Queries the scrapes sent.
+    pub scrape_queries: AtomicU64,
+    /// Named torrents due for a scrape, waiting in memory.
+    pub scrape_queue: AtomicU64,
     /// Rows written (sightings and torrents).
     pub rows_written: AtomicU64,
     /// Batches committed.

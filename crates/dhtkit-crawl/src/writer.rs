@@ -8,7 +8,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use crate::stats::CrawlStats;
-use crate::store::{Batch, Fetched, Store};
+use crate::store::{Batch, Due, Fetched, Store};
 
 /// Batches waiting for the writer, at most (senders wait beyond that: backpressure).
 const QUEUE: usize = 16;
@@ -30,8 +30,20 @@ pub fn torrent_json(t: &Fetched, discovered_at: Option<i64>) -> serde_json::Valu
     })
 }
 
+/// What the store thread is asked to do.
+pub(crate) enum ToWriter {
+    /// Write a batch.
+    Batch(Batch),
+    /// Send back up to `limit` torrents due for a scrape at `now` (Unix seconds).
+    Due {
+        now: i64,
+        limit: usize,
+        reply: mpsc::Sender<Vec<Due>>,
+    },
+}
+
 pub(crate) struct Writer {
-    pub tx: mpsc::Sender<Batch>,
+    pub tx: mpsc::Sender<ToWriter>,
     pub thread: std::thread::JoinHandle<()>,
 }
 
@@ -40,16 +52,28 @@ pub(crate) fn spawn(
     mut jsonl: Option<Box<dyn Write + Send>>,
     stats: Arc<CrawlStats>,
 ) -> Writer {
-    let (tx, mut rx) = mpsc::channel::<Batch>(QUEUE);
+    let (tx, mut rx) = mpsc::channel::<ToWriter>(QUEUE);
     let thread = std::thread::Builder::new()
         .name("dhtkit-store".into())
         .spawn(move || {
             let mut counted: Option<Instant> = None;
-            while let Some(batch) = rx.blocking_recv() {
+            while let Some(msg) = rx.blocking_recv() {
+                let batch = match msg {
+                    ToWriter::Batch(b) => b,
+                    ToWriter::Due { now, limit, reply } => {
+                        let due = store.due_scrapes(now, limit).unwrap_or_else(|e| {
+                            tracing::warn!("finding torrents due for a scrape: {e}");
+                            Vec::new()
+                        });
+                        let _ = reply.blocking_send(due);
+                        continue;
+                    }
+                };
                 let t0 = Instant::now();
                 match store.write(&batch) {
                     Ok(()) => {
-                        let rows = batch.sightings.len() + batch.torrents.len();
+                        let rows =
+                            batch.sightings.len() + batch.torrents.len() + batch.scrapes.len();
                         CrawlStats::add(&stats.rows_written, rows as u64);
                         stats.batch_took(t0.elapsed().as_micros() as u64);
                     }

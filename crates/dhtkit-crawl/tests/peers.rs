@@ -1,7 +1,8 @@
 //! Metadata fetching against scripted peers on loopback: an honest one (v1 and v2 hashes), and
 //! every way a peer can lie or stall. None of the lies produces metadata, and none outlives the
-//! fetch deadline. Last, a whole dual-stack crawler indexes a torrent announced over IPv6 and
-//! fetches it from the honest peer on `::1`.
+//! fetch deadline. Then a whole dual-stack crawler indexes a torrent announced over IPv6 and
+//! fetches it from the honest peer on `::1`; and a crawler scrapes a named torrent's swarm
+//! and stores the seeders and leechers the loopback swarm announced.
 
 #[path = "support/wire.rs"]
 mod wire;
@@ -276,5 +277,93 @@ async fn a_dual_stack_crawler_indexes_a_torrent_announced_over_ipv6() {
         t.metadata.expect("with its metadata").name,
         "seen over IPv6"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crawler_scrapes_the_seeders_and_leechers_a_swarm_announced() {
+    use dhtkit::Dht;
+    use dhtkit_crawl::{CrawlConfig, CrawlStats, Crawler, SqliteStore, StoreRead};
+
+    const SEEDS: usize = 4;
+    const LEECHERS: usize = 3;
+    let info = info_dict("a swarm to count", 20_000);
+    let ih = v1(&info);
+    // Ten nodes, each on its own 127.66.0.x; the first SEEDS + LEECHERS of them after the
+    // first are the swarm, each with an honest metadata peer on its own IP.
+    let mut nodes: Vec<Dht> = Vec::new();
+    for i in 0..10 {
+        let boot = nodes
+            .first()
+            .map(|n| vec![n.local_addr().to_string()])
+            .unwrap_or_default();
+        let d = Dht::builder()
+            .bind(format!("127.66.0.{}:0", i + 1).parse().unwrap())
+            .per_ip_rate(0)
+            .bootstrap(boot)
+            .build()
+            .await
+            .unwrap();
+        nodes.push(d);
+    }
+    for d in &nodes[1..] {
+        tokio::time::timeout(Duration::from_secs(20), d.bootstrapped())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    for d in &nodes {
+        d.make_neighbours().await.unwrap();
+    }
+    for (k, d) in nodes[1..=SEEDS + LEECHERS].iter().enumerate() {
+        let ip = d.local_addr().ip();
+        let tcp = peer_at(&format!("{ip}:0"), Peer::Honest, info.clone()).await;
+        let r = tokio::time::timeout(
+            Duration::from_secs(20),
+            d.announce_as(ih, Some(tcp.port()), k < SEEDS),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(r.lookup.announced > 0, "announce {k} landed nowhere");
+    }
+    let dir = std::env::temp_dir().join(format!("dhtkit-crawl-swarm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("crawl.sqlite");
+    let mut cfg = CrawlConfig::default();
+    cfg.bind = vec!["127.66.1.1:0".parse().unwrap()];
+    cfg.bootstrap = vec![nodes[0].local_addr().to_string()];
+    cfg.per_ip_rate = 0;
+    cfg.fetch.deadline = Duration::from_secs(5);
+    cfg.scrape_rate = 100;
+    let crawler = Crawler::start(cfg, Box::new(SqliteStore::open(&db).unwrap()), None)
+        .await
+        .unwrap();
+    let stats = crawler.stats().clone();
+    let t0 = Instant::now();
+    while CrawlStats::get(&stats.scrapes_counted) == 0 && t0.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(CrawlStats::get(&stats.fetched), 1, "{:?}", stats.failures());
+    assert!(
+        CrawlStats::get(&stats.scrapes_counted) >= 1,
+        "no scrape came back in 60 s ({} started)",
+        CrawlStats::get(&stats.scrapes)
+    );
+    assert!(CrawlStats::get(&stats.scrape_queries) > 0);
+    crawler.shutdown().await;
+    for d in &nodes {
+        d.shutdown().await;
+    }
+    let store = SqliteStore::open_read_only(&db).unwrap();
+    let t = store.torrent(&ih).unwrap().expect("the infohash is stored");
+    let swarm = t.swarm.expect("its swarm is stored");
+    assert_eq!(
+        (swarm.seeders, swarm.leechers),
+        (SEEDS as u64, LEECHERS as u64),
+        "the counts the swarm announced"
+    );
+    assert_eq!(t.last_seeded, Some(swarm.at));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,7 +7,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dhtkit_crawl::metadata::{FileEntry, TorrentInfo};
-use dhtkit_crawl::store::{Batch, Fetched, Sighting, Store, StoreRead, StoreStats};
+use dhtkit_crawl::store::{
+    Batch, Fetched, Scraped, SearchQuery, Sighting, Sort, Store, StoreRead, StoreStats, Swarm,
+};
 use dhtkit_crawl::{PostgresStore, SqliteStore};
 use dhtkit_proto::Id;
 
@@ -91,6 +93,7 @@ fn scenario(s: &mut (impl Store + StoreRead)) {
     s.write(&Batch {
         sightings: vec![sighting(a, 100, 1), sighting(b, 200, 1)],
         torrents: vec![],
+        ..Batch::default()
     })
     .unwrap();
     s.write(&Batch {
@@ -101,6 +104,7 @@ fn scenario(s: &mut (impl Store + StoreRead)) {
             &["ubuntu/desktop.iso", "README"],
             310,
         )],
+        ..Batch::default()
     })
     .unwrap();
     let r = s.torrent(&a).unwrap().unwrap();
@@ -122,20 +126,23 @@ fn scenario(s: &mut (impl Store + StoreRead)) {
         }
     );
     assert_eq!(
-        s.search("desktop", 10, 0).unwrap().len(),
+        s.search(&SearchQuery::words("desktop", 10)).unwrap().len(),
         1,
         "words inside dotted names"
     );
     assert_eq!(
-        s.search("readme", 10, 0).unwrap().len(),
+        s.search(&SearchQuery::words("readme", 10)).unwrap().len(),
         1,
         "file paths are indexed"
     );
     assert!(s
-        .search("'; DROP TABLE torrents; --", 10, 0)
+        .search(&SearchQuery::words("'; DROP TABLE torrents; --", 10))
         .unwrap()
         .is_empty());
-    assert!(s.search("\"unbalanced ( & |", 10, 0).unwrap().is_empty());
+    assert!(s
+        .search(&SearchQuery::words("\"unbalanced ( & |", 10))
+        .unwrap()
+        .is_empty());
     let mut rows = Vec::new();
     s.export(Some(150), &mut |r| {
         rows.push(r);
@@ -148,10 +155,207 @@ fn scenario(s: &mut (impl Store + StoreRead)) {
     s.write(&Batch {
         sightings: vec![],
         torrents: vec![fetched(a, "Other", &["x"], 400)],
+        ..Batch::default()
     })
     .unwrap();
-    assert_eq!(s.search("desktop", 10, 0).unwrap().len(), 1);
-    assert!(s.search("other", 10, 0).unwrap().is_empty());
+    assert_eq!(
+        s.search(&SearchQuery::words("desktop", 10)).unwrap().len(),
+        1
+    );
+    assert!(s
+        .search(&SearchQuery::words("other", 10))
+        .unwrap()
+        .is_empty());
+}
+
+fn scraped(ih: Id, seeders: u64, leechers: u64, at: i64, next_at: i64) -> Scraped {
+    Scraped {
+        info_hash: ih,
+        swarm: Swarm {
+            seeders,
+            leechers,
+            at,
+        },
+        next_at,
+    }
+}
+
+/// Live swarms: named torrents are due for a scrape at once, a scrape stores its counts and
+/// the next due time, search sorts and filters by them, and pruning drops only torrents
+/// scraped without seeders for long enough (with their files and search entries).
+fn swarms(s: &mut (impl Store + StoreRead)) {
+    let ids: Vec<Id> = (1..=4u8).map(|i| Id([i; 20])).collect();
+    let named = [
+        ("Alpha film 1080p", 5_000u64),
+        ("Beta film 720p", 9_000),
+        ("Gamma film 2160p", 1_000),
+    ];
+    s.write(&Batch {
+        sightings: ids.iter().map(|&ih| sighting(ih, 100, 1)).collect(),
+        torrents: named
+            .iter()
+            .zip(&ids)
+            .map(|((n, size), &ih)| {
+                let mut f = fetched(ih, n, &[&format!("{n}/video.mkv")], 200);
+                f.info.total_size = *size;
+                f
+            })
+            .collect(),
+        ..Batch::default()
+    })
+    .unwrap();
+    // Named torrents are due once named; the unnamed one never.
+    let mut due: Vec<Id> = s
+        .due_scrapes(1_000, 10)
+        .unwrap()
+        .iter()
+        .map(|d| d.info_hash)
+        .collect();
+    due.sort();
+    assert_eq!(due, ids[..3]);
+    assert!(
+        s.due_scrapes(199, 10).unwrap().is_empty(),
+        "not before it was named"
+    );
+    s.write(&Batch {
+        scrapes: vec![
+            scraped(ids[0], 12, 3, 1_000, 5_000),
+            scraped(ids[1], 0, 0, 1_000, 2_000),
+            scraped(ids[2], 40, 1, 1_000, 9_000),
+        ],
+        ..Batch::default()
+    })
+    .unwrap();
+    assert!(s.due_scrapes(1_999, 10).unwrap().is_empty());
+    let due = s.due_scrapes(6_000, 10).unwrap();
+    assert_eq!(
+        due.iter().map(|d| d.info_hash).collect::<Vec<_>>(),
+        [ids[1], ids[0]],
+        "the longest overdue first"
+    );
+    assert_eq!(due[0].first_seen, 100);
+    let r = s.torrent(&ids[0]).unwrap().unwrap();
+    assert_eq!(
+        r.swarm,
+        Some(Swarm {
+            seeders: 12,
+            leechers: 3,
+            at: 1_000
+        })
+    );
+    assert_eq!(r.last_seeded, Some(1_000));
+    assert_eq!(s.torrent(&ids[1]).unwrap().unwrap().last_seeded, None);
+    assert_eq!(s.torrent(&ids[3]).unwrap().unwrap().swarm, None);
+
+    fn names(s: &impl StoreRead, q: SearchQuery) -> Vec<String> {
+        s.search(&q).unwrap().into_iter().map(|h| h.name).collect()
+    }
+    let film = |sort, ascending| SearchQuery {
+        text: "film".into(),
+        sort,
+        ascending,
+        limit: 10,
+        ..SearchQuery::default()
+    };
+    assert_eq!(
+        names(&*s, film(Sort::Seeders, false)),
+        ["Gamma film 2160p", "Alpha film 1080p", "Beta film 720p"]
+    );
+    assert_eq!(
+        names(&*s, film(Sort::Size, true)),
+        ["Gamma film 2160p", "Alpha film 1080p", "Beta film 720p"]
+    );
+    assert_eq!(
+        names(
+            &*s,
+            SearchQuery {
+                min_seeders: Some(10),
+                max_size: Some(4_000),
+                ..film(Sort::Size, false)
+            }
+        ),
+        ["Gamma film 2160p"]
+    );
+    let hit = &s.search(&film(Sort::Seeders, false)).unwrap()[0];
+    assert_eq!(hit.swarm.map(|w| (w.seeders, w.leechers)), Some((40, 1)));
+    // No words: every named torrent, newest first, with the filters.
+    assert_eq!(
+        names(
+            &*s,
+            SearchQuery {
+                limit: 10,
+                ..SearchQuery::default()
+            }
+        )
+        .len(),
+        3
+    );
+    assert_eq!(
+        names(
+            &*s,
+            SearchQuery {
+                sort: Sort::Seeders,
+                limit: 1,
+                ..SearchQuery::default()
+            }
+        ),
+        ["Gamma film 2160p"]
+    );
+    assert!(names(
+        &*s,
+        SearchQuery {
+            text: "+++".into(),
+            limit: 10,
+            ..SearchQuery::default()
+        }
+    )
+    .is_empty());
+
+    // Seeded ones stay; the one never seeded since first seen at 100 goes at 101 and later.
+    assert_eq!(s.prune_dead(100).unwrap(), 0);
+    assert_eq!(s.prune_dead(101).unwrap(), 1);
+    assert!(s.torrent(&ids[1]).unwrap().is_none());
+    assert!(s
+        .search(&SearchQuery::words("beta", 10))
+        .unwrap()
+        .is_empty());
+    assert_eq!(names(&*s, film(Sort::Relevance, false)).len(), 2);
+    // A later scrape without seeders: dead since its last seeded scrape.
+    s.write(&Batch {
+        scrapes: vec![scraped(ids[0], 0, 2, 3_000, 9_000)],
+        ..Batch::default()
+    })
+    .unwrap();
+    assert_eq!(
+        s.torrent(&ids[0]).unwrap().unwrap().last_seeded,
+        Some(1_000)
+    );
+    assert_eq!(s.prune_dead(1_000).unwrap(), 0);
+    assert_eq!(s.prune_dead(1_001).unwrap(), 2, "both last seeded at 1,000");
+    assert!(s
+        .search(&SearchQuery::words("film", 10))
+        .unwrap()
+        .is_empty());
+    // Never scraped (the unnamed one): never pruned.
+    assert!(s.torrent(&ids[3]).unwrap().is_some());
+    assert_eq!(s.stats().unwrap().infohashes, 1);
+}
+
+#[test]
+fn sqlite_store_scrapes_sorts_and_prunes() {
+    let dir = std::env::temp_dir().join(format!("dhtkit-swarms-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut s = SqliteStore::open(&dir.join("crawl.sqlite")).unwrap();
+    swarms(&mut s);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn postgres_store_scrapes_sorts_and_prunes() {
+    let Some(db) = TestDb::new() else { return };
+    let mut s = PostgresStore::open(&db.url, "crawler-a").unwrap();
+    swarms(&mut s);
 }
 
 #[test]
@@ -163,7 +367,10 @@ fn sqlite_store_keeps_sightings_metadata_and_search() {
     scenario(&mut s);
     drop(s);
     let ro = SqliteStore::open_read_only(&path).unwrap();
-    assert_eq!(ro.search("ubuntu", 10, 0).unwrap().len(), 1);
+    assert_eq!(
+        ro.search(&SearchQuery::words("ubuntu", 10)).unwrap().len(),
+        1
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -174,17 +381,23 @@ fn postgres_store_keeps_sightings_metadata_and_search() {
     scenario(&mut s);
     // Read-only connections read, and refuse to write.
     let mut ro = PostgresStore::open_read_only(&db.url).unwrap();
-    assert_eq!(ro.search("ubuntu", 10, 0).unwrap().len(), 1);
+    assert_eq!(
+        ro.search(&SearchQuery::words("ubuntu", 10)).unwrap().len(),
+        1
+    );
     assert!(ro
         .write(&Batch {
             sightings: vec![sighting(Id([9; 20]), 1, 1)],
-            torrents: vec![]
+            ..Batch::default()
         })
         .is_err());
     // Opening again runs no migration twice.
     drop(s);
     let s2 = PostgresStore::open(&db.url, "crawler-b").unwrap();
-    assert_eq!(s2.search("ubuntu", 10, 0).unwrap().len(), 1);
+    assert_eq!(
+        s2.search(&SearchQuery::words("ubuntu", 10)).unwrap().len(),
+        1
+    );
 }
 
 #[test]

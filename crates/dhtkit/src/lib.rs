@@ -297,8 +297,19 @@ impl Dht {
         info_hash: Id,
         port: Option<u16>,
     ) -> Result<AnnounceResult, Error> {
+        self.announce_as(info_hash, port, false).await
+    }
+
+    /// [`Dht::announce`], saying whether we are a seed (BEP 33's `seed` flag: nodes count
+    /// seeds and other peers apart, and [`Dht::scrape`] reports both).
+    pub async fn announce_as(
+        &self,
+        info_hash: Id,
+        port: Option<u16>,
+        seed: bool,
+    ) -> Result<AnnounceResult, Error> {
         let (tx, rx) = oneshot::channel();
-        self.lookup(info_hash, LookupCommand::Announce(port, tx))
+        self.lookup(info_hash, LookupCommand::Announce(port, seed, tx))
             .await?;
         rx.await.map_err(|_| Error::Shutdown)?
     }
@@ -306,9 +317,15 @@ impl Dht {
     /// BEP 33: estimates how many seeds and other peers `info_hash` has, from the bloom
     /// filters of the nodes that store it. `None` when no node sent filters.
     pub async fn scrape(&self, info_hash: Id) -> Result<Option<ScrapeEstimate>, Error> {
+        Ok(self.scrape_lookup(info_hash).await?.scrape)
+    }
+
+    /// BEP 33, with everything the lookup reports: the estimate in
+    /// [`LookupResult::scrape`], and what it cost (`queries`, `responses`, `timeouts`).
+    pub async fn scrape_lookup(&self, info_hash: Id) -> Result<LookupResult, Error> {
         let (tx, rx) = oneshot::channel();
         self.lookup(info_hash, LookupCommand::Scrape(tx)).await?;
-        Ok(rx.await.map_err(|_| Error::Shutdown)??.scrape)
+        rx.await.map_err(|_| Error::Shutdown)?
     }
 
     /// BEP 44: keeps `item` alive: put now, then again every hour (nodes drop items two

@@ -72,6 +72,37 @@ pub struct Fetched {
     pub peer: SocketAddr,
 }
 
+/// A BEP 33 scrape of one torrent's swarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Swarm {
+    /// Seeders (distinct IPs, estimated from the nodes' Bloom filters).
+    pub seeders: u64,
+    /// Leechers (distinct IPs).
+    pub leechers: u64,
+    /// When it was scraped (Unix seconds).
+    pub at: i64,
+}
+
+/// A scrape to write: the counts, and when the torrent is due again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scraped {
+    /// The infohash.
+    pub info_hash: Id,
+    /// What the scrape found.
+    pub swarm: Swarm,
+    /// When to scrape it next (Unix seconds), from [`crate::scrape::rescrape_after`].
+    pub next_at: i64,
+}
+
+/// A named torrent due for a scrape ([`Store::due_scrapes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    /// The infohash.
+    pub info_hash: Id,
+    /// When it was first seen (its age decides how soon it is due again).
+    pub first_seen: i64,
+}
+
 /// One transaction's worth of writes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
@@ -79,12 +110,84 @@ pub struct Batch {
     pub sightings: Vec<Sighting>,
     /// Metadata fetched.
     pub torrents: Vec<Fetched>,
+    /// Swarms scraped (only torrents already in the store are updated).
+    pub scrapes: Vec<Scraped>,
 }
 
 impl Batch {
     /// True if there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.sightings.is_empty() && self.torrents.is_empty()
+        self.sightings.is_empty() && self.torrents.is_empty() && self.scrapes.is_empty()
+    }
+}
+
+/// How search results are ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sort {
+    /// Best match first (for an empty search text: newest first).
+    #[default]
+    Relevance,
+    /// By when first seen.
+    FirstSeen,
+    /// By total size.
+    Size,
+    /// By seeders at the last scrape (never scraped last).
+    Seeders,
+}
+
+impl Sort {
+    /// `relevance`, `first_seen`, `size`, `seeders`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sort::Relevance => "relevance",
+            Sort::FirstSeen => "first_seen",
+            Sort::Size => "size",
+            Sort::Seeders => "seeders",
+        }
+    }
+
+    /// The sort called `name` (as [`Sort::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Sort> {
+        [Sort::Relevance, Sort::FirstSeen, Sort::Size, Sort::Seeders]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
+}
+
+/// A search: words, filters, order and page.
+///
+/// With no words, every named torrent that passes the filters matches (newest first for
+/// [`Sort::Relevance`]): the newest torrents for a feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// Words that must all appear in the name or a file path.
+    pub text: String,
+    /// The order.
+    pub sort: Sort,
+    /// Smallest first instead of largest (newest, most seeded) first; ignored for relevance.
+    pub ascending: bool,
+    /// At least this many bytes.
+    pub min_size: Option<u64>,
+    /// At most this many bytes.
+    pub max_size: Option<u64>,
+    /// At least this many seeders at the last scrape.
+    pub min_seeders: Option<u64>,
+    /// First seen at or after (Unix seconds).
+    pub since: Option<i64>,
+    /// Results wanted.
+    pub limit: usize,
+    /// Results skipped.
+    pub offset: usize,
+}
+
+impl SearchQuery {
+    /// The first `limit` best matches for `text`.
+    pub fn words(text: &str, limit: usize) -> SearchQuery {
+        SearchQuery {
+            text: text.into(),
+            limit,
+            ..SearchQuery::default()
+        }
     }
 }
 
@@ -101,6 +204,8 @@ pub struct SearchHit {
     pub files: u64,
     /// When it was first seen (Unix seconds).
     pub first_seen: i64,
+    /// The last scrape, if any.
+    pub swarm: Option<Swarm>,
 }
 
 /// Everything known about one infohash.
@@ -118,6 +223,10 @@ pub struct TorrentRecord {
     pub sources: i64,
     /// The metadata, once fetched.
     pub metadata: Option<RecordMetadata>,
+    /// The last scrape, if any.
+    pub swarm: Option<Swarm>,
+    /// The last scrape that found seeders.
+    pub last_seeded: Option<i64>,
 }
 
 /// The metadata part of a [`TorrentRecord`].
@@ -203,14 +312,23 @@ pub trait Store: Send {
 
     /// Counts.
     fn stats(&mut self) -> Result<StoreStats, StoreError>;
+
+    /// Named torrents due for a scrape at `now`, the longest overdue first (a torrent is due
+    /// once named, then again at the time its last scrape set).
+    fn due_scrapes(&mut self, now: i64, limit: usize) -> Result<Vec<Due>, StoreError>;
+
+    /// Deletes the torrents whose scrapes have found no seeders since `before` (Unix
+    /// seconds): scraped at least once, and seeded last (or, never seeded, first seen)
+    /// before it. Returns how many went.
+    fn prune_dead(&mut self, before: i64) -> Result<u64, StoreError>;
 }
 
 /// Reading a store.
 pub trait StoreRead {
-    /// Full-text search over names and file paths, best match first. The text is split into
-    /// words; a torrent matches when it has all of them.
-    fn search(&self, text: &str, limit: usize, offset: usize)
-        -> Result<Vec<SearchHit>, StoreError>;
+    /// Full-text search over names and file paths, filtered and ordered as `q` says. The
+    /// text is split into words; a torrent matches when it has all of them. No words: every
+    /// named torrent passing the filters.
+    fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError>;
 
     /// Everything known about `info_hash`.
     fn torrent(&self, info_hash: &Id) -> Result<Option<TorrentRecord>, StoreError>;

@@ -14,13 +14,14 @@ use dhtkit_proto::Id;
 use postgres::{Client, NoTls};
 
 use super::{
-    search_terms, Batch, ExportRow, RecordMetadata, SearchHit, Store, StoreError, StoreRead,
-    StoreStats, TorrentRecord,
+    search_terms, Batch, Due, ExportRow, RecordMetadata, SearchHit, SearchQuery, Sort, Store,
+    StoreError, StoreRead, StoreStats, Swarm, TorrentRecord,
 };
 use crate::metadata::FileEntry;
 
 /// The schema, one step per version.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE torrents (
         id BIGSERIAL PRIMARY KEY,
         info_hash BYTEA NOT NULL UNIQUE,
@@ -49,7 +50,18 @@ const MIGRATIONS: &[&str] = &["
         length BIGINT NOT NULL,
         PRIMARY KEY (torrent_id, idx)
     );
-"];
+",
+    "
+    ALTER TABLE torrents ADD COLUMN seeders BIGINT, ADD COLUMN leechers BIGINT,
+        ADD COLUMN scraped_at BIGINT, ADD COLUMN last_seeded BIGINT, ADD COLUMN next_scrape BIGINT;
+    UPDATE torrents SET next_scrape = fetched_at WHERE name IS NOT NULL;
+    CREATE INDEX torrents_next_scrape ON torrents (next_scrape) WHERE next_scrape IS NOT NULL;
+    CREATE INDEX torrents_seeders ON torrents (seeders) WHERE seeders IS NOT NULL;
+    CREATE INDEX torrents_dead ON torrents ((coalesce(last_seeded, first_seen)))
+        WHERE scraped_at IS NOT NULL;
+    CREATE INDEX torrents_named_first_seen ON torrents (first_seen) WHERE name IS NOT NULL;
+",
+];
 
 /// An arbitrary key for the migration lock.
 const MIGRATION_LOCK: i64 = 0x6468_746b_6974;
@@ -235,6 +247,15 @@ fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// The last scrape, from the seeders, leechers and scraped_at columns.
+fn swarm(seeders: Option<i64>, leechers: Option<i64>, at: Option<i64>) -> Option<Swarm> {
+    Some(Swarm {
+        seeders: u(seeders?),
+        leechers: u(leechers.unwrap_or(0)),
+        at: at?,
+    })
+}
+
 /// Fills in the metadata of `torrents` (sorted, one per infohash) in three statements: make
 /// sure each has a row, set the metadata where none was set yet, add the files of the rows
 /// that were set.
@@ -273,7 +294,7 @@ fn write_metadata(
         .query(
             "UPDATE torrents t SET name = u.name, total_size = u.size, file_count = u.files,
                 piece_length = u.plen, private = u.private, meta_version = u.version,
-                fetched_at = u.at, crawler = $11,
+                fetched_at = u.at, next_scrape = u.at, crawler = $11,
                 search = setweight(to_tsvector('simple', u.nw), 'A')
                       || setweight(to_tsvector('simple', u.pw), 'B')
              FROM UNNEST($1::bytea[], $2::text[], $3::int8[], $4::int8[], $5::int8[],
@@ -359,6 +380,26 @@ impl Store for PostgresStore {
         if !torrents.is_empty() {
             write_metadata(&mut tx, &torrents, &crawler)?;
         }
+        let mut scrapes: Vec<_> = batch.scrapes.iter().collect();
+        scrapes.sort_by_key(|s| s.info_hash);
+        scrapes.dedup_by_key(|s| s.info_hash);
+        if !scrapes.is_empty() {
+            let ih: Vec<&[u8]> = scrapes.iter().map(|s| &s.info_hash.0[..]).collect();
+            let seeders: Vec<i64> = scrapes.iter().map(|s| s.swarm.seeders as i64).collect();
+            let leechers: Vec<i64> = scrapes.iter().map(|s| s.swarm.leechers as i64).collect();
+            let at: Vec<i64> = scrapes.iter().map(|s| s.swarm.at).collect();
+            let next: Vec<i64> = scrapes.iter().map(|s| s.next_at).collect();
+            tx.execute(
+                "UPDATE torrents t SET seeders = u.s, leechers = u.l, scraped_at = u.a,
+                    last_seeded = CASE WHEN u.s > 0 THEN u.a ELSE t.last_seeded END,
+                    next_scrape = u.n
+                 FROM UNNEST($1::bytea[], $2::int8[], $3::int8[], $4::int8[], $5::int8[])
+                    AS u (ih, s, l, a, n)
+                 WHERE t.info_hash = u.ih",
+                &[&ih, &seeders, &leechers, &at, &next],
+            )
+            .map_err(db)?;
+        }
         tx.commit().map_err(db)
     }
 
@@ -378,6 +419,58 @@ impl Store for PostgresStore {
 
     fn stats(&mut self) -> Result<StoreStats, StoreError> {
         self.totals()
+    }
+
+    fn due_scrapes(&mut self, now: i64, limit: usize) -> Result<Vec<Due>, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT info_hash, first_seen FROM torrents
+                 WHERE next_scrape IS NOT NULL AND next_scrape <= $1
+                 ORDER BY next_scrape LIMIT $2",
+                &[&now, &(limit as i64)],
+            )
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some(Due {
+                    info_hash: Id::from_slice(r.get::<_, &[u8]>(0))?,
+                    first_seen: r.get(1),
+                })
+            })
+            .collect())
+    }
+
+    fn prune_dead(&mut self, before: i64) -> Result<u64, StoreError> {
+        let mut gone = 0u64;
+        let mut c = self.client();
+        // A thousand at a time, each in its own transaction: crawlers writing alongside wait
+        // for one chunk, not for the whole prune.
+        loop {
+            let mut tx = c.transaction().map_err(db)?;
+            let ids: Vec<i64> = tx
+                .query(
+                    "SELECT id FROM torrents WHERE scraped_at IS NOT NULL
+                       AND coalesce(last_seeded, first_seen) < $1
+                     ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED",
+                    &[&before],
+                )
+                .map_err(db)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if ids.is_empty() {
+                return Ok(gone);
+            }
+            tx.execute("DELETE FROM files WHERE torrent_id = ANY($1)", &[&ids])
+                .map_err(db)?;
+            let n = tx
+                .execute("DELETE FROM torrents WHERE id = ANY($1)", &[&ids])
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+            gone += n;
+        }
     }
 }
 
@@ -406,29 +499,57 @@ impl StoreRead for PostgresStore {
         Ok(rows.iter().map(|r| (r.get(0), u(r.get(1)))).collect())
     }
 
-    fn search(
-        &self,
-        text: &str,
-        limit: usize,
-        offset: usize,
-    ) -> Result<Vec<SearchHit>, StoreError> {
-        let terms = search_terms(text);
-        if terms.is_empty() {
-            return Ok(Vec::new());
+    fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        let terms = search_terms(&q.text);
+        if terms.is_empty() && !q.text.trim().is_empty() {
+            return Ok(Vec::new()); // only punctuation: nothing to look for
         }
-        // Words only (letters and digits), each a plain term: nothing is read as syntax.
-        let query = terms.join(" ");
-        let rows = self
-            .client()
-            .query(
-                "SELECT info_hash, name, total_size, file_count, first_seen
-                 FROM torrents, plainto_tsquery('simple', $1) q
-                 WHERE search @@ q
-                 ORDER BY ts_rank(search, q) DESC, id
-                 LIMIT $2 OFFSET $3",
-                &[&query, &(limit as i64), &(offset as i64)],
-            )
-            .map_err(db)?;
+        let mut args: Vec<Box<dyn postgres::types::ToSql + Sync>> = Vec::new();
+        let mut arg = |v: Box<dyn postgres::types::ToSql + Sync>| {
+            args.push(v);
+            format!("${}", args.len())
+        };
+        let mut sql = String::from(
+            "SELECT info_hash, name, total_size, file_count, first_seen, seeders, leechers,
+                    scraped_at FROM torrents",
+        );
+        if terms.is_empty() {
+            sql.push_str(" WHERE name IS NOT NULL");
+        } else {
+            // Words only (letters and digits), each a plain term: nothing is read as syntax.
+            let a = arg(Box::new(terms.join(" ")));
+            sql.push_str(&format!(
+                ", plainto_tsquery('simple', {a}) q WHERE search @@ q"
+            ));
+        }
+        if let Some(v) = q.min_size {
+            sql.push_str(&format!(" AND total_size >= {}", arg(Box::new(v as i64))));
+        }
+        if let Some(v) = q.max_size {
+            sql.push_str(&format!(" AND total_size <= {}", arg(Box::new(v as i64))));
+        }
+        if let Some(v) = q.min_seeders {
+            sql.push_str(&format!(" AND seeders >= {}", arg(Box::new(v as i64))));
+        }
+        if let Some(v) = q.since {
+            sql.push_str(&format!(" AND first_seen >= {}", arg(Box::new(v))));
+        }
+        let dir = if q.ascending { "ASC" } else { "DESC" };
+        let order = match q.sort {
+            Sort::Relevance if terms.is_empty() => "first_seen DESC".to_string(),
+            Sort::Relevance => "ts_rank(search, q) DESC".to_string(),
+            Sort::FirstSeen => format!("first_seen {dir}"),
+            Sort::Size => format!("total_size {dir}"),
+            Sort::Seeders => format!("seeders {dir} NULLS LAST"),
+        };
+        let limit = arg(Box::new(q.limit as i64));
+        let offset = arg(Box::new(q.offset as i64));
+        sql.push_str(&format!(
+            " ORDER BY {order}, id LIMIT {limit} OFFSET {offset}"
+        ));
+        let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            args.iter().map(|b| &**b as _).collect();
+        let rows = self.client().query(&sql, &params).map_err(db)?;
         Ok(rows
             .iter()
             .filter_map(|r| {
@@ -438,6 +559,7 @@ impl StoreRead for PostgresStore {
                     size: u(r.get(2)),
                     files: u(r.get(3)),
                     first_seen: r.get(4),
+                    swarm: swarm(r.get(5), r.get(6), r.get(7)),
                 })
             })
             .collect())
@@ -448,7 +570,8 @@ impl StoreRead for PostgresStore {
         let Some(r) = c
             .query_opt(
                 "SELECT id, first_seen, last_seen, seen_count, sources, name, total_size,
-                        file_count, piece_length, private, meta_version, fetched_at
+                        file_count, piece_length, private, meta_version, fetched_at,
+                        seeders, leechers, scraped_at, last_seeded
                  FROM torrents WHERE info_hash = $1",
                 &[&&info_hash.0[..]],
             )
@@ -491,6 +614,8 @@ impl StoreRead for PostgresStore {
             seen_count: r.get(3),
             sources: r.get::<_, i32>(4) as i64,
             metadata,
+            swarm: swarm(r.get(12), r.get(13), r.get(14)),
+            last_seeded: r.get(15),
         }))
     }
 

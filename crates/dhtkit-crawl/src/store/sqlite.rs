@@ -15,8 +15,8 @@ use dhtkit_proto::Id;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::{
-    search_terms, Batch, ExportRow, RecordMetadata, SearchHit, Store, StoreError, StoreRead,
-    StoreStats, TorrentRecord,
+    search_terms, Batch, Due, ExportRow, RecordMetadata, SearchHit, SearchQuery, Sort, Store,
+    StoreError, StoreRead, StoreStats, Swarm, TorrentRecord,
 };
 use crate::metadata::FileEntry;
 
@@ -53,6 +53,17 @@ const MIGRATIONS: &[&str] = &[
      CREATE VIRTUAL TABLE search USING fts5(
         name, paths, content='', tokenize='unicode61 remove_diacritics 2'
      );",
+    // 2: live swarms (BEP 33 scrapes) and when each torrent is due for its next.
+    "ALTER TABLE torrents ADD COLUMN seeders INTEGER;
+     ALTER TABLE torrents ADD COLUMN leechers INTEGER;
+     ALTER TABLE torrents ADD COLUMN scraped_at INTEGER;
+     ALTER TABLE torrents ADD COLUMN last_seeded INTEGER;
+     ALTER TABLE torrents ADD COLUMN next_scrape INTEGER;
+     UPDATE torrents SET next_scrape = fetched_at WHERE name IS NOT NULL;
+     CREATE INDEX torrents_next_scrape ON torrents(next_scrape) WHERE next_scrape IS NOT NULL;
+     CREATE INDEX torrents_seeders ON torrents(seeders) WHERE seeders IS NOT NULL;
+     CREATE INDEX torrents_dead ON torrents(coalesce(last_seeded, first_seen))
+        WHERE scraped_at IS NOT NULL;",
 ];
 
 /// A SQLite database of discovered torrents.
@@ -180,6 +191,15 @@ fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// The last scrape, from the seeders, leechers and scraped_at columns.
+fn swarm(seeders: Option<i64>, leechers: Option<i64>, at: Option<i64>) -> Option<Swarm> {
+    Some(Swarm {
+        seeders: u(seeders?),
+        leechers: u(leechers.unwrap_or(0)),
+        at: at?,
+    })
+}
+
 impl Store for SqliteStore {
     fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
@@ -217,7 +237,8 @@ impl Store for SqliteStore {
             let mut meta = tx
                 .prepare_cached(
                     "UPDATE torrents SET name = ?2, total_size = ?3, file_count = ?4,
-                        piece_length = ?5, private = ?6, meta_version = ?7, fetched_at = ?8
+                        piece_length = ?5, private = ?6, meta_version = ?7, fetched_at = ?8,
+                        next_scrape = ?8
                      WHERE info_hash = ?1 AND name IS NULL RETURNING id",
                 )
                 .map_err(db)?;
@@ -261,6 +282,25 @@ impl Store for SqliteStore {
                 }
                 fts.execute(params![id, i.name, paths]).map_err(db)?;
             }
+            let mut scraped = tx
+                .prepare_cached(
+                    "UPDATE torrents SET seeders = ?2, leechers = ?3, scraped_at = ?4,
+                        last_seeded = CASE WHEN ?2 > 0 THEN ?4 ELSE last_seeded END,
+                        next_scrape = ?5
+                     WHERE info_hash = ?1",
+                )
+                .map_err(db)?;
+            for s in &batch.scrapes {
+                scraped
+                    .execute(params![
+                        &s.info_hash.0[..],
+                        s.swarm.seeders as i64,
+                        s.swarm.leechers as i64,
+                        s.swarm.at,
+                        s.next_at
+                    ])
+                    .map_err(db)?;
+            }
         }
         tx.commit().map_err(db)?;
         if self.wal_size() > WAL_LIMIT {
@@ -293,6 +333,95 @@ impl Store for SqliteStore {
     fn stats(&mut self) -> Result<StoreStats, StoreError> {
         self.totals()
     }
+
+    fn due_scrapes(&mut self, now: i64, limit: usize) -> Result<Vec<Due>, StoreError> {
+        let mut q = self
+            .conn
+            .prepare_cached(
+                "SELECT info_hash, first_seen FROM torrents
+                 WHERE next_scrape IS NOT NULL AND next_scrape <= ?1
+                 ORDER BY next_scrape LIMIT ?2",
+            )
+            .map_err(db)?;
+        let rows = q
+            .query_map(params![now, limit as i64], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (ih, first_seen) = r.map_err(db)?;
+            if let Some(info_hash) = Id::from_slice(&ih) {
+                out.push(Due {
+                    info_hash,
+                    first_seen,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn prune_dead(&mut self, before: i64) -> Result<u64, StoreError> {
+        let ids: Vec<i64> = {
+            let mut q = self
+                .conn
+                .prepare(
+                    "SELECT id FROM torrents WHERE scraped_at IS NOT NULL
+                       AND coalesce(last_seeded, first_seen) < ?1",
+                )
+                .map_err(db)?;
+            let rows = q.query_map([before], |r| r.get(0)).map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)?
+        };
+        let mut gone = 0;
+        // In transactions of a bounded size, so that the crawler writing alongside waits
+        // for one chunk at a time, not for the whole prune.
+        for chunk in ids.chunks(1_000) {
+            let tx = self.conn.transaction().map_err(db)?;
+            for &id in chunk {
+                delete_torrent(&tx, id)?;
+            }
+            tx.commit().map_err(db)?;
+            gone += chunk.len() as u64;
+        }
+        Ok(gone)
+    }
+}
+
+/// Deletes torrent `id`, its files and its search entry. The search table keeps no copy of
+/// what it indexed (it is contentless), so its entry is deleted by giving back the same name
+/// and paths it was made from.
+fn delete_torrent(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<(), StoreError> {
+    let name: Option<String> = tx
+        .prepare_cached("SELECT name FROM torrents WHERE id = ?1")
+        .and_then(|mut q| q.query_row([id], |r| r.get(0)).optional())
+        .map_err(db)?
+        .flatten();
+    if let Some(name) = name {
+        let mut paths = String::new();
+        {
+            let mut q = tx
+                .prepare_cached("SELECT path FROM files WHERE torrent_id = ?1 ORDER BY idx")
+                .map_err(db)?;
+            let rows = q.query_map([id], |r| r.get::<_, String>(0)).map_err(db)?;
+            for p in rows {
+                paths.push_str(&p.map_err(db)?);
+                paths.push('\n');
+            }
+        }
+        tx.prepare_cached(
+            "INSERT INTO search (search, rowid, name, paths) VALUES ('delete', ?1, ?2, ?3)",
+        )
+        .and_then(|mut q| q.execute(params![id, name, paths]))
+        .map_err(db)?;
+        tx.prepare_cached("DELETE FROM files WHERE torrent_id = ?1")
+            .and_then(|mut q| q.execute([id]))
+            .map_err(db)?;
+    }
+    tx.prepare_cached("DELETE FROM torrents WHERE id = ?1")
+        .and_then(|mut q| q.execute([id]))
+        .map_err(db)?;
+    Ok(())
 }
 
 impl StoreRead for SqliteStore {
@@ -327,46 +456,75 @@ impl StoreRead for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(db)
     }
 
-    fn search(
-        &self,
-        text: &str,
-        limit: usize,
-        offset: usize,
-    ) -> Result<Vec<SearchHit>, StoreError> {
-        let terms = search_terms(text);
-        if terms.is_empty() {
-            return Ok(Vec::new());
+    fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        let terms = search_terms(&q.text);
+        if terms.is_empty() && !q.text.trim().is_empty() {
+            return Ok(Vec::new()); // only punctuation: nothing to look for
         }
-        // Each word quoted: FTS5 reads it as a plain string, never as syntax.
-        let query = terms
-            .iter()
-            .map(|t| format!("\"{t}\""))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut q = self
-            .conn
-            .prepare_cached(
-                "SELECT t.info_hash, t.name, t.total_size, t.file_count, t.first_seen
-                 FROM search JOIN torrents t ON t.id = search.rowid
-                 WHERE search MATCH ?1
-                 ORDER BY bm25(search, 10.0, 1.0), t.id
-                 LIMIT ?2 OFFSET ?3",
-            )
-            .map_err(db)?;
-        let rows = q
-            .query_map(params![query, limit as i64, offset as i64], |r| {
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut arg = |v: rusqlite::types::Value| {
+            args.push(v);
+            format!("?{}", args.len())
+        };
+        let mut sql = String::from(
+            "SELECT t.info_hash, t.name, t.total_size, t.file_count, t.first_seen,
+                    t.seeders, t.leechers, t.scraped_at ",
+        );
+        if terms.is_empty() {
+            sql.push_str("FROM torrents t WHERE t.name IS NOT NULL");
+        } else {
+            // Each word quoted: FTS5 reads it as a plain string, never as syntax.
+            let fts = terms
+                .iter()
+                .map(|t| format!("\"{t}\""))
+                .collect::<Vec<_>>()
+                .join(" ");
+            sql.push_str(&format!(
+                "FROM search JOIN torrents t ON t.id = search.rowid WHERE search MATCH {}",
+                arg(fts.into())
+            ));
+        }
+        if let Some(v) = q.min_size {
+            sql.push_str(&format!(" AND t.total_size >= {}", arg((v as i64).into())));
+        }
+        if let Some(v) = q.max_size {
+            sql.push_str(&format!(" AND t.total_size <= {}", arg((v as i64).into())));
+        }
+        if let Some(v) = q.min_seeders {
+            sql.push_str(&format!(" AND t.seeders >= {}", arg((v as i64).into())));
+        }
+        if let Some(v) = q.since {
+            sql.push_str(&format!(" AND t.first_seen >= {}", arg(v.into())));
+        }
+        let dir = if q.ascending { "ASC" } else { "DESC" };
+        let order = match q.sort {
+            Sort::Relevance if terms.is_empty() => "t.first_seen DESC".to_string(),
+            Sort::Relevance => "bm25(search, 10.0, 1.0)".to_string(),
+            Sort::FirstSeen => format!("t.first_seen {dir}"),
+            Sort::Size => format!("t.total_size {dir}"),
+            Sort::Seeders => format!("t.seeders IS NULL, t.seeders {dir}"),
+        };
+        let limit = arg((q.limit as i64).into());
+        let offset = arg((q.offset as i64).into());
+        sql.push_str(&format!(
+            " ORDER BY {order}, t.id LIMIT {limit} OFFSET {offset}"
+        ));
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(db)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
                 Ok((
                     r.get::<_, Vec<u8>>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, i64>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, i64>(4)?,
+                    swarm(r.get(5)?, r.get(6)?, r.get(7)?),
                 ))
             })
             .map_err(db)?;
         let mut out = Vec::new();
         for r in rows {
-            let (ih, name, size, files, first_seen) = r.map_err(db)?;
+            let (ih, name, size, files, first_seen, swarm) = r.map_err(db)?;
             if let Some(info_hash) = Id::from_slice(&ih) {
                 out.push(SearchHit {
                     info_hash,
@@ -374,6 +532,7 @@ impl StoreRead for SqliteStore {
                     size: u(size),
                     files: u(files),
                     first_seen,
+                    swarm,
                 });
             }
         }
@@ -385,7 +544,8 @@ impl StoreRead for SqliteStore {
             .conn
             .query_row(
                 "SELECT id, first_seen, last_seen, seen_count, sources, name, total_size,
-                        file_count, piece_length, private, meta_version, fetched_at
+                        file_count, piece_length, private, meta_version, fetched_at,
+                        seeders, leechers, scraped_at, last_seeded
                  FROM torrents WHERE info_hash = ?1",
                 [&info_hash.0[..]],
                 |r| {
@@ -412,6 +572,8 @@ impl StoreRead for SqliteStore {
                             seen_count: r.get(3)?,
                             sources: r.get(4)?,
                             metadata: meta,
+                            swarm: swarm(r.get(12)?, r.get(13)?, r.get(14)?),
+                            last_seeded: r.get(15)?,
                         },
                     ))
                 },

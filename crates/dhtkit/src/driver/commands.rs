@@ -18,8 +18,10 @@ pub(crate) enum LookupCommand {
         peers: mpsc::UnboundedSender<SocketAddr>,
         done: oneshot::Sender<dhtkit_proto::LookupResult>,
     },
+    /// The port (`None`: implied), BEP 33's seed flag, and who waits.
     Announce(
         Option<u16>,
+        bool,
         oneshot::Sender<Result<crate::AnnounceResult, Error>>,
     ),
     Scrape(oneshot::Sender<Result<dhtkit_proto::LookupResult, Error>>),
@@ -102,10 +104,10 @@ impl Driver {
                     LookupCommand::GetPeers { .. } => {
                         self.node.start_lookup(now, LookupKind::GetPeers, target)
                     }
-                    LookupCommand::Announce(port, _) => {
+                    LookupCommand::Announce(port, seed, _) => {
                         let kind = LookupKind::Announce {
                             port: *port,
-                            seed: false,
+                            seed: *seed,
                         };
                         self.node.start_lookup(now, kind, target)
                     }
@@ -132,10 +134,10 @@ impl Driver {
                         self.node
                             .start_lookup_in(now, LookupKind::GetPeers, target, v6)
                     }
-                    (LookupCommand::Announce(port, _), _) => {
+                    (LookupCommand::Announce(port, seed, _), _) => {
                         let kind = LookupKind::Announce {
                             port: *port,
-                            seed: false,
+                            seed: *seed,
                         };
                         self.node.start_lookup_in(now, kind, target, v6)
                     }
@@ -168,7 +170,7 @@ impl Driver {
                     LookupCommand::GetPeers { peers, done } => {
                         LookupWaiter::GetPeers { peers, done }
                     }
-                    LookupCommand::Announce(_, reply) => LookupWaiter::Announce {
+                    LookupCommand::Announce(_, _, reply) => LookupWaiter::Announce {
                         reply,
                         peers: Vec::new(),
                     },

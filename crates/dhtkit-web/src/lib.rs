@@ -1,5 +1,18 @@
-//! `dhtkit web`: the crawler's database as web pages (search, torrent, statistics) and a JSON
-//! API, served by axum. Pages are rendered on the server (maud); no JavaScript at all.
+//! # dhtkit-web
+//!
+//! A dhtkit index on the web: search pages (sortable and filterable by size, seeders and first
+//! seen), a torrent page, statistics, a JSON API, a Torznab endpoint for Prowlarr, Sonarr and
+//! Radarr, and an RSS feed of the newest torrents. It reads any store through the
+//! `dhtkit-crawl` traits ([`StoreRead`]), and is served by axum; `dhtkit web` runs it. Pages
+//! are rendered on the server (maud); no JavaScript at all.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let web = dhtkit_web::Web::open(dhtkit_web::WebConfig::new("crawl.sqlite")).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! dhtkit_web::serve(listener, web, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
 //!
 //! The database is opened read-only, through a few readers used in turn on the blocking pool
 //! (SQLite and the blocking PostgreSQL client both block). Everything a stranger controls
@@ -7,27 +20,27 @@
 //! database through bound parameters and words-only search terms. A Content-Security-Policy
 //! that allows no script backs that up.
 
-mod pages;
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
-use std::net::SocketAddr;
-use std::process::ExitCode;
+mod feed;
+mod pages;
+mod torznab;
+
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use clap::Args;
-use dhtkit::Id;
-use dhtkit_crawl::store::{self, StoreError, StoreRead};
+use dhtkit_crawl::store::{self, SearchQuery, Sort, StoreError, StoreRead};
+use dhtkit_crawl::view::{hit_json, record_json, rfc3339};
+use dhtkit_proto::Id;
 use serde::Deserialize;
 use serde_json::json;
-
-use crate::crawl::{db_spec, hit_json, record_json};
-use crate::time::rfc3339;
-use crate::{parse_addr, BadInput, StopSignals};
 
 /// Results per page on the search page.
 const PAGE_SIZE: usize = 20;
@@ -41,19 +54,31 @@ const MAX_QUERY_CHARS: usize = 256;
 const CHART_DAYS: i64 = 30;
 const CHART_HOURS: i64 = 48;
 
-/// `dhtkit web`.
-#[derive(Args, Debug)]
-pub(crate) struct WebArgs {
-    /// The database: a SQLite file (default: crawl.sqlite in the per-user data directory) or
-    /// a postgres:// URL. Opened read-only.
-    #[arg(long)]
-    pub(crate) db: Option<String>,
-    /// TCP address to serve on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub(crate) bind: String,
+/// How a [`Web`] is set up.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WebConfig {
+    /// The database: a SQLite file or a `postgres://` URL. Opened read-only.
+    pub db: String,
     /// Database connections (requests beyond this many wait their turn).
-    #[arg(long, default_value_t = 4)]
-    pub(crate) readers: usize,
+    pub readers: usize,
+    /// The key Torznab clients must send (`apikey=`); `None`: none needed.
+    pub api_key: Option<String>,
+    /// The address the pages are reached at from outside (`https://index.example`), for the
+    /// absolute links in feeds; `None`: taken from each request's `Host` header.
+    pub base_url: Option<String>,
+}
+
+impl WebConfig {
+    /// Four readers on `db`, no API key, links from the `Host` header.
+    pub fn new(db: impl Into<String>) -> WebConfig {
+        WebConfig {
+            db: db.into(),
+            readers: 4,
+            api_key: None,
+            base_url: None,
+        }
+    }
 }
 
 /// A few read-only stores, each used by one request at a time.
@@ -99,6 +124,74 @@ struct AppState {
     readers: Arc<Readers>,
     /// What the pages call the database (a path, or a URL without its password).
     db_label: Arc<str>,
+    api_key: Option<Arc<str>>,
+    base_url: Option<Arc<str>>,
+}
+
+/// The web side of an index, ready to serve: its database readers are open.
+#[derive(Clone)]
+pub struct Web {
+    st: AppState,
+}
+
+impl std::fmt::Debug for Web {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Web")
+            .field("db", &self.st.db_label)
+            .finish()
+    }
+}
+
+impl Web {
+    /// Opens `cfg.readers` read-only stores on `cfg.db` (on the blocking pool).
+    pub async fn open(cfg: WebConfig) -> Result<Web, StoreError> {
+        if cfg.readers == 0 {
+            return Err(StoreError::Db("at least one reader is needed".into()));
+        }
+        let (n, spec) = (cfg.readers, cfg.db.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            (0..n)
+                .map(|_| store::open_reader(&spec))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("cannot open the database: {e}")))??;
+        Ok(Web {
+            st: AppState {
+                readers: Arc::new(Readers {
+                    all: opened.into_iter().map(Mutex::new).collect(),
+                    next: AtomicUsize::new(0),
+                    spec: cfg.db.clone(),
+                }),
+                db_label: label(&cfg.db).into(),
+                api_key: cfg.api_key.map(Into::into),
+                base_url: cfg
+                    .base_url
+                    .map(|u| u.trim_end_matches('/').to_string().into()),
+            },
+        })
+    }
+
+    /// What the pages call the database: its path, or its URL without the password.
+    pub fn label(&self) -> &str {
+        &self.st.db_label
+    }
+
+    /// The routes, for serving or for nesting in another axum app.
+    pub fn router(&self) -> Router {
+        router(self.st.clone())
+    }
+}
+
+/// Serves `web` on `listener` until `shutdown` resolves, then lets open requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    web: Web,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, web.router())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// What a handler can fail with.
@@ -159,6 +252,143 @@ struct SearchParams {
     page: Option<String>,
     limit: Option<String>,
     offset: Option<String>,
+    /// `relevance`, `first_seen`, `size` or `seeders`.
+    sort: Option<String>,
+    /// `desc` (default) or `asc`.
+    order: Option<String>,
+    /// Bytes, or with a unit: `700M`, `1.5G`.
+    min_size: Option<String>,
+    max_size: Option<String>,
+    min_seeders: Option<String>,
+    /// First seen within: `1d`, `7d`, `30d`, `365d`, or an RFC 3339 time.
+    since: Option<String>,
+}
+
+/// The filters and order of a search, checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Filters {
+    sort: Sort,
+    ascending: bool,
+    min_size: Option<u64>,
+    max_size: Option<u64>,
+    min_seeders: Option<u64>,
+    /// As given (`7d`), for links; and as a time.
+    since: Option<(String, i64)>,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `700M`, `1.5G`, `4096`: bytes (units are powers of 1,024).
+fn parse_size(what: &str, v: &str) -> Result<u64, WebError> {
+    let v = v.trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let mult: u64 = match unit
+        .trim()
+        .to_ascii_lowercase()
+        .trim_end_matches("ib")
+        .trim_end_matches('b')
+    {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => 0,
+    };
+    match num.parse::<f64>() {
+        Ok(n) if mult > 0 && n.is_finite() && n >= 0.0 && n * (mult as f64) < 9.0e18 => {
+            Ok((n * mult as f64) as u64)
+        }
+        _ => Err(WebError::BadRequest(format!(
+            "{what} must be a size such as 4096, 700M or 1.5G"
+        ))),
+    }
+}
+
+impl Filters {
+    fn from_params(p: &SearchParams) -> Result<Filters, WebError> {
+        let given = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let sort = match given(&p.sort) {
+            None => Sort::Relevance,
+            Some(s) => Sort::from_name(&s).ok_or_else(|| {
+                WebError::BadRequest("sort must be relevance, first_seen, size or seeders".into())
+            })?,
+        };
+        let ascending = match given(&p.order).as_deref() {
+            None | Some("desc") => false,
+            Some("asc") => true,
+            Some(_) => return Err(WebError::BadRequest("order must be asc or desc".into())),
+        };
+        let min_size = given(&p.min_size)
+            .map(|v| parse_size("min_size", &v))
+            .transpose()?;
+        let max_size = given(&p.max_size)
+            .map(|v| parse_size("max_size", &v))
+            .transpose()?;
+        let min_seeders = given(&p.min_seeders)
+            .map(|v| number("min_seeders", Some(&v), 0, 1 << 40).map(|n| n as u64))
+            .transpose()?;
+        let since = match given(&p.since) {
+            None => None,
+            Some(v) => {
+                let days = v
+                    .strip_suffix('d')
+                    .and_then(|d| d.parse::<i64>().ok())
+                    .filter(|d| (1..=36_500).contains(d));
+                let at = match days {
+                    Some(d) => unix_now() - d * 86_400,
+                    None => dhtkit_crawl::view::parse_rfc3339(&v).ok_or_else(|| {
+                        WebError::BadRequest(
+                            "since must be a number of days (7d) or an RFC 3339 time".into(),
+                        )
+                    })?,
+                };
+                Some((v, at))
+            }
+        };
+        Ok(Filters {
+            sort,
+            ascending,
+            min_size,
+            max_size,
+            min_seeders,
+            since,
+        })
+    }
+
+    fn query(&self, text: &str, limit: usize, offset: usize) -> SearchQuery {
+        SearchQuery {
+            text: text.to_string(),
+            sort: self.sort,
+            ascending: self.ascending,
+            min_size: self.min_size,
+            max_size: self.max_size,
+            min_seeders: self.min_seeders,
+            since: self.since.as_ref().map(|s| s.1),
+            limit,
+            offset,
+        }
+    }
+
+    /// True when any filter (not the order) is set.
+    fn any(&self) -> bool {
+        self.min_size.is_some()
+            || self.max_size.is_some()
+            || self.min_seeders.is_some()
+            || self.since.is_some()
+    }
 }
 
 fn number(what: &str, v: Option<&str>, default: usize, max: usize) -> Result<usize, WebError> {
@@ -191,14 +421,14 @@ fn parse_infohash(s: &str) -> Result<Id, WebError> {
 /// One page of results plus whether there is another.
 async fn search_page(
     st: &AppState,
-    text: String,
-    limit: usize,
-    offset: usize,
+    q: SearchQuery,
 ) -> Result<(Vec<store::SearchHit>, bool), WebError> {
-    if text.is_empty() {
-        return Ok((Vec::new(), false));
-    }
-    let mut hits = read(st, move |s| s.search(&text, limit + 1, offset)).await?;
+    let limit = q.limit;
+    let q = SearchQuery {
+        limit: limit + 1,
+        ..q
+    };
+    let mut hits = read(st, move |s| s.search(&q)).await?;
     let more = hits.len() > limit;
     hits.truncate(limit);
     Ok((hits, more))
@@ -208,10 +438,23 @@ async fn page_index(State(st): State<AppState>, Query(p): Query<SearchParams>) -
     let text = query_text(&p);
     let run = async {
         let page = number("page", p.page.as_deref(), 1, MAX_OFFSET / PAGE_SIZE)?.max(1);
+        let filters = Filters::from_params(&p)?;
         let offset = (page - 1) * PAGE_SIZE;
-        let (hits, more) = search_page(&st, text.clone(), PAGE_SIZE, offset).await?;
+        // The front page (no words, no filters) shows the totals, not a list.
+        let (hits, more) = if text.is_empty() && !filters.any() && filters.sort == Sort::Relevance {
+            (Vec::new(), false)
+        } else {
+            search_page(&st, filters.query(&text, PAGE_SIZE, offset)).await?
+        };
         let totals = read(&st, |s| s.totals()).await?;
-        Ok::<_, WebError>(pages::search(&text, page, &hits, more, totals))
+        Ok::<_, WebError>(pages::search(&pages::Listing {
+            text: &text,
+            filters: &filters,
+            page,
+            hits: &hits,
+            more,
+            totals,
+        }))
     };
     match run.await {
         Ok(m) => m.into_response(),
@@ -282,9 +525,12 @@ async fn api_search(State(st): State<AppState>, Query(p): Query<SearchParams>) -
     let run = async {
         let limit = number("limit", p.limit.as_deref(), 20, MAX_LIMIT)?.max(1);
         let offset = number("offset", p.offset.as_deref(), 0, MAX_OFFSET)?;
-        let (hits, more) = search_page(&st, text.clone(), limit, offset).await?;
+        let filters = Filters::from_params(&p)?;
+        let (hits, more) = search_page(&st, filters.query(&text, limit, offset)).await?;
         Ok::<_, WebError>(json!({
             "query": text,
+            "sort": filters.sort.name(),
+            "order": if filters.ascending { "asc" } else { "desc" },
             "limit": limit,
             "offset": offset,
             "more": more,
@@ -368,13 +614,16 @@ fn router(st: AppState) -> Router {
         .route("/api/torrent/{infohash}", get(api_torrent))
         .route("/api/stats", get(api_stats))
         .route("/healthz", get(healthz))
+        .route("/feed", get(feed::feed))
+        .route("/torznab/api", get(torznab::api))
+        .route("/torznab/api/", get(torznab::api))
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(st)
 }
 
 /// A database name fit to show: a URL loses its password.
-fn label(db: &str) -> String {
+pub fn label(db: &str) -> String {
     if !store::is_postgres_url(db) {
         return db.to_string();
     }
@@ -388,48 +637,23 @@ fn label(db: &str) -> String {
     }
 }
 
-pub(crate) async fn web(a: WebArgs) -> Result<ExitCode, BadInput> {
-    let bind: SocketAddr = parse_addr(&a.bind)?;
-    if a.readers == 0 || a.readers > 64 {
-        return Err(BadInput("--readers must be from 1 to 64".into()));
+/// The absolute address of this site, for links in feeds: the configured base URL, or
+/// `http://` and the request's `Host` (when it is a plain host name and port).
+fn base_url(st: &AppState, headers: &HeaderMap) -> String {
+    if let Some(b) = &st.base_url {
+        return b.to_string();
     }
-    let db = db_spec(a.db.as_deref());
-    let n = a.readers;
-    let spec = db.clone();
-    let opened = tokio::task::spawn_blocking(move || {
-        (0..n)
-            .map(|_| store::open_reader(&spec))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| BadInput(format!("cannot open the database: {e}")))?
-    .map_err(|e| BadInput(e.to_string()))?;
-    let st = AppState {
-        readers: Arc::new(Readers {
-            all: opened.into_iter().map(Mutex::new).collect(),
-            next: AtomicUsize::new(0),
-            spec: db.clone(),
-        }),
-        db_label: label(&db).into(),
-    };
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .map_err(|e| BadInput(format!("cannot listen on {bind}: {e}")))?;
-    let local = listener.local_addr().unwrap_or(bind);
-    eprintln!("serving {} on http://{local}/", st.db_label);
-    let Some(mut signals) = StopSignals::install() else {
-        return Ok(ExitCode::from(2));
-    };
-    let served = axum::serve(listener, router(st))
-        .with_graceful_shutdown(async move { signals.recv().await })
-        .await;
-    match served {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) => {
-            eprintln!("error: web server: {e}");
-            Ok(ExitCode::from(1))
-        }
-    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .unwrap_or("localhost");
+    format!("http://{host}")
 }
 
 #[cfg(test)]
@@ -453,6 +677,54 @@ mod tests {
         assert!(number("limit", Some("101"), 20, 100).is_err());
         assert!(number("limit", Some("-1"), 20, 100).is_err());
         assert!(number("limit", Some("1e3"), 20, 100).is_err());
+    }
+
+    #[test]
+    fn sizes_and_filters_are_read_strictly() {
+        assert_eq!(parse_size("s", "4096").unwrap(), 4096);
+        assert_eq!(parse_size("s", "700M").unwrap(), 700 << 20);
+        assert_eq!(parse_size("s", "1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_size("s", "2 kb").unwrap(), 2048);
+        for bad in ["", "M", "-1", "1e3", "5Q", "99999999999T"] {
+            assert!(parse_size("s", bad).is_err(), "{bad}");
+        }
+        let p = SearchParams {
+            sort: Some("seeders".into()),
+            order: Some("asc".into()),
+            since: Some("7d".into()),
+            min_seeders: Some("3".into()),
+            ..SearchParams::default()
+        };
+        let f = Filters::from_params(&p).unwrap();
+        assert_eq!(
+            (f.sort, f.ascending, f.min_seeders),
+            (Sort::Seeders, true, Some(3))
+        );
+        assert!(f.since.unwrap().1 <= unix_now() - 7 * 86_400);
+        for bad in [
+            SearchParams {
+                sort: Some("name; drop".into()),
+                ..SearchParams::default()
+            },
+            SearchParams {
+                order: Some("up".into()),
+                ..SearchParams::default()
+            },
+            SearchParams {
+                since: Some("0d".into()),
+                ..SearchParams::default()
+            },
+            SearchParams {
+                since: Some("yesterday".into()),
+                ..SearchParams::default()
+            },
+            SearchParams {
+                min_seeders: Some("-2".into()),
+                ..SearchParams::default()
+            },
+        ] {
+            assert!(Filters::from_params(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

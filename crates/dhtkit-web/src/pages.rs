@@ -5,12 +5,11 @@ use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
 use dhtkit_crawl::metadata::FileEntry;
-use dhtkit_crawl::store::{SearchHit, Source, StoreStats, TorrentRecord};
+use dhtkit_crawl::store::{SearchHit, Sort, Source, StoreStats, Swarm, TorrentRecord};
+use dhtkit_crawl::view::{human_size, magnet, rfc3339};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::{Charts, PAGE_SIZE};
-use crate::crawl::{human_size, magnet};
-use crate::time::rfc3339;
+use super::{Charts, Filters, PAGE_SIZE};
 
 const STYLE: &str = "
 body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
@@ -20,6 +19,9 @@ main{max-width:1100px;margin:0 auto;padding:1em 1.2em}
 form.search{display:flex;gap:.5em;margin:.5em 0 1em}
 form.search input{flex:1;font-size:1.05em;padding:.45em .6em;border:1px solid #9aa5b5;border-radius:4px}
 form.search button{font-size:1.05em;padding:.45em 1.1em;border:0;border-radius:4px;background:#2f6fdf;color:#fff}
+form.search{flex-wrap:wrap}form.search .filters{flex-basis:100%;display:flex;gap:1em;flex-wrap:wrap;font-size:.9em}
+form.search .filters input,form.search .filters select{font-size:1em;padding:.2em .3em}
+th a{color:inherit;text-decoration:none}th a.sorted{text-decoration:underline}
 table{border-collapse:collapse;width:100%;background:#fff}
 th,td{padding:.4em .6em;border-bottom:1px solid #e3e6eb;text-align:left;vertical-align:top}
 th{background:#eef1f5;font-weight:600}td.num{text-align:right;white-space:nowrap}
@@ -54,12 +56,31 @@ fn layout(title: &str, body: Markup) -> Markup {
     }
 }
 
-fn search_form(text: &str) -> Markup {
+fn search_form(text: &str, f: &Filters) -> Markup {
+    let since = f.since.as_ref().map_or("", |s| s.0.as_str());
+    let size = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     html! {
         form.search action="/search" method="get" role="search" {
             input type="search" name="q" value=(text) placeholder="Words in a name or file path"
                 autofocus aria-label="Search";
             button type="submit" { "Search" }
+            div.filters {
+                label { "Seeders at least " input type="number" name="min_seeders" min="0" size="5"
+                    value=(f.min_seeders.map(|v| v.to_string()).unwrap_or_default()); }
+                label { "Size from " input type="text" name="min_size" size="7" placeholder="700M"
+                    value=(size(f.min_size)); }
+                label { "to " input type="text" name="max_size" size="7" placeholder="4G"
+                    value=(size(f.max_size)); }
+                label { "First seen " select name="since" {
+                    @for (v, l) in [("", "any time"), ("1d", "in the last day"), ("7d", "in the last week"), ("30d", "in the last 30 days"), ("365d", "in the last year")] {
+                        option value=(v) selected[since == v] { (l) }
+                    }
+                } }
+                @if f.sort != Sort::Relevance {
+                    input type="hidden" name="sort" value=(f.sort.name());
+                    input type="hidden" name="order" value=(if f.ascending { "asc" } else { "desc" });
+                }
+            }
         }
     }
 }
@@ -71,8 +92,8 @@ fn date(secs: i64) -> String {
         .to_string()
 }
 
-/// A link to another page of the same search.
-fn page_link(text: &str, page: usize) -> String {
+/// `text` percent-encoded for a query string.
+pub(crate) fn encode(text: &str) -> String {
     let mut q = String::new();
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -81,37 +102,112 @@ fn page_link(text: &str, page: usize) -> String {
             q.push_str(&format!("%{b:02X}"));
         }
     }
-    format!("/search?q={q}&page={page}")
+    q
 }
 
-/// The search page: the form, then results (when there is a query) or the totals.
-pub(super) fn search(
-    text: &str,
-    page: usize,
-    hits: &[SearchHit],
-    more: bool,
-    totals: StoreStats,
-) -> Markup {
+/// A link to the same search with another page, order or direction.
+fn link(text: &str, f: &Filters, sort: Sort, ascending: bool, page: usize) -> String {
+    let mut url = format!("/search?q={}", encode(text));
+    if sort != Sort::Relevance {
+        url.push_str(&format!(
+            "&sort={}&order={}",
+            sort.name(),
+            if ascending { "asc" } else { "desc" }
+        ));
+    }
+    if let Some(v) = f.min_seeders {
+        url.push_str(&format!("&min_seeders={v}"));
+    }
+    if let Some(v) = f.min_size {
+        url.push_str(&format!("&min_size={v}"));
+    }
+    if let Some(v) = f.max_size {
+        url.push_str(&format!("&max_size={v}"));
+    }
+    if let Some((v, _)) = &f.since {
+        url.push_str(&format!("&since={}", encode(v)));
+    }
+    if page > 1 {
+        url.push_str(&format!("&page={page}"));
+    }
+    url
+}
+
+/// A column heading that sorts by that column: largest (newest) first, then, clicked again,
+/// smallest first.
+fn sort_heading(l: &Listing<'_>, sort: Sort, label: &str) -> Markup {
+    let current = l.filters.sort == sort;
+    let ascending = current && !l.filters.ascending;
+    let arrow = match (current, l.filters.ascending) {
+        (false, _) => "",
+        (true, false) => " ↓",
+        (true, true) => " ↑",
+    };
+    html! {
+        th aria-sort=(match (current, l.filters.ascending) { (false, _) => "none", (true, false) => "descending", (true, true) => "ascending" }) {
+            a.sorted[current] id={ "sort-" (sort.name()) } href=(link(l.text, l.filters, sort, ascending, 1)) { (label) (arrow) }
+        }
+    }
+}
+
+fn seeders(s: Option<Swarm>) -> String {
+    s.map_or("–".into(), |s| s.seeders.to_string())
+}
+
+fn leechers(s: Option<Swarm>) -> String {
+    s.map_or("–".into(), |s| s.leechers.to_string())
+}
+
+/// What the search page shows.
+pub(super) struct Listing<'a> {
+    pub text: &'a str,
+    pub filters: &'a Filters,
+    pub page: usize,
+    pub hits: &'a [SearchHit],
+    pub more: bool,
+    pub totals: StoreStats,
+}
+
+/// The search page: the form, then results (when there is a query or a filter) or the
+/// totals.
+pub(super) fn search(l: &Listing<'_>) -> Markup {
+    let (text, page, hits) = (l.text, l.page, l.hits);
     let first = (page - 1) * PAGE_SIZE + 1;
+    let listing = !text.is_empty() || l.filters.any() || l.filters.sort != Sort::Relevance;
+    let what = if text.is_empty() {
+        html! { "the newest torrents" }
+    } else {
+        html! { strong { (text) } }
+    };
     let body = html! {
-        (search_form(text))
-        @if text.is_empty() {
+        (search_form(text, l.filters))
+        @if !listing {
             p.muted {
-                (totals.infohashes) " infohashes discovered, " (totals.with_metadata)
+                (l.totals.infohashes) " infohashes discovered, " (l.totals.with_metadata)
                 " with metadata. Search their names and file paths."
             }
         } @else if hits.is_empty() {
-            p id="no-results" { "Nothing found for " strong { (text) } "." }
+            p id="no-results" { "Nothing found for " (what) "." }
         } @else {
-            p.muted { "Results " (first) "–" (first + hits.len() - 1) " for " strong { (text) } }
+            p.muted { "Results " (first) "–" (first + hits.len() - 1) " for " (what) }
             table id="results" {
-                thead { tr { th { "Name" } th { "Size" } th { "Files" } th { "First seen" } th { "Magnet" } } }
+                thead { tr {
+                    th { a id="sort-relevance" href=(link(text, l.filters, Sort::Relevance, false, 1)) { "Name" } }
+                    (sort_heading(l, Sort::Size, "Size"))
+                    th { "Files" }
+                    (sort_heading(l, Sort::Seeders, "Seeders"))
+                    th { "Leechers" }
+                    (sort_heading(l, Sort::FirstSeen, "First seen"))
+                    th { "Magnet" }
+                } }
                 tbody {
                     @for h in hits {
                         tr {
                             td.name { a.result href={ "/torrent/" (h.info_hash.to_hex()) } { (h.name) } }
-                            td.num { (human_size(h.size)) }
+                            td.num.size { (human_size(h.size)) }
                             td.num { (h.files) }
+                            td.num.seeders { (seeders(h.swarm)) }
+                            td.num.leechers { (leechers(h.swarm)) }
                             td.num { (date(h.first_seen)) }
                             td { a href=(magnet(&h.info_hash, &h.name)) { "magnet" } }
                         }
@@ -119,8 +215,8 @@ pub(super) fn search(
                 }
             }
             div.pager {
-                @if page > 1 { a rel="prev" href=(page_link(text, page - 1)) { "← Previous" } }
-                @if more { a rel="next" href=(page_link(text, page + 1)) { "Next →" } }
+                @if page > 1 { a rel="prev" href=(link(text, l.filters, l.filters.sort, l.filters.ascending, page - 1)) { "← Previous" } }
+                @if l.more { a rel="next" href=(link(text, l.filters, l.filters.sort, l.filters.ascending, page + 1)) { "Next →" } }
             }
         }
     };
@@ -193,6 +289,12 @@ pub(super) fn torrent(r: &TorrentRecord) -> Markup {
             dt { "First seen" } dd { (date(r.first_seen)) }
             dt { "Last seen" } dd { (date(r.last_seen)) " (seen " (r.seen_count) @if r.seen_count == 1 { " time)" } @else { " times)" } }
             dt { "Found by" } dd { (Source::names(r.sources).join(", ")) }
+            dt { "Swarm" } dd id="swarm" {
+                @match r.swarm {
+                    Some(w) => { (w.seeders) " seeders, " (w.leechers) " leechers (scraped " (date(w.at)) ")" }
+                    None => { "not scraped yet" }
+                }
+            }
         }
         @if let Some(m) = m {
             h2 { "Files" }
@@ -281,13 +383,22 @@ mod tests {
     #[test]
     fn names_render_as_text() {
         let hits = [SearchHit {
-            info_hash: dhtkit::Id([7; 20]),
+            info_hash: dhtkit_proto::Id([7; 20]),
             name: "<script>alert(1)</script> \"quoted\"".into(),
             size: 1,
             files: 1,
             first_seen: 0,
+            swarm: None,
         }];
-        let page = search("<b>x</b>", 1, &hits, false, StoreStats::default()).into_string();
+        let page = search(&Listing {
+            text: "<b>x</b>",
+            filters: &Filters::default(),
+            page: 1,
+            hits: &hits,
+            more: false,
+            totals: StoreStats::default(),
+        })
+        .into_string();
         assert!(!page.contains("<script>alert"));
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(!page.contains("<b>x</b>"));
@@ -317,7 +428,19 @@ mod tests {
     }
 
     #[test]
-    fn page_links_keep_the_query_intact() {
-        assert_eq!(page_link("a b&c", 2), "/search?q=a%20b%26c&page=2");
+    fn links_keep_the_query_and_filters_intact() {
+        let f = Filters {
+            min_seeders: Some(2),
+            since: Some(("7d".into(), 0)),
+            ..Filters::default()
+        };
+        assert_eq!(
+            link("a b&c", &f, Sort::Seeders, true, 2),
+            "/search?q=a%20b%26c&sort=seeders&order=asc&min_seeders=2&since=7d&page=2"
+        );
+        assert_eq!(
+            link("x", &Filters::default(), Sort::Relevance, false, 1),
+            "/search?q=x"
+        );
     }
 }
