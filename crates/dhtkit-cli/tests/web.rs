@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::Killed;
 use dhtkit_crawl::metadata::{FileEntry, TorrentInfo};
-use dhtkit_crawl::store::{Batch, Fetched, Sighting, Store};
+use dhtkit_crawl::store::{Batch, Fetched, Scraped, Sighting, Store, Swarm};
 use dhtkit_crawl::{PostgresStore, SqliteStore};
 use serde_json::{json, Value};
 
@@ -100,7 +100,160 @@ fn seed(store: &mut dyn Store) {
             peer: "127.0.0.1:6881".parse().unwrap(),
         })
         .collect();
+    // Swarms: the Ubuntu torrent 25 seeders and 3 leechers, the paging ones 0 to 44 seeders
+    // in a shuffled order (7 × i mod 45), the hostile one never scraped.
+    batch.scrapes.push(scraped(id(1), 25, 3, now));
+    for i in 0..45u8 {
+        batch
+            .scrapes
+            .push(scraped(id(100 + i), (7 * i as u64) % 45, 1, now));
+    }
     store.write(&batch).unwrap();
+}
+
+fn scraped(info_hash: dhtkit::Id, seeders: u64, leechers: u64, at: i64) -> Scraped {
+    Scraped {
+        info_hash,
+        swarm: Swarm {
+            seeders,
+            leechers,
+            at,
+        },
+        next_at: at + 3_600,
+    }
+}
+
+const TORZNAB: &str = "http://torznab.com/schemas/2015/feed";
+
+/// The `<item>`s of an RSS document.
+fn items<'a>(doc: &'a roxmltree::Document<'a>) -> Vec<roxmltree::Node<'a, 'a>> {
+    let rss = doc.root_element();
+    assert_eq!(rss.tag_name().name(), "rss");
+    assert_eq!(rss.attribute("version"), Some("2.0"));
+    let channel = rss
+        .children()
+        .find(|n| n.has_tag_name("channel"))
+        .expect("a channel");
+    for required in ["title", "link", "description"] {
+        assert!(
+            channel.children().any(|n| n.has_tag_name(required)),
+            "the channel has a {required}"
+        );
+    }
+    channel.children().filter(|n| n.has_tag_name("item")).collect()
+}
+
+fn child<'a>(n: roxmltree::Node<'a, 'a>, tag: &str) -> String {
+    n.children()
+        .find(|c| c.has_tag_name(tag) && c.tag_name().namespace().is_none())
+        .and_then(|c| c.text())
+        .unwrap_or_else(|| panic!("<{tag}> in an item"))
+        .to_string()
+}
+
+fn torznab_attr(n: roxmltree::Node<'_, '_>, name: &str) -> String {
+    n.children()
+        .find(|c| c.has_tag_name((TORZNAB, "attr")) && c.attribute("name") == Some(name))
+        .and_then(|c| c.attribute("value"))
+        .unwrap_or_else(|| panic!("torznab:attr {name}"))
+        .to_string()
+}
+
+/// Torznab and the RSS feed, as Prowlarr and a feed reader meet them.
+fn check_feeds(web: &Web) {
+    let (s, caps, _) = web.get("/torznab/api?t=caps");
+    assert_eq!(s, 200, "{caps}");
+    let doc = roxmltree::Document::parse(&caps).expect("caps is XML");
+    assert_eq!(doc.root_element().tag_name().name(), "caps");
+    for mode in ["search", "tv-search", "movie-search"] {
+        let n = doc
+            .descendants()
+            .find(|n| n.has_tag_name(mode))
+            .unwrap_or_else(|| panic!("{mode} in caps"));
+        assert_eq!(n.attribute("available"), Some("yes"));
+    }
+    assert!(doc
+        .descendants()
+        .any(|n| n.has_tag_name("category") && n.attribute("id").is_some()));
+
+    // A search finds the seeded torrent, with its swarm.
+    let (s, x, _) = web.get("/torznab/api?t=search&q=ubuntu&cat=8000&extended=1");
+    assert_eq!(s, 200, "{x}");
+    let doc = roxmltree::Document::parse(&x).expect("results are XML");
+    let found = items(&doc);
+    assert_eq!(found.len(), 1, "{x}");
+    let it = found[0];
+    assert_eq!(child(it, "title"), "Ubuntu 24.04 Desktop amd64");
+    assert_eq!(child(it, "guid"), id(1).to_hex());
+    assert!(child(it, "link").starts_with("magnet:?xt=urn:btih:"));
+    assert!(child(it, "pubDate").ends_with("+0000"));
+    assert_eq!(child(it, "size"), (14_000_000u64 + 70_000_000 + 230).to_string());
+    assert_eq!(torznab_attr(it, "seeders"), "25");
+    assert_eq!(torznab_attr(it, "peers"), "28");
+    assert_eq!(torznab_attr(it, "infohash"), id(1).to_hex());
+    assert!(torznab_attr(it, "magneturl").starts_with("magnet:"));
+    let enclosure = it
+        .children()
+        .find(|c| c.has_tag_name("enclosure"))
+        .expect("an enclosure");
+    assert!(enclosure.attribute("url").unwrap().starts_with("magnet:"));
+    // TV searches add the episode to the words; the hostile name is text in valid XML.
+    let (_, x, _) = web.get("/torznab/api?t=search&q=evilname");
+    let doc = roxmltree::Document::parse(&x).expect("a hostile name keeps the XML valid");
+    assert_eq!(child(items(&doc)[0], "title"), EVIL);
+    // Prowlarr's test: no words, the newest, paged.
+    let (_, x, _) = web.get("/torznab/api?t=search&limit=5");
+    let doc = roxmltree::Document::parse(&x).unwrap();
+    assert_eq!(items(&doc).len(), 5);
+    let (_, x, _) = web.get("/torznab/api?t=tvsearch&q=pagingsample&limit=100&offset=40");
+    let doc = roxmltree::Document::parse(&x).unwrap();
+    assert_eq!(items(&doc).len(), 5, "45 paging torrents, from the 41st");
+    // Errors are Newznab errors.
+    for (path, status, code) in [
+        ("/torznab/api?t=nothing", 400, "202"),
+        ("/torznab/api", 400, "200"),
+        ("/torznab/api?t=search&limit=x", 400, "201"),
+    ] {
+        let (s, x, _) = web.get(path);
+        assert_eq!(s, status, "{path}: {x}");
+        let doc = roxmltree::Document::parse(&x).unwrap();
+        assert_eq!(doc.root_element().tag_name().name(), "error");
+        assert_eq!(doc.root_element().attribute("code"), Some(code), "{path}");
+    }
+
+    // The RSS feed: the newest named torrents, newest first.
+    let (s, x, _) = web.get("/feed");
+    assert_eq!(s, 200);
+    let doc = roxmltree::Document::parse(&x).expect("the feed is XML");
+    let all = items(&doc);
+    assert_eq!(all.len(), 47, "every named torrent, under the feed's cap of 50");
+    let (_, x, _) = web.get("/feed?q=ubuntu");
+    let doc = roxmltree::Document::parse(&x).unwrap();
+    let one = items(&doc);
+    assert_eq!(one.len(), 1);
+    assert!(child(one[0], "comments").ends_with(&format!("/torrent/{}", id(1).to_hex())));
+
+    // Sorting and filtering in the API.
+    let (s, v) = web.json("/api/search?q=pagingsample&sort=seeders&limit=3");
+    assert_eq!(s, 200, "{v}");
+    let seeders: Vec<u64> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seeders"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seeders, [44, 43, 42]);
+    let (_, v) = web.json("/api/search?q=pagingsample&sort=seeders&order=asc&limit=1");
+    assert_eq!(v["results"][0]["seeders"], 0);
+    let (_, v) = web.json("/api/search?q=pagingsample&min_seeders=40&limit=100");
+    assert_eq!(v["results"].as_array().unwrap().len(), 5);
+    let (_, v) = web.json("/api/search?sort=seeders&limit=1");
+    assert_eq!(v["results"][0]["seeders"], 44, "no words: every named torrent");
+    let (_, v) = web.json(&format!("/api/torrent/{}", id(1).to_hex()));
+    assert_eq!((&v["seeders"], &v["leechers"]), (&json!(25), &json!(3)), "{v}");
+    for bad in ["sort=name", "order=sideways", "min_size=lots", "since=soon"] {
+        assert_eq!(web.json(&format!("/api/search?q=x&{bad}")).0, 400, "{bad}");
+    }
 }
 
 fn sqlite_db(name: &str) -> PathBuf {
@@ -122,8 +275,14 @@ struct Web {
 
 impl Web {
     fn start(db: &str) -> Web {
+        Web::start_with(&["--db", db])
+    }
+
+    fn start_with(args: &[&str]) -> Web {
         let mut child = common::dhtkit()
-            .args(["web", "--db", db, "--bind", "127.0.0.1:0"])
+            .arg("web")
+            .args(args)
+            .args(["--bind", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -332,6 +491,17 @@ fn the_api_and_pages_over_sqlite() {
     let before = std::fs::read(&db).unwrap();
     let web = Web::start(db.to_str().unwrap());
     check_http(&web);
+    check_feeds(&web);
+    drop(web);
+    // With an API key, Torznab wants it (and nothing else changes).
+    let web = Web::start_with(&["--db", db.to_str().unwrap(), "--api-key", "s3cret"]);
+    let (s, x, _) = web.get("/torznab/api?t=caps");
+    assert_eq!(s, 401, "{x}");
+    assert!(x.contains("code=\"100\""), "{x}");
+    assert_eq!(web.get("/torznab/api?t=caps&apikey=s3cre").0, 401);
+    assert_eq!(web.get("/torznab/api?t=caps&apikey=s3cret").0, 200);
+    assert_eq!(web.get("/torznab/api?t=search&q=ubuntu&apikey=s3cret").0, 200);
+    assert_eq!(web.get("/feed").0, 200);
     drop(web);
     // Read-only: the database file is byte for byte what it was.
     assert!(
@@ -366,6 +536,7 @@ fn the_api_and_pages_over_postgres() {
     {
         let web = Web::start(&url);
         check_http(&web);
+        check_feeds(&web);
         // The server drops every connection (as a restart does): the next requests still
         // answer, on connections opened afresh.
         let killed: i64 = c
@@ -628,6 +799,36 @@ fn a_browser_searches_and_sees_names_as_text() {
     );
     assert_ne!(b.script("return document.title"), json!("pwned"));
     b.screenshot("hostile-name");
+
+    // Sorting by seeders: click the heading, most seeded first; click again, least first.
+    b.go(&format!("{}/search?q=pagingsample", web.base));
+    let heading = b.find("#sort-seeders");
+    b.call("POST", &format!("/element/{heading}/click"), Some(json!({})));
+    let url = b.call("GET", "/url", None);
+    assert!(url.as_str().unwrap().contains("sort=seeders&order=desc"), "{url}");
+    let column = |b: &Browser| -> Vec<String> {
+        b.find_all("table#results td.seeders")
+            .iter()
+            .map(|e| b.text(e))
+            .collect()
+    };
+    let down = column(&b);
+    assert_eq!(down.len(), 20, "a page of results");
+    assert_eq!(down[..3], ["44", "43", "42"]);
+    b.screenshot("sorted-by-seeders");
+    let heading = b.find("#sort-seeders");
+    b.call("POST", &format!("/element/{heading}/click"), Some(json!({})));
+    assert_eq!(column(&b)[..3], ["0", "1", "2"]);
+    // A filter from the form keeps the order.
+    let input = b.find("input[name=min_seeders]");
+    b.call(
+        "POST",
+        &format!("/element/{input}/value"),
+        Some(json!({"text": "40"})),
+    );
+    let button = b.find("form.search button[type=submit]");
+    b.call("POST", &format!("/element/{button}/click"), Some(json!({})));
+    assert_eq!(column(&b), ["40", "41", "42", "43", "44"]);
 
     // Statistics: two charts drawn.
     b.go(&format!("{}/stats", web.base));
