@@ -503,6 +503,44 @@ pub(crate) fn show(ih: &str, db: Option<&str>, json: bool) -> Result<ExitCode, B
     Ok(ExitCode::SUCCESS)
 }
 
+/// `dhtkit export --format magnetico FILE`: written to `FILE.partial`, renamed when whole.
+fn export_magnetico(db: Option<&str>, path: &std::path::Path) -> Result<ExitCode, BadInput> {
+    if path.exists() {
+        return Err(BadInput(format!(
+            "{} exists; give a new file name",
+            path.display()
+        )));
+    }
+    let store = open_read(db)?;
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let _ = std::fs::remove_file(&partial);
+    let started = std::time::Instant::now();
+    let r = dhtkit_crawl::interchange::export_magnetico(&*store, &partial, &mut |r| {
+        eprintln!("exported {} torrents, {} files", r.torrents, r.files);
+    })
+    .map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        BadInput(e.to_string())
+    })?;
+    std::fs::rename(&partial, path).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+    if r.skipped > 0 {
+        eprintln!(
+            "left out {} torrents of size 0 (magnetico requires a size)",
+            r.skipped
+        );
+    }
+    eprintln!(
+        "wrote {} ({} torrents, {} files) in {:.1} s",
+        path.display(),
+        r.torrents,
+        r.files,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `dhtkit prune --dead-for DURATION`.
 pub(crate) fn prune(db: Option<&str>, dead_for: &str) -> Result<ExitCode, BadInput> {
     let secs = parse_span(dead_for).ok_or_else(|| {
@@ -539,7 +577,138 @@ fn parse_span(s: &str) -> Option<i64> {
     n.checked_mul(mult).filter(|v| *v < 100 * 365 * 86_400)
 }
 
-pub(crate) fn export(db: Option<&str>, since: Option<&str>) -> Result<ExitCode, BadInput> {
+/// `dhtkit import`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ImportArgs {
+    /// What FILE is: magnetico (its SQLite database) or jsonl (JSON lines).
+    #[arg(long)]
+    from: String,
+    /// The file (for jsonl, `-` reads stdin, which cannot resume).
+    file: PathBuf,
+    /// The database imported into: a SQLite file (default: crawl.sqlite in the per-user
+    /// data directory) or a postgres:// URL.
+    #[arg(long)]
+    db: Option<String>,
+    /// Torrents per transaction.
+    #[arg(long, default_value_t = 5_000)]
+    batch: usize,
+    /// File paths kept per torrent (the real count is always kept).
+    #[arg(long, default_value_t = 10_000)]
+    max_files: usize,
+}
+
+/// `dhtkit import`: on the blocking pool, stopped between batches by SIGINT or SIGTERM.
+pub(crate) async fn import(a: ImportArgs) -> Result<ExitCode, BadInput> {
+    use dhtkit_crawl::interchange::{import_jsonl, import_magnetico, ImportOptions, ImportReport};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    if !(1..=1_000_000).contains(&a.batch) {
+        return Err(BadInput("--batch must be from 1 to 1,000,000".into()));
+    }
+    let kind = match a.from.as_str() {
+        "magnetico" | "jsonl" => a.from.clone(),
+        other => return Err(BadInput(format!("--from {other:?}: magnetico or jsonl"))),
+    };
+    let opts = ImportOptions {
+        batch: a.batch,
+        max_files: a.max_files,
+        ..ImportOptions::default()
+    };
+    let spec = db_spec(a.db.as_deref());
+    let stop = Arc::new(AtomicBool::new(false));
+    let Some(mut signals) = crate::StopSignals::install() else {
+        return Ok(ExitCode::from(2));
+    };
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        signals.recv().await;
+        eprintln!("stopping after this batch (run the same import again to carry on)");
+        flag.store(true, Ordering::Relaxed);
+    });
+    let started = std::time::Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let work = tokio::task::spawn_blocking(move || {
+        let mut store = store::open_writer(&spec, "import").map_err(|e| BadInput(e.to_string()))?;
+        let mut progress = |r: &ImportReport| {
+            let rate = r.rows as f64 / started.elapsed().as_secs_f64().max(0.001);
+            let of = r.total.map_or(String::new(), |t| match kind.as_str() {
+                "jsonl" => format!(
+                    " ({:.0}% of the file)",
+                    100.0 * r.position as f64 / t.max(1) as f64
+                ),
+                _ => format!(" of {t}"),
+            });
+            let line = format!(
+                "imported {}{of}, {} named, {} skipped, {rate:.0}/s",
+                r.rows, r.named, r.skipped
+            );
+            if tty {
+                eprint!("\r\x1b[K{line}");
+            } else {
+                eprintln!("{line}");
+            }
+        };
+        let file = a.file.clone();
+        let r = match kind.as_str() {
+            "magnetico" => import_magnetico(&file, &mut *store, &opts, &stop, &mut progress),
+            _ if file.as_os_str() == "-" => {
+                import_jsonl(None, &mut *store, &opts, &stop, &mut progress)
+            }
+            _ => import_jsonl(Some(&file), &mut *store, &opts, &stop, &mut progress),
+        };
+        if tty {
+            eprintln!();
+        }
+        r.map_err(|e| BadInput(e.to_string()))
+    });
+    let r = work
+        .await
+        .map_err(|e| BadInput(format!("the import failed: {e}")))??;
+    if let Some(at) = r.resumed_from {
+        eprintln!("resumed after position {at} of an earlier run");
+    }
+    if let Some(p) = &r.first_problem {
+        eprintln!("skipped {} rows; the first: {p}", r.skipped);
+    }
+    eprintln!(
+        "{} {} rows ({} named) in {:.1} s",
+        if r.interrupted {
+            "stopped after"
+        } else {
+            "done:"
+        },
+        r.rows,
+        r.named,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn export(
+    db: Option<&str>,
+    since: Option<&str>,
+    format: &str,
+    file: Option<&std::path::Path>,
+) -> Result<ExitCode, BadInput> {
+    match (format, file) {
+        ("jsonl", None) => {}
+        ("jsonl", Some(_)) => {
+            return Err(BadInput(
+                "JSON lines go to stdout: redirect them (dhtkit export > FILE)".into(),
+            ))
+        }
+        ("magnetico", None) => {
+            return Err(BadInput("--format magnetico needs a FILE to write".into()))
+        }
+        ("magnetico", Some(path)) => {
+            if since.is_some() {
+                return Err(BadInput("--since is for JSON lines only".into()));
+            }
+            return export_magnetico(db, path);
+        }
+        (other, _) => return Err(BadInput(format!("--format {other:?}: jsonl or magnetico"))),
+    }
     let since = since
         .map(|s| parse_rfc3339(s).ok_or_else(|| BadInput(format!("--since {s:?} is not RFC 3339"))))
         .transpose()?;

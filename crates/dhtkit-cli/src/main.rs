@@ -197,15 +197,25 @@ enum Command {
         )]
         command: Vec<String>,
     },
-    /// Every infohash in the database as JSON lines on stdout.
+    /// Every infohash in the database as JSON lines on stdout (the default), or every named
+    /// torrent as a new magnetico database (`--format magnetico FILE`).
     Export {
         /// The database: a SQLite file or a postgres:// URL.
         #[arg(long)]
         db: Option<String>,
-        /// Only infohashes first seen at or after this RFC 3339 time.
+        /// Only infohashes first seen at or after this RFC 3339 time (JSON lines).
         #[arg(long)]
         since: Option<String>,
+        /// jsonl, or magnetico (a SQLite database magnetico opens, schema version 3).
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Where a magnetico database goes (a new file).
+        file: Option<PathBuf>,
     },
+    /// Import an index into the database: a magnetico database (`--from magnetico FILE`) or
+    /// JSON lines as `dhtkit export` and `crawl --jsonl` write them (`--from jsonl FILE`,
+    /// `-` for stdin). Resumable: run again, it carries on after the last batch that landed.
+    Import(crawl::ImportArgs),
     /// Print a completion script for SHELL on stdout (bash: `dhtkit completions bash >
     /// /etc/bash_completion.d/dhtkit`; zsh: into a directory on $fpath as `_dhtkit`; fish:
     /// `~/.config/fish/completions/dhtkit.fish`).
@@ -515,7 +525,17 @@ fn main() -> ExitCode {
             db,
             json,
         } => Some(crawl::show(info_hash, db.as_deref(), *json)),
-        Command::Export { db, since } => Some(crawl::export(db.as_deref(), since.as_deref())),
+        Command::Export {
+            db,
+            since,
+            format,
+            file,
+        } => Some(crawl::export(
+            db.as_deref(),
+            since.as_deref(),
+            format,
+            file.as_deref(),
+        )),
         Command::Config { command } => {
             Some(config::print(cli.config.as_deref(), command).map(|()| ExitCode::SUCCESS))
         }
@@ -656,6 +676,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
         }
         Command::Crawl(a) => crawl::crawl(a).await,
         Command::Web(a) => web::web(a).await,
+        Command::Import(a) => crawl::import(a).await,
         Command::Search { .. }
         | Command::Prune { .. }
         | Command::Show { .. }

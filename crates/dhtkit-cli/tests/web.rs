@@ -140,7 +140,10 @@ fn items<'a>(doc: &'a roxmltree::Document<'a>) -> Vec<roxmltree::Node<'a, 'a>> {
             "the channel has a {required}"
         );
     }
-    channel.children().filter(|n| n.has_tag_name("item")).collect()
+    channel
+        .children()
+        .filter(|n| n.has_tag_name("item"))
+        .collect()
 }
 
 fn child<'a>(n: roxmltree::Node<'a, 'a>, tag: &str) -> String {
@@ -187,7 +190,10 @@ fn check_feeds(web: &Web) {
     assert_eq!(child(it, "guid"), id(1).to_hex());
     assert!(child(it, "link").starts_with("magnet:?xt=urn:btih:"));
     assert!(child(it, "pubDate").ends_with("+0000"));
-    assert_eq!(child(it, "size"), (14_000_000u64 + 70_000_000 + 230).to_string());
+    assert_eq!(
+        child(it, "size"),
+        (14_000_000u64 + 70_000_000 + 230).to_string()
+    );
     assert_eq!(torznab_attr(it, "seeders"), "25");
     assert_eq!(torznab_attr(it, "peers"), "28");
     assert_eq!(torznab_attr(it, "infohash"), id(1).to_hex());
@@ -226,7 +232,11 @@ fn check_feeds(web: &Web) {
     assert_eq!(s, 200);
     let doc = roxmltree::Document::parse(&x).expect("the feed is XML");
     let all = items(&doc);
-    assert_eq!(all.len(), 47, "every named torrent, under the feed's cap of 50");
+    assert_eq!(
+        all.len(),
+        47,
+        "every named torrent, under the feed's cap of 50"
+    );
     let (_, x, _) = web.get("/feed?q=ubuntu");
     let doc = roxmltree::Document::parse(&x).unwrap();
     let one = items(&doc);
@@ -248,9 +258,16 @@ fn check_feeds(web: &Web) {
     let (_, v) = web.json("/api/search?q=pagingsample&min_seeders=40&limit=100");
     assert_eq!(v["results"].as_array().unwrap().len(), 5);
     let (_, v) = web.json("/api/search?sort=seeders&limit=1");
-    assert_eq!(v["results"][0]["seeders"], 44, "no words: every named torrent");
+    assert_eq!(
+        v["results"][0]["seeders"], 44,
+        "no words: every named torrent"
+    );
     let (_, v) = web.json(&format!("/api/torrent/{}", id(1).to_hex()));
-    assert_eq!((&v["seeders"], &v["leechers"]), (&json!(25), &json!(3)), "{v}");
+    assert_eq!(
+        (&v["seeders"], &v["leechers"]),
+        (&json!(25), &json!(3)),
+        "{v}"
+    );
     for bad in ["sort=name", "order=sideways", "min_size=lots", "since=soon"] {
         assert_eq!(web.json(&format!("/api/search?q=x&{bad}")).0, 400, "{bad}");
     }
@@ -500,7 +517,10 @@ fn the_api_and_pages_over_sqlite() {
     assert!(x.contains("code=\"100\""), "{x}");
     assert_eq!(web.get("/torznab/api?t=caps&apikey=s3cre").0, 401);
     assert_eq!(web.get("/torznab/api?t=caps&apikey=s3cret").0, 200);
-    assert_eq!(web.get("/torznab/api?t=search&q=ubuntu&apikey=s3cret").0, 200);
+    assert_eq!(
+        web.get("/torznab/api?t=search&q=ubuntu&apikey=s3cret").0,
+        200
+    );
     assert_eq!(web.get("/feed").0, 200);
     drop(web);
     // Read-only: the database file is byte for byte what it was.
@@ -803,9 +823,16 @@ fn a_browser_searches_and_sees_names_as_text() {
     // Sorting by seeders: click the heading, most seeded first; click again, least first.
     b.go(&format!("{}/search?q=pagingsample", web.base));
     let heading = b.find("#sort-seeders");
-    b.call("POST", &format!("/element/{heading}/click"), Some(json!({})));
+    b.call(
+        "POST",
+        &format!("/element/{heading}/click"),
+        Some(json!({})),
+    );
     let url = b.call("GET", "/url", None);
-    assert!(url.as_str().unwrap().contains("sort=seeders&order=desc"), "{url}");
+    assert!(
+        url.as_str().unwrap().contains("sort=seeders&order=desc"),
+        "{url}"
+    );
     let column = |b: &Browser| -> Vec<String> {
         b.find_all("table#results td.seeders")
             .iter()
@@ -817,7 +844,11 @@ fn a_browser_searches_and_sees_names_as_text() {
     assert_eq!(down[..3], ["44", "43", "42"]);
     b.screenshot("sorted-by-seeders");
     let heading = b.find("#sort-seeders");
-    b.call("POST", &format!("/element/{heading}/click"), Some(json!({})));
+    b.call(
+        "POST",
+        &format!("/element/{heading}/click"),
+        Some(json!({})),
+    );
     assert_eq!(column(&b)[..3], ["0", "1", "2"]);
     // A filter from the form keeps the order.
     let input = b.find("input[name=min_seeders]");

@@ -400,6 +400,7 @@ impl Hub {
             sightings: self.sightings.drain().map(|(_, s)| s).collect(),
             torrents: std::mem::take(&mut self.torrents),
             scrapes: std::mem::take(&mut self.scraped),
+            import_mark: None,
         };
         if !batch.is_empty() {
             let _ = self.batches.send(ToWriter::Batch(batch)).await;

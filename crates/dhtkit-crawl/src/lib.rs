@@ -11,6 +11,7 @@
 //! | [`crawler`] | the nodes, passive discovery, and the pipeline's wiring |
 //! | [`discovery`] | the decisions, without I/O: whom to sample when, how peers are found, what to fetch, the packet budget |
 //! | `hub` | discovery's tokio side: carries out its actions, feeds it what comes back, batches sightings |
+//! | [`interchange`] | magnetico databases and JSON lines, in and out (resumable imports) |
 //! | [`metadata`] | fetching and reading info dictionaries |
 //! | [`store`] | the [`store::Store`] / [`store::StoreRead`] traits; SQLite (default) and PostgreSQL (several crawlers, one index) backends |
 //! | [`scrape`] | when named torrents are scraped again (BEP 33), within a packet budget |
@@ -30,6 +31,8 @@ pub mod crawler;
 pub mod discovery;
 #[cfg(feature = "runtime")]
 mod hub;
+#[cfg(feature = "runtime")]
+pub mod interchange;
 #[cfg(feature = "runtime")]
 pub mod metadata;
 #[cfg(feature = "runtime")]

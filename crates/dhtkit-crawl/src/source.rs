@@ -10,6 +10,8 @@ pub enum Source {
     Announce,
     /// A BEP 51 `sample_infohashes` reply listed it.
     Sample,
+    /// Imported from another index (`dhtkit import`).
+    Import,
 }
 
 impl Source {
@@ -19,6 +21,7 @@ impl Source {
             Source::GetPeers => 1,
             Source::Announce => 2,
             Source::Sample => 4,
+            Source::Import => 8,
         }
     }
 
@@ -28,6 +31,7 @@ impl Source {
             (Source::GetPeers, "get_peers"),
             (Source::Announce, "announce_peer"),
             (Source::Sample, "sample_infohashes"),
+            (Source::Import, "import"),
         ]
         .into_iter()
         .filter(|(s, _)| bits & s.bit() != 0)

@@ -112,12 +112,48 @@ pub struct Batch {
     pub torrents: Vec<Fetched>,
     /// Swarms scraped (only torrents already in the store are updated).
     pub scrapes: Vec<Scraped>,
+    /// How far an import has come, recorded in the same transaction as its rows (so that a
+    /// resumed import starts exactly after the last batch that landed).
+    pub import_mark: Option<ImportMark>,
+}
+
+/// An import's progress ([`Store::import_position`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportMark {
+    /// What is imported: `magnetico:/abs/path.sqlite3`, `jsonl:/abs/path`.
+    pub source: String,
+    /// Where in it the last batch ended (a row id, a byte offset).
+    pub position: i64,
+    /// Rows imported from it so far.
+    pub rows: u64,
+}
+
+/// A named torrent with its files and swarm, as [`StoreRead::dump`] streams them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dump {
+    /// The infohash.
+    pub info_hash: Id,
+    /// The name.
+    pub name: String,
+    /// Total size.
+    pub size: u64,
+    /// First seen (Unix seconds).
+    pub first_seen: i64,
+    /// Last seen.
+    pub last_seen: i64,
+    /// The last scrape.
+    pub swarm: Option<Swarm>,
+    /// The files kept, in order.
+    pub files: Vec<FileEntry>,
 }
 
 impl Batch {
     /// True if there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.sightings.is_empty() && self.torrents.is_empty() && self.scrapes.is_empty()
+        self.sightings.is_empty()
+            && self.torrents.is_empty()
+            && self.scrapes.is_empty()
+            && self.import_mark.is_none()
     }
 }
 
@@ -321,6 +357,9 @@ pub trait Store: Send {
     /// seconds): scraped at least once, and seeded last (or, never seeded, first seen)
     /// before it. Returns how many went.
     fn prune_dead(&mut self, before: i64) -> Result<u64, StoreError>;
+
+    /// Where the import of `source` last stopped, if it ran before.
+    fn import_position(&mut self, source: &str) -> Result<Option<ImportMark>, StoreError>;
 }
 
 /// Reading a store.
@@ -340,6 +379,9 @@ pub trait StoreRead {
     /// the bucket, count)`, oldest first, buckets with none left out. Buckets start at
     /// multiples of `bucket` (UTC days for 86,400).
     fn discovered_per(&self, bucket: i64, since: i64) -> Result<Vec<(i64, u64)>, StoreError>;
+
+    /// Every named torrent with its files and swarm, in the order they were stored.
+    fn dump(&self, each: &mut dyn FnMut(Dump) -> std::io::Result<()>) -> Result<(), StoreError>;
 
     /// Every infohash first seen at or after `since` (Unix seconds), oldest first.
     fn export(

@@ -14,8 +14,8 @@ use dhtkit_proto::Id;
 use postgres::{Client, NoTls};
 
 use super::{
-    search_terms, Batch, Due, ExportRow, RecordMetadata, SearchHit, SearchQuery, Sort, Store,
-    StoreError, StoreRead, StoreStats, Swarm, TorrentRecord,
+    search_terms, Batch, Due, Dump, ExportRow, ImportMark, RecordMetadata, SearchHit, SearchQuery,
+    Sort, Store, StoreError, StoreRead, StoreStats, Swarm, TorrentRecord,
 };
 use crate::metadata::FileEntry;
 
@@ -60,6 +60,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX torrents_dead ON torrents ((coalesce(last_seeded, first_seen)))
         WHERE scraped_at IS NOT NULL;
     CREATE INDEX torrents_named_first_seen ON torrents (first_seen) WHERE name IS NOT NULL;
+",
+    "
+    CREATE TABLE imports (
+        source TEXT PRIMARY KEY,
+        position BIGINT NOT NULL,
+        rows BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
 ",
 ];
 
@@ -380,6 +388,16 @@ impl Store for PostgresStore {
         if !torrents.is_empty() {
             write_metadata(&mut tx, &torrents, &crawler)?;
         }
+        if let Some(m) = &batch.import_mark {
+            tx.execute(
+                "INSERT INTO imports (source, position, rows, updated_at)
+                 VALUES ($1, $2, $3, extract(epoch FROM now())::bigint)
+                 ON CONFLICT (source) DO UPDATE SET position = EXCLUDED.position,
+                    rows = EXCLUDED.rows, updated_at = EXCLUDED.updated_at",
+                &[&m.source, &m.position, &(m.rows as i64)],
+            )
+            .map_err(db)?;
+        }
         let mut scrapes: Vec<_> = batch.scrapes.iter().collect();
         scrapes.sort_by_key(|s| s.info_hash);
         scrapes.dedup_by_key(|s| s.info_hash);
@@ -440,6 +458,21 @@ impl Store for PostgresStore {
                 })
             })
             .collect())
+    }
+
+    fn import_position(&mut self, source: &str) -> Result<Option<ImportMark>, StoreError> {
+        Ok(self
+            .client()
+            .query_opt(
+                "SELECT position, rows FROM imports WHERE source = $1",
+                &[&source],
+            )
+            .map_err(db)?
+            .map(|r| ImportMark {
+                source: source.to_string(),
+                position: r.get(0),
+                rows: u(r.get(1)),
+            }))
     }
 
     fn prune_dead(&mut self, before: i64) -> Result<u64, StoreError> {
@@ -617,6 +650,69 @@ impl StoreRead for PostgresStore {
             swarm: swarm(r.get(12), r.get(13), r.get(14)),
             last_seeded: r.get(15),
         }))
+    }
+
+    fn dump(&self, each: &mut dyn FnMut(Dump) -> std::io::Result<()>) -> Result<(), StoreError> {
+        let mut c = self.client();
+        let mut tx = c.transaction().map_err(db)?;
+        let portal = tx
+            .bind(
+                "SELECT t.id, t.info_hash, t.name, t.total_size, t.first_seen, t.last_seen,
+                        t.seeders, t.leechers, t.scraped_at, f.path, f.length
+                 FROM torrents t LEFT JOIN files f ON f.torrent_id = t.id
+                 WHERE t.name IS NOT NULL ORDER BY t.id, f.idx",
+                &[],
+            )
+            .map_err(db)?;
+        let mut cur: Option<(i64, Dump)> = None;
+        let mut emit = |d: Dump| -> Result<bool, StoreError> {
+            match each(d) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+                Err(e) => Err(StoreError::Db(format!("writing: {e}"))),
+            }
+        };
+        loop {
+            let rows = tx.query_portal(&portal, 10_000).map_err(db)?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let id: i64 = r.get(0);
+                if cur.as_ref().is_none_or(|c| c.0 != id) {
+                    if let Some((_, d)) = cur.take() {
+                        if !emit(d)? {
+                            return Ok(());
+                        }
+                    }
+                    let Some(info_hash) = Id::from_slice(r.get::<_, &[u8]>(1)) else {
+                        continue;
+                    };
+                    cur = Some((
+                        id,
+                        Dump {
+                            info_hash,
+                            name: r.get(2),
+                            size: u(r.get::<_, Option<i64>>(3).unwrap_or(0)),
+                            first_seen: r.get(4),
+                            last_seen: r.get(5),
+                            swarm: swarm(r.get(6), r.get(7), r.get(8)),
+                            files: Vec::new(),
+                        },
+                    ));
+                }
+                if let (Some((_, d)), Some(path)) = (&mut cur, r.get::<_, Option<String>>(9)) {
+                    d.files.push(FileEntry {
+                        path,
+                        length: u(r.get::<_, Option<i64>>(10).unwrap_or(0)),
+                    });
+                }
+            }
+        }
+        if let Some((_, d)) = cur {
+            emit(d)?;
+        }
+        Ok(())
     }
 
     fn export(

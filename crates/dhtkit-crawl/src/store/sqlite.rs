@@ -15,8 +15,8 @@ use dhtkit_proto::Id;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::{
-    search_terms, Batch, Due, ExportRow, RecordMetadata, SearchHit, SearchQuery, Sort, Store,
-    StoreError, StoreRead, StoreStats, Swarm, TorrentRecord,
+    search_terms, Batch, Due, Dump, ExportRow, ImportMark, RecordMetadata, SearchHit, SearchQuery,
+    Sort, Store, StoreError, StoreRead, StoreStats, Swarm, TorrentRecord,
 };
 use crate::metadata::FileEntry;
 
@@ -64,6 +64,13 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX torrents_seeders ON torrents(seeders) WHERE seeders IS NOT NULL;
      CREATE INDEX torrents_dead ON torrents(coalesce(last_seeded, first_seen))
         WHERE scraped_at IS NOT NULL;",
+    // 3: how far each import has come.
+    "CREATE TABLE imports (
+        source TEXT PRIMARY KEY,
+        position INTEGER NOT NULL,
+        rows INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+     );",
 ];
 
 /// A SQLite database of discovered torrents.
@@ -290,6 +297,16 @@ impl Store for SqliteStore {
                      WHERE info_hash = ?1",
                 )
                 .map_err(db)?;
+            if let Some(m) = &batch.import_mark {
+                tx.prepare_cached(
+                    "INSERT INTO imports (source, position, rows, updated_at)
+                     VALUES (?1, ?2, ?3, strftime('%s', 'now'))
+                     ON CONFLICT (source) DO UPDATE SET position = excluded.position,
+                        rows = excluded.rows, updated_at = excluded.updated_at",
+                )
+                .and_then(|mut q| q.execute(params![m.source, m.position, m.rows as i64]))
+                .map_err(db)?;
+            }
             for s in &batch.scrapes {
                 scraped
                     .execute(params![
@@ -359,6 +376,23 @@ impl Store for SqliteStore {
             }
         }
         Ok(out)
+    }
+
+    fn import_position(&mut self, source: &str) -> Result<Option<ImportMark>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT position, rows FROM imports WHERE source = ?1",
+                [source],
+                |r| {
+                    Ok(ImportMark {
+                        source: source.to_string(),
+                        position: r.get(0)?,
+                        rows: u(r.get(1)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(db)
     }
 
     fn prune_dead(&mut self, before: i64) -> Result<u64, StoreError> {
@@ -601,6 +635,69 @@ impl StoreRead for SqliteStore {
             }
         }
         Ok(Some(rec))
+    }
+
+    fn dump(&self, each: &mut dyn FnMut(Dump) -> std::io::Result<()>) -> Result<(), StoreError> {
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT t.id, t.info_hash, t.name, t.total_size, t.first_seen, t.last_seen,
+                        t.seeders, t.leechers, t.scraped_at, f.path, f.length
+                 FROM torrents t LEFT JOIN files f ON f.torrent_id = t.id
+                 WHERE t.name IS NOT NULL ORDER BY t.id, f.idx",
+            )
+            .map_err(db)?;
+        let mut rows = q.query([]).map_err(db)?;
+        let mut cur: Option<(i64, Dump)> = None;
+        let mut emit = |d: Dump| -> Result<bool, StoreError> {
+            match each(d) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+                Err(e) => Err(StoreError::Db(format!("writing: {e}"))),
+            }
+        };
+        while let Some(r) = rows.next().map_err(db)? {
+            let id: i64 = r.get(0).map_err(db)?;
+            if cur.as_ref().is_none_or(|c| c.0 != id) {
+                if let Some((_, d)) = cur.take() {
+                    if !emit(d)? {
+                        return Ok(());
+                    }
+                }
+                let ih: Vec<u8> = r.get(1).map_err(db)?;
+                let Some(info_hash) = Id::from_slice(&ih) else {
+                    continue;
+                };
+                cur = Some((
+                    id,
+                    Dump {
+                        info_hash,
+                        name: r.get(2).map_err(db)?,
+                        size: u(r.get(3).map_err(db)?),
+                        first_seen: r.get(4).map_err(db)?,
+                        last_seen: r.get(5).map_err(db)?,
+                        swarm: swarm(
+                            r.get(6).map_err(db)?,
+                            r.get(7).map_err(db)?,
+                            r.get(8).map_err(db)?,
+                        ),
+                        files: Vec::new(),
+                    },
+                ));
+            }
+            if let (Some((_, d)), Some(path)) =
+                (&mut cur, r.get::<_, Option<String>>(9).map_err(db)?)
+            {
+                d.files.push(FileEntry {
+                    path,
+                    length: u(r.get(10).map_err(db)?),
+                });
+            }
+        }
+        if let Some((_, d)) = cur {
+            emit(d)?;
+        }
+        Ok(())
     }
 
     fn export(
