@@ -40,6 +40,11 @@ pub(crate) struct CrawlArgs {
     /// --rate). 0: no scrapes.
     #[arg(long, value_name = "PPS")]
     scrape_rate: Option<u32>,
+    /// Keep the database under SIZE (700M, 20G; SQLite: the file and its WAL; PostgreSQL:
+    /// the database). At the cap, infohashes never named go first, then the torrents
+    /// longest without seeders; below it nothing is deleted.
+    #[arg(long, value_name = "SIZE")]
+    max_db_size: Option<String>,
     /// Routing table size of each node.
     #[arg(long, default_value_t = 1280)]
     max_nodes: usize,
@@ -126,6 +131,17 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
     cfg.per_ip_rate = a.per_ip_rate;
     cfg.allow_shared_ips = a.allow_shared_ips;
     cfg.rate = a.rate.max(1);
+    cfg.max_db_size = match &a.max_db_size {
+        None => None,
+        Some(v) => match dhtkit_crawl::cap::parse_size(v) {
+            Some(n) if n >= 1 << 20 => Some(n),
+            _ => {
+                return Err(BadInput(format!(
+                    "--max-db-size {v:?}: a size of at least 1M, such as 700M or 20G"
+                )))
+            }
+        },
+    };
     cfg.scrape_rate = match a.scrape_rate {
         None => cfg.rate / 10,
         Some(r) if r <= cfg.rate => r,
@@ -323,7 +339,7 @@ impl Status {
             .map(|(r, n)| format!("{r} {n}"))
             .collect();
         format!(
-            "nodes {} | sampled {} ({:.0}% BEP 51) | seen {} | new {} ({}/h) | peers {} ({} direct, {}/{} lookups) | metadata {ok} ({}/h) | fetch ok {pct:.0}% | scraped {} | {:.1} q/new | {:.0} pkt/s | queues {}/{}/{}/{} | RSS {} MB{}{}",
+            "nodes {} | sampled {} ({:.0}% BEP 51) | seen {} | new {} ({}/h) | peers {} ({} direct, {}/{} lookups) | metadata {ok} ({}/h) | fetch ok {pct:.0}% | scraped {} | db {} | {:.1} q/new | {:.0} pkt/s | queues {}/{}/{}/{} | RSS {} MB{}{}",
             self.nodes,
             g(&s.nodes_sampled_interval),
             100.0 * s.bep51_share(),
@@ -336,6 +352,10 @@ impl Status {
             g(&s.lookups),
             g(&s.named_per_hour),
             g(&s.scrapes_counted),
+            match g(&s.db_cap) {
+                0 => human_size(g(&s.db_bytes)),
+                cap => format!("{}/{}", human_size(g(&s.db_bytes)), human_size(cap)),
+            },
             s.queries_per_infohash(),
             self.pps,
             g(&s.direct_queue),
@@ -385,6 +405,9 @@ impl Status {
                 "retry": g(&s.retry_queue),
                 "scrape": g(&s.scrape_queue),
             },
+            "db_bytes": g(&s.db_bytes),
+            "db_cap_bytes": g(&s.db_cap),
+            "db_evicted": g(&s.db_evicted),
             "scrapes": g(&s.scrapes),
             "scrapes_counted": g(&s.scrapes_counted),
             "scrape_queries": g(&s.scrape_queries),

@@ -475,6 +475,27 @@ impl Collector for Snapshot {
         )?;
         family(
             &mut enc,
+            "dhtkit_crawl_db_size_bytes",
+            "The database's size on disk (SQLite: the file and its WAL).",
+            Gauge,
+            one(g(&c.db_bytes)),
+        )?;
+        family(
+            &mut enc,
+            "dhtkit_crawl_db_cap_bytes",
+            "The --max-db-size cap (0: none).",
+            Gauge,
+            one(g(&c.db_cap)),
+        )?;
+        family(
+            &mut enc,
+            "dhtkit_crawl_db_evicted",
+            "Rows deleted to keep the database under its cap.",
+            Counter,
+            one(g(&c.db_evicted)),
+        )?;
+        family(
+            &mut enc,
             "dhtkit_crawl_scrape_queries",
             "Queries sent by scrapes (inside the crawl's packet budget).",
             Counter,

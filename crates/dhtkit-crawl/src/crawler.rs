@@ -95,6 +95,8 @@ pub struct CrawlConfig {
     pub scrape_rate: u32,
     /// Scrapes running at once.
     pub scrape_concurrency: usize,
+    /// Keep the store under this many bytes (see [`crate::cap`]); `None`: no cap.
+    pub max_db_size: Option<u64>,
 }
 
 impl Default for CrawlConfig {
@@ -128,6 +130,7 @@ impl Default for CrawlConfig {
             batch_interval: Duration::from_secs(1),
             scrape_rate: d.rate / 10,
             scrape_concurrency: crate::scrape::ScrapeConfig::default().concurrency,
+            max_db_size: None,
         }
     }
 }
@@ -219,7 +222,7 @@ impl Crawler {
         let Writer {
             tx: batches,
             thread,
-        } = writer::spawn(store, jsonl, stats.clone());
+        } = writer::spawn(store, jsonl, stats.clone(), cfg.max_db_size);
         let mut hub = Hub::new(cfg, dhts.clone(), stats.clone(), batches);
         hub.resume(resume);
         let hub = tokio::spawn(hub.run(found_rx, walk_rx, stop_rx));

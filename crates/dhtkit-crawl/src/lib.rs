@@ -8,6 +8,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`cap`] | the disk cap: what is deleted first when the store reaches `--max-db-size` |
 //! | [`crawler`] | the nodes, passive discovery, and the pipeline's wiring |
 //! | [`discovery`] | the decisions, without I/O: whom to sample when, how peers are found, what to fetch, the packet budget |
 //! | `hub` | discovery's tokio side: carries out its actions, feeds it what comes back, batches sightings |
@@ -26,6 +27,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "runtime")]
+pub mod cap;
 #[cfg(feature = "runtime")]
 pub mod crawler;
 pub mod discovery;

@@ -84,6 +84,14 @@ pub struct CrawlStats {
     pub store_errors: AtomicU64,
     /// Batches that took at most each of [`CrawlStats::BATCH_BOUNDS_MICROS`] (cumulative).
     pub batch_at_most: [AtomicU64; 7],
+    /// The store's size on disk in bytes, after the last batch (with a cap; else every 30 s).
+    pub db_bytes: AtomicU64,
+    /// The disk cap in bytes (0: none).
+    pub db_cap: AtomicU64,
+    /// Rows deleted to stay under the cap.
+    pub db_evicted: AtomicU64,
+    /// The largest WAL one batch left before its checkpoint (SQLite, with a cap).
+    pub db_batch_wal_max: AtomicU64,
     /// Infohashes in the database, as last counted by the writer (every 30 s at most).
     pub db_infohashes: AtomicU64,
     /// Of which with metadata.

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use crate::cap::DiskCap;
 use crate::stats::CrawlStats;
 use crate::store::{Batch, Due, Fetched, Store};
 
@@ -51,12 +52,18 @@ pub(crate) fn spawn(
     mut store: Box<dyn Store>,
     mut jsonl: Option<Box<dyn Write + Send>>,
     stats: Arc<CrawlStats>,
+    cap: Option<u64>,
 ) -> Writer {
     let (tx, mut rx) = mpsc::channel::<ToWriter>(QUEUE);
     let thread = std::thread::Builder::new()
         .name("dhtkit-store".into())
         .spawn(move || {
             let mut counted: Option<Instant> = None;
+            let mut cap = cap.map(DiskCap::new);
+            if let Some(c) = &cap {
+                CrawlStats::set(&stats.db_cap, c.bytes());
+            }
+            let mut stuck_said = false;
             while let Some(msg) = rx.blocking_recv() {
                 let batch = match msg {
                     ToWriter::Batch(b) => b,
@@ -82,9 +89,43 @@ pub(crate) fn spawn(
                         tracing::error!("writing a batch failed: {e}");
                     }
                 }
+                if let Some(c) = &mut cap {
+                    match c.check(&mut *store) {
+                        Ok(r) => {
+                            CrawlStats::set(&stats.db_bytes, r.size.bytes);
+                            stats
+                                .db_batch_wal_max
+                                .fetch_max(r.batch_wal, std::sync::atomic::Ordering::Relaxed);
+                            if r.evicted > 0 {
+                                CrawlStats::add(&stats.db_evicted, r.evicted);
+                                tracing::info!(
+                                    "at the disk cap: deleted {} rows (store now {} bytes)",
+                                    r.evicted,
+                                    r.size.bytes
+                                );
+                            }
+                            if r.stuck && !stuck_said {
+                                stuck_said = true;
+                                tracing::warn!(
+                                    "the store is at its cap of {} bytes with nothing left to delete; raise --max-db-size",
+                                    c.bytes()
+                                );
+                            }
+                        }
+                        Err(e) => {
+                            CrawlStats::add(&stats.store_errors, 1);
+                            tracing::error!("keeping the store under its cap failed: {e}");
+                        }
+                    }
+                }
                 // The row counts (for metrics), now and then: counting is not free.
                 if counted.is_none_or(|t| t.elapsed() >= COUNT_EVERY) {
                     counted = Some(Instant::now());
+                    if cap.is_none() {
+                        if let Ok(s) = store.size() {
+                            CrawlStats::set(&stats.db_bytes, s.bytes);
+                        }
+                    }
                     if let Ok(n) = store.stats() {
                         CrawlStats::set(&stats.db_infohashes, n.infohashes);
                         CrawlStats::set(&stats.db_with_metadata, n.with_metadata);

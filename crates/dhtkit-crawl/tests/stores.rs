@@ -358,6 +358,99 @@ fn postgres_store_scrapes_sorts_and_prunes() {
     swarms(&mut s);
 }
 
+/// Writes batches of new infohashes (a few named, the rest only seen) through a disk cap,
+/// as the crawler's store thread does: nothing is deleted until the cap is reached, the
+/// store never passes it by more than `slack` bytes, the oldest unnamed infohashes go first,
+/// and the named torrents stay.
+fn capped(s: &mut (impl Store + StoreRead), cap: u64, slack: u64, batches: u32) {
+    use dhtkit_crawl::cap::DiskCap;
+    let mut c = DiskCap::new(cap);
+    let mut written = 0u64;
+    let mut first_eviction = None;
+    let mut max_bytes = 0;
+    let ih = |n: u32| {
+        let mut b = [0u8; 20];
+        b[..4].copy_from_slice(&n.to_be_bytes());
+        b[4..8].copy_from_slice(&n.wrapping_mul(2_654_435_761).to_le_bytes());
+        Id(b)
+    };
+    for k in 0..batches {
+        let base = k * 2_000;
+        let mut batch = Batch {
+            sightings: (0..2_000)
+                .map(|i| sighting(ih(base + i), (base + i) as i64 + 1, 1))
+                .collect(),
+            ..Batch::default()
+        };
+        // One named torrent a batch.
+        batch.torrents.push(fetched(
+            ih(base),
+            &format!("named torrent {k}"),
+            &["a/file.bin", "b/other.bin"],
+            (base + 1) as i64,
+        ));
+        s.write(&batch).unwrap();
+        written += 2_000;
+        let r = c.check(s).unwrap();
+        assert!(!r.stuck, "stuck at batch {k}: {r:?}, {:?}", s.stats());
+        max_bytes = max_bytes.max(r.size.bytes);
+        let n = s.stats().unwrap().infohashes;
+        if r.evicted == 0 && first_eviction.is_none() {
+            assert_eq!(n, written, "nothing is deleted below the cap");
+        }
+        if r.evicted > 0 && first_eviction.is_none() {
+            first_eviction = Some(k);
+        }
+    }
+    let k = first_eviction.expect("the writes reached the cap");
+    assert!(k >= 1, "not at the first batch: {k}");
+    assert!(
+        max_bytes <= cap + slack,
+        "{max_bytes} bytes with a cap of {cap}"
+    );
+    // The oldest infohash that was never named went first; the named ones stayed.
+    assert!(s.torrent(&ih(1)).unwrap().is_none());
+    for k in 0..batches {
+        let t = s.torrent(&ih(k * 2_000)).unwrap();
+        assert!(
+            t.and_then(|t| t.metadata).is_some(),
+            "named torrent {k} kept"
+        );
+    }
+    assert_eq!(
+        s.search(&SearchQuery::words("named torrent", 1_000))
+            .unwrap()
+            .len(),
+        batches as usize
+    );
+    let newest = ih(batches * 2_000 - 1);
+    assert!(s.torrent(&newest).unwrap().is_some(), "the newest kept");
+}
+
+#[test]
+fn sqlite_store_holds_a_disk_cap() {
+    let dir = std::env::temp_dir().join(format!("dhtkit-cap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("crawl.sqlite");
+    let mut s = SqliteStore::open(&path).unwrap();
+    // 4 MiB: about 25,000 infohashes; 60 batches write 120,000. A batch of 2,000 rows is
+    // about 400 KB, the slack allowed.
+    capped(&mut s, 4 << 20, 512 << 10, 60);
+    let on_disk = std::fs::metadata(&path).unwrap().len();
+    assert!(on_disk <= (4 << 20) + (512 << 10), "{on_disk}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn postgres_store_holds_a_disk_cap() {
+    let Some(db) = TestDb::new() else { return };
+    let mut s = PostgresStore::open(&db.url, "crawler-a").unwrap();
+    // An empty database is about 8 MB; the cap leaves room for some 100,000 rows.
+    let empty = s.size().unwrap().bytes;
+    capped(&mut s, empty + (24 << 20), 8 << 20, 100);
+}
+
 #[test]
 fn sqlite_store_keeps_sightings_metadata_and_search() {
     let dir = std::env::temp_dir().join(format!("dhtkit-stores-{}", std::process::id()));

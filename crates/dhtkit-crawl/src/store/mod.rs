@@ -301,6 +301,23 @@ pub struct ExportRow {
     pub discovered_at: i64,
 }
 
+/// How big a store is on disk ([`Store::size`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DbSize {
+    /// Bytes on disk: for SQLite the database file and its WAL, for PostgreSQL the
+    /// database's size.
+    pub bytes: u64,
+    /// Of those, the write-ahead log (SQLite; 0 for PostgreSQL).
+    pub wal: u64,
+    /// Bytes of the database file holding data (SQLite: pages not on the free list; freed
+    /// pages are reused before the file grows), when the store can tell. `None`
+    /// (PostgreSQL): only the total is known.
+    pub used: Option<u64>,
+    /// Rows of torrents, as the server estimates them cheaply (PostgreSQL's live-tuple
+    /// count), when it does.
+    pub rows_estimate: Option<u64>,
+}
+
 /// Counts for status lines and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -357,6 +374,18 @@ pub trait Store: Send {
     /// seconds): scraped at least once, and seeded last (or, never seeded, first seen)
     /// before it. Returns how many went.
     fn prune_dead(&mut self, before: i64) -> Result<u64, StoreError>;
+
+    /// Its size on disk.
+    fn size(&mut self) -> Result<DbSize, StoreError>;
+
+    /// Deletes up to `rows` rows to make room, in this order: infohashes never named, least
+    /// recently seen first; then named torrents, longest without seeders first (last seeded,
+    /// or, never seeded, named, longest ago). Returns how many went.
+    fn evict(&mut self, rows: usize) -> Result<u64, StoreError>;
+
+    /// Gives space back for reuse: SQLite checkpoints and truncates its WAL; PostgreSQL
+    /// vacuums the tables.
+    fn compact(&mut self) -> Result<(), StoreError>;
 
     /// Where the import of `source` last stopped, if it ran before.
     fn import_position(&mut self, source: &str) -> Result<Option<ImportMark>, StoreError>;

@@ -14,8 +14,8 @@ use dhtkit_proto::Id;
 use postgres::{Client, NoTls};
 
 use super::{
-    search_terms, Batch, Due, Dump, ExportRow, ImportMark, RecordMetadata, SearchHit, SearchQuery,
-    Sort, Store, StoreError, StoreRead, StoreStats, Swarm, TorrentRecord,
+    search_terms, Batch, DbSize, Due, Dump, ExportRow, ImportMark, RecordMetadata, SearchHit,
+    SearchQuery, Sort, Store, StoreError, StoreRead, StoreStats, Swarm, TorrentRecord,
 };
 use crate::metadata::FileEntry;
 
@@ -68,6 +68,10 @@ const MIGRATIONS: &[&str] = &[
         rows BIGINT NOT NULL,
         updated_at BIGINT NOT NULL
     );
+",
+    "
+    CREATE INDEX torrents_evict ON torrents ((coalesce(last_seeded, fetched_at)))
+        WHERE name IS NOT NULL;
 ",
 ];
 
@@ -458,6 +462,68 @@ impl Store for PostgresStore {
                 })
             })
             .collect())
+    }
+
+    fn size(&mut self) -> Result<DbSize, StoreError> {
+        let r = self
+            .client()
+            .query_one(
+                "SELECT pg_database_size(current_database()),
+                    (SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'torrents'
+                       AND schemaname = current_schema())",
+                &[],
+            )
+            .map_err(db)?;
+        Ok(DbSize {
+            bytes: u(r.get(0)),
+            wal: 0,
+            used: None,
+            rows_estimate: r.get::<_, Option<i64>>(1).map(u),
+        })
+    }
+
+    fn evict(&mut self, rows: usize) -> Result<u64, StoreError> {
+        let mut c = self.client();
+        let mut tx = c.transaction().map_err(db)?;
+        let limit = rows as i64;
+        let mut ids: Vec<i64> = tx
+            .query(
+                "SELECT id FROM torrents WHERE name IS NULL ORDER BY last_seen LIMIT $1
+                 FOR UPDATE SKIP LOCKED",
+                &[&limit],
+            )
+            .map_err(db)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if ids.len() < rows {
+            let more = (rows - ids.len()) as i64;
+            ids.extend(
+                tx.query(
+                    "SELECT id FROM torrents WHERE name IS NOT NULL
+                     ORDER BY coalesce(last_seeded, fetched_at) LIMIT $1 FOR UPDATE SKIP LOCKED",
+                    &[&more],
+                )
+                .map_err(db)?
+                .iter()
+                .map(|r| r.get::<_, i64>(0)),
+            );
+        }
+        tx.execute("DELETE FROM files WHERE torrent_id = ANY($1)", &[&ids])
+            .map_err(db)?;
+        let n = tx
+            .execute("DELETE FROM torrents WHERE id = ANY($1)", &[&ids])
+            .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(n)
+    }
+
+    fn compact(&mut self) -> Result<(), StoreError> {
+        // One statement at a time: VACUUM cannot run inside the implicit transaction of a
+        // multi-statement batch.
+        let mut c = self.client();
+        c.batch_execute("VACUUM torrents").map_err(db)?;
+        c.batch_execute("VACUUM files").map_err(db)
     }
 
     fn import_position(&mut self, source: &str) -> Result<Option<ImportMark>, StoreError> {

@@ -15,8 +15,8 @@ use dhtkit_proto::Id;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::{
-    search_terms, Batch, Due, Dump, ExportRow, ImportMark, RecordMetadata, SearchHit, SearchQuery,
-    Sort, Store, StoreError, StoreRead, StoreStats, Swarm, TorrentRecord,
+    search_terms, Batch, DbSize, Due, Dump, ExportRow, ImportMark, RecordMetadata, SearchHit,
+    SearchQuery, Sort, Store, StoreError, StoreRead, StoreStats, Swarm, TorrentRecord,
 };
 use crate::metadata::FileEntry;
 
@@ -71,6 +71,9 @@ const MIGRATIONS: &[&str] = &[
         rows INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
      );",
+    // 4: the order a disk cap deletes named torrents in.
+    "CREATE INDEX torrents_evict ON torrents(coalesce(last_seeded, fetched_at))
+        WHERE name IS NOT NULL;",
 ];
 
 /// A SQLite database of discovered torrents.
@@ -376,6 +379,66 @@ impl Store for SqliteStore {
             }
         }
         Ok(out)
+    }
+
+    fn size(&mut self) -> Result<DbSize, StoreError> {
+        let pragma = |name: &str| -> Result<u64, StoreError> {
+            self.conn
+                .pragma_query_value(None, name, |r| r.get::<_, i64>(0))
+                .map(u)
+                .map_err(db)
+        };
+        let (page, pages, free) = (
+            pragma("page_size")?,
+            pragma("page_count")?,
+            pragma("freelist_count")?,
+        );
+        let wal = self.wal_size();
+        let file = std::fs::metadata(&self.path).map_or(page * pages, |m| m.len());
+        Ok(DbSize {
+            bytes: file + wal,
+            wal,
+            used: Some(page * pages.saturating_sub(free)),
+            rows_estimate: None,
+        })
+    }
+
+    fn evict(&mut self, rows: usize) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction().map_err(db)?;
+        let unnamed = tx
+            .execute(
+                "DELETE FROM torrents WHERE id IN (SELECT id FROM torrents WHERE name IS NULL
+                    ORDER BY last_seen LIMIT ?1)",
+                [rows as i64],
+            )
+            .map_err(db)? as u64;
+        let mut gone = unnamed;
+        if (unnamed as usize) < rows {
+            let ids: Vec<i64> = {
+                let mut q = tx
+                    .prepare_cached(
+                        "SELECT id FROM torrents WHERE name IS NOT NULL
+                         ORDER BY coalesce(last_seeded, fetched_at) LIMIT ?1",
+                    )
+                    .map_err(db)?;
+                let r = q
+                    .query_map([(rows - unnamed as usize) as i64], |r| r.get(0))
+                    .map_err(db)?;
+                r.collect::<Result<_, _>>().map_err(db)?
+            };
+            for id in &ids {
+                delete_torrent(&tx, *id)?;
+            }
+            gone += ids.len() as u64;
+        }
+        tx.commit().map_err(db)?;
+        Ok(gone)
+    }
+
+    fn compact(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(db)
     }
 
     fn import_position(&mut self, source: &str) -> Result<Option<ImportMark>, StoreError> {
