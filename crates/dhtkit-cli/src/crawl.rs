@@ -45,6 +45,20 @@ pub(crate) struct CrawlArgs {
     /// longest without seeders; below it nothing is deleted.
     #[arg(long, value_name = "SIZE")]
     max_db_size: Option<String>,
+    /// Do not keep fetched info dictionaries nor serve them back to peers over BEP 9 (by
+    /// default the crawler keeps each one, tens of kilobytes, and serves it on TCP).
+    #[arg(long)]
+    no_serve_metadata: bool,
+    /// TCP address the stored info dictionaries are served on (default: the first node's
+    /// address and port, on TCP).
+    #[arg(long, value_name = "ADDR:PORT")]
+    serve_metadata_bind: Option<String>,
+    /// Metadata bytes served per second, all peers together (1M, 200K).
+    #[arg(long, value_name = "SIZE", default_value = "1M")]
+    serve_metadata_rate: String,
+    /// Peers served at once.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    serve_metadata_connections: usize,
     /// Routing table size of each node.
     #[arg(long, default_value_t = 1280)]
     max_nodes: usize,
@@ -131,6 +145,33 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
     cfg.per_ip_rate = a.per_ip_rate;
     cfg.allow_shared_ips = a.allow_shared_ips;
     cfg.rate = a.rate.max(1);
+    cfg.keep_info_dicts = !a.no_serve_metadata;
+    let serve = if a.no_serve_metadata {
+        None
+    } else {
+        let rate = dhtkit_crawl::cap::parse_size(&a.serve_metadata_rate)
+            .filter(|r| *r >= 1024)
+            .ok_or_else(|| {
+                BadInput(format!(
+                    "--serve-metadata-rate {:?}: bytes a second, at least 1K (200K, 1M)",
+                    a.serve_metadata_rate
+                ))
+            })?;
+        if !(1..=10_000).contains(&a.serve_metadata_connections) {
+            return Err(BadInput(
+                "--serve-metadata-connections must be from 1 to 10,000".into(),
+            ));
+        }
+        let bind = a
+            .serve_metadata_bind
+            .as_deref()
+            .map(crate::parse_addr)
+            .transpose()?;
+        let mut sc = dhtkit_crawl::serve::ServeConfig::default();
+        sc.bytes_per_second = rate;
+        sc.max_connections = a.serve_metadata_connections;
+        Some((bind, sc))
+    };
     cfg.max_db_size = match &a.max_db_size {
         None => None,
         Some(v) => match dhtkit_crawl::cap::parse_size(v) {
@@ -215,6 +256,32 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
         first.id(),
         shown
     );
+    let server = match serve {
+        None => None,
+        Some((bind, sc)) => {
+            let bind = bind.unwrap_or(first.local_addrs()[0]);
+            let reader_spec = spec.clone();
+            let reader = tokio::task::spawn_blocking(move || store::open_reader(&reader_spec))
+                .await
+                .map_err(|e| BadInput(e.to_string()))?;
+            let started = match reader {
+                Ok(r) => dhtkit_crawl::serve::MetadataServer::start(bind, r, sc)
+                    .await
+                    .map_err(|e| format!("cannot listen on TCP {bind}: {e}")),
+                Err(e) => Err(e.to_string()),
+            };
+            match started {
+                Ok(s) => {
+                    eprintln!("serving stored metadata (BEP 9) on TCP {}", s.local_addr());
+                    Some(s)
+                }
+                Err(e) => {
+                    crawler.shutdown().await;
+                    return Err(BadInput(format!("--serve-metadata: {e}")));
+                }
+            }
+        }
+    };
     if let Some(addr) = a.metrics.as_deref() {
         let source = crate::metrics::Source {
             nodes: crawler.nodes().to_vec(),
@@ -271,6 +338,9 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
     }
     status.update(&crawler).await;
     let stats = crawler.stats().clone();
+    if let Some(s) = server {
+        s.shutdown().await;
+    }
     crawler.shutdown().await;
     // After the shutdown, the counters include the last batch.
     let line = status.text(&stats);

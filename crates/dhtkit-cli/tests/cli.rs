@@ -509,6 +509,7 @@ fn a_config_file_sets_options_and_the_command_line_wins() {
             ),
             at: 1,
             peer: "127.0.0.1:1".parse().unwrap(),
+            info_dict: None,
         });
         s.write(&b).unwrap();
     }

@@ -98,6 +98,7 @@ fn seed(store: &mut dyn Store) {
             info,
             at: now,
             peer: "127.0.0.1:6881".parse().unwrap(),
+            info_dict: None,
         })
         .collect();
     // Swarms: the Ubuntu torrent 25 seeders and 3 leechers, the paging ones 0 to 44 seeders

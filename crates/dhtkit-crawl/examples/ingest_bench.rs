@@ -110,6 +110,7 @@ fn torrents_batch(rng: &mut Rng, n: usize, template: &TorrentInfo) -> Batch {
             info,
             at: 1_790_000_000,
             peer: "127.0.0.1:6881".parse().unwrap(),
+            info_dict: None,
         });
     }
     batch

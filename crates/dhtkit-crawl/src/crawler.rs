@@ -97,6 +97,9 @@ pub struct CrawlConfig {
     pub scrape_concurrency: usize,
     /// Keep the store under this many bytes (see [`crate::cap`]); `None`: no cap.
     pub max_db_size: Option<u64>,
+    /// Keep each fetched info dictionary as it came (piece hashes and all, typically tens of
+    /// kilobytes), so that [`crate::serve`] can give it back to the swarm. Default on.
+    pub keep_info_dicts: bool,
 }
 
 impl Default for CrawlConfig {
@@ -131,6 +134,7 @@ impl Default for CrawlConfig {
             scrape_rate: d.rate / 10,
             scrape_concurrency: crate::scrape::ScrapeConfig::default().concurrency,
             max_db_size: None,
+            keep_info_dicts: true,
         }
     }
 }

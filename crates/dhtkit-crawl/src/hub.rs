@@ -488,11 +488,13 @@ impl Hub {
                     });
                 }
                 Action::Fetch { info_hash, peers } => {
-                    let (cfg, max_files) = (self.cfg.fetch, self.cfg.max_files);
+                    let (cfg, max_files, keep) =
+                        (self.cfg.fetch, self.cfg.max_files, self.cfg.keep_info_dicts);
                     let (stats, peer_id) = (self.stats.clone(), self.peer_id);
                     tokio::spawn(async move {
                         let got =
-                            fetch_any(info_hash, &peers, peer_id, &cfg, max_files, &stats).await;
+                            fetch_any(info_hash, &peers, peer_id, &cfg, max_files, keep, &stats)
+                                .await;
                         let _ = out.send(Outcome::Fetched(info_hash, got)).await;
                     });
                 }
@@ -543,6 +545,7 @@ async fn fetch_any(
     peer_id: [u8; 20],
     cfg: &FetchConfig,
     max_files: usize,
+    keep: bool,
     stats: &CrawlStats,
 ) -> Option<Fetched> {
     for &peer in peers {
@@ -554,6 +557,7 @@ async fn fetch_any(
                         info,
                         at: unix_now(),
                         peer,
+                        info_dict: keep.then_some(v.info),
                     })
                 }
                 Err(_) => stats.failed("bad_info"),

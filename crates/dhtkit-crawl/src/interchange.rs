@@ -113,6 +113,7 @@ impl Pending<'_> {
                 info,
                 at,
                 peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                info_dict: None,
             });
             self.report.named += 1;
         }

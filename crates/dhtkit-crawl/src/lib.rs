@@ -18,6 +18,7 @@
 //! | [`scrape`] | when named torrents are scraped again (BEP 33), within a packet budget |
 //! | [`seen`] | the bounded seen-set |
 //! | [`view`] | the JSON shapes of hits and torrents, magnet links, sizes and times for people |
+//! | [`serve`] | giving stored info dictionaries back to the swarm over BEP 9 |
 //! | [`stats`] | what each stage counts |
 //!
 //! What it refuses to do: answer with anything but its real state (no spoofed ids next to each
@@ -41,6 +42,8 @@ pub mod metadata;
 #[cfg(feature = "runtime")]
 pub mod scrape;
 pub mod seen;
+#[cfg(feature = "runtime")]
+pub mod serve;
 mod source;
 #[cfg(feature = "runtime")]
 pub mod stats;

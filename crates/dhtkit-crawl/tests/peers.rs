@@ -365,5 +365,7 @@ async fn the_crawler_scrapes_the_seeders_and_leechers_a_swarm_announced() {
         "the counts the swarm announced"
     );
     assert_eq!(t.last_seeded, Some(swarm.at));
+    // The info dictionary is kept as fetched, to be served back over BEP 9.
+    assert_eq!(store.info_dict(&ih).unwrap().as_deref(), Some(&info[..]));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -83,6 +83,7 @@ fn fetched(ih: Id, name: &str, files: &[&str], at: i64) -> Fetched {
         info: info(name, files),
         at,
         peer: "127.0.0.1:1".parse().unwrap(),
+        info_dict: None,
     }
 }
 

@@ -70,6 +70,9 @@ pub struct Fetched {
     pub at: i64,
     /// The peer it came from.
     pub peer: SocketAddr,
+    /// The info dictionary as fetched (its hash is the infohash), kept to serve it back to
+    /// the swarm over BEP 9; `None` when not kept.
+    pub info_dict: Option<Vec<u8>>,
 }
 
 /// A BEP 33 scrape of one torrent's swarm.
@@ -408,6 +411,9 @@ pub trait StoreRead {
     /// the bucket, count)`, oldest first, buckets with none left out. Buckets start at
     /// multiples of `bucket` (UTC days for 86,400).
     fn discovered_per(&self, bucket: i64, since: i64) -> Result<Vec<(i64, u64)>, StoreError>;
+
+    /// The info dictionary of `info_hash` as fetched, if it was kept (to serve over BEP 9).
+    fn info_dict(&self, info_hash: &Id) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Every named torrent with its files and swarm, in the order they were stored.
     fn dump(&self, each: &mut dyn FnMut(Dump) -> std::io::Result<()>) -> Result<(), StoreError>;

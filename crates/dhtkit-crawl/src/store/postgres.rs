@@ -73,6 +73,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX torrents_evict ON torrents ((coalesce(last_seeded, fetched_at)))
         WHERE name IS NOT NULL;
 ",
+    "
+    CREATE TABLE infos (
+        torrent_id BIGINT PRIMARY KEY REFERENCES torrents (id),
+        info BYTEA NOT NULL
+    );
+",
 ];
 
 /// An arbitrary key for the migration lock.
@@ -354,6 +360,21 @@ fn write_metadata(
         )
         .map_err(db)?;
     }
+    let (mut did, mut dict): (Vec<i64>, Vec<&[u8]>) = (Vec::new(), Vec::new());
+    for t in torrents {
+        if let (Some(&id), Some(d)) = (ids.get(&t.info_hash.0[..]), &t.info_dict) {
+            did.push(id);
+            dict.push(d);
+        }
+    }
+    if !did.is_empty() {
+        tx.execute(
+            "INSERT INTO infos (torrent_id, info)
+             SELECT * FROM UNNEST($1::int8[], $2::bytea[]) ON CONFLICT DO NOTHING",
+            &[&did, &dict],
+        )
+        .map_err(db)?;
+    }
     Ok(())
 }
 
@@ -511,6 +532,8 @@ impl Store for PostgresStore {
         }
         tx.execute("DELETE FROM files WHERE torrent_id = ANY($1)", &[&ids])
             .map_err(db)?;
+        tx.execute("DELETE FROM infos WHERE torrent_id = ANY($1)", &[&ids])
+            .map_err(db)?;
         let n = tx
             .execute("DELETE FROM torrents WHERE id = ANY($1)", &[&ids])
             .map_err(db)?;
@@ -563,6 +586,8 @@ impl Store for PostgresStore {
                 return Ok(gone);
             }
             tx.execute("DELETE FROM files WHERE torrent_id = ANY($1)", &[&ids])
+                .map_err(db)?;
+            tx.execute("DELETE FROM infos WHERE torrent_id = ANY($1)", &[&ids])
                 .map_err(db)?;
             let n = tx
                 .execute("DELETE FROM torrents WHERE id = ANY($1)", &[&ids])
@@ -716,6 +741,18 @@ impl StoreRead for PostgresStore {
             swarm: swarm(r.get(12), r.get(13), r.get(14)),
             last_seeded: r.get(15),
         }))
+    }
+
+    fn info_dict(&self, info_hash: &Id) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .client()
+            .query_opt(
+                "SELECT i.info FROM torrents t JOIN infos i ON i.torrent_id = t.id
+                 WHERE t.info_hash = $1",
+                &[&&info_hash.0[..]],
+            )
+            .map_err(db)?
+            .map(|r| r.get(0)))
     }
 
     fn dump(&self, each: &mut dyn FnMut(Dump) -> std::io::Result<()>) -> Result<(), StoreError> {

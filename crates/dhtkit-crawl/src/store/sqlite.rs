@@ -74,6 +74,8 @@ const MIGRATIONS: &[&str] = &[
     // 4: the order a disk cap deletes named torrents in.
     "CREATE INDEX torrents_evict ON torrents(coalesce(last_seeded, fetched_at))
         WHERE name IS NOT NULL;",
+    // 5: info dictionaries as fetched, to serve them back over BEP 9.
+    "CREATE TABLE infos (torrent_id INTEGER PRIMARY KEY, info BLOB NOT NULL);",
 ];
 
 /// A SQLite database of discovered torrents.
@@ -260,6 +262,9 @@ impl Store for SqliteStore {
             let mut fts = tx
                 .prepare_cached("INSERT INTO search (rowid, name, paths) VALUES (?1, ?2, ?3)")
                 .map_err(db)?;
+            let mut dict = tx
+                .prepare_cached("INSERT OR IGNORE INTO infos (torrent_id, info) VALUES (?1, ?2)")
+                .map_err(db)?;
             for t in &batch.torrents {
                 let i = &t.info;
                 ensure
@@ -291,6 +296,9 @@ impl Store for SqliteStore {
                     paths.push('\n');
                 }
                 fts.execute(params![id, i.name, paths]).map_err(db)?;
+                if let Some(d) = &t.info_dict {
+                    dict.execute(params![id, d]).map_err(db)?;
+                }
             }
             let mut scraped = tx
                 .prepare_cached(
@@ -514,6 +522,9 @@ fn delete_torrent(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<(), StoreEr
         tx.prepare_cached("DELETE FROM files WHERE torrent_id = ?1")
             .and_then(|mut q| q.execute([id]))
             .map_err(db)?;
+        tx.prepare_cached("DELETE FROM infos WHERE torrent_id = ?1")
+            .and_then(|mut q| q.execute([id]))
+            .map_err(db)?;
     }
     tx.prepare_cached("DELETE FROM torrents WHERE id = ?1")
         .and_then(|mut q| q.execute([id]))
@@ -698,6 +709,16 @@ impl StoreRead for SqliteStore {
             }
         }
         Ok(Some(rec))
+    }
+
+    fn info_dict(&self, info_hash: &Id) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT i.info FROM torrents t JOIN infos i ON i.torrent_id = t.id
+                 WHERE t.info_hash = ?1",
+            )
+            .and_then(|mut q| q.query_row([&info_hash.0[..]], |r| r.get(0)).optional())
+            .map_err(db)
     }
 
     fn dump(&self, each: &mut dyn FnMut(Dump) -> std::io::Result<()>) -> Result<(), StoreError> {
