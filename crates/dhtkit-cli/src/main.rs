@@ -212,6 +212,12 @@ enum Command {
         /// Where a magnetico database goes (a new file).
         file: Option<PathBuf>,
     },
+    /// Read a password from stdin and print a line for `dhtkit web --auth FILE`:
+    /// `USER:$argon2id$…` (append it to the file).
+    HashPassword {
+        /// The user name.
+        user: Option<String>,
+    },
     /// Import an index into the database: a magnetico database (`--from magnetico FILE`) or
     /// JSON lines as `dhtkit export` and `crawl --jsonl` write them (`--from jsonl FILE`,
     /// `-` for stdin). Resumable: run again, it carries on after the last batch that landed.
@@ -520,6 +526,7 @@ fn main() -> ExitCode {
             },
         )),
         Command::Prune { dead_for, db } => Some(crawl::prune(db.as_deref(), dead_for)),
+        Command::HashPassword { user } => Some(web::hash_password(user.as_deref())),
         Command::Show {
             info_hash,
             db,
@@ -679,6 +686,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
         Command::Import(a) => crawl::import(a).await,
         Command::Search { .. }
         | Command::Prune { .. }
+        | Command::HashPassword { .. }
         | Command::Show { .. }
         | Command::Export { .. }
         | Command::Config { .. }

@@ -29,6 +29,42 @@ pub(crate) struct WebArgs {
     /// absolute links in the RSS feed and Torznab; default: each request's Host.
     #[arg(long)]
     pub(crate) base_url: Option<String>,
+    /// Only users in FILE may see the site (HTTP Basic): one `user:hash` a line, the hash
+    /// argon2 (`dhtkit hash-password USER` writes such lines) or bcrypt (magneticow's files,
+    /// `htpasswd -B`). /healthz stays open; Torznab needs only --api-key when it is set.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) auth: Option<std::path::PathBuf>,
+    /// Serve a non-loopback address without --auth: anyone who reaches it sees the index.
+    #[arg(long)]
+    pub(crate) public: bool,
+}
+
+/// `dhtkit hash-password [USER]`: reads a password from stdin, prints a credentials line.
+pub(crate) fn hash_password(user: Option<&str>) -> Result<ExitCode, BadInput> {
+    use std::io::{BufRead, IsTerminal};
+    if user.is_some_and(|u| u.is_empty() || u.contains(':') || u.contains(char::is_whitespace)) {
+        return Err(BadInput(
+            "a user name has no colons or spaces, and is not empty".into(),
+        ));
+    }
+    if std::io::stdin().is_terminal() {
+        eprintln!("password (shown as you type; end with Enter):");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| BadInput(format!("reading the password: {e}")))?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(BadInput("an empty password".into()));
+    }
+    let hash = dhtkit_web::auth::hash_password(password).map_err(BadInput)?;
+    match user {
+        Some(u) => println!("{u}:{hash}"),
+        None => println!("{hash}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) async fn web(a: WebArgs) -> Result<ExitCode, BadInput> {
@@ -46,7 +82,21 @@ pub(crate) async fn web(a: WebArgs) -> Result<ExitCode, BadInput> {
             )));
         }
     }
+    let auth = match &a.auth {
+        None => None,
+        Some(path) => Some(std::sync::Arc::new(
+            dhtkit_web::auth::Credentials::load(path)
+                .map_err(|e| BadInput(format!("--auth {e}")))?,
+        )),
+    };
+    if auth.is_none() && !a.public && !bind.ip().is_loopback() {
+        return Err(BadInput(format!(
+            "--bind {bind} is reachable from other machines: give --auth FILE, or --public to \
+             serve the index to anyone"
+        )));
+    }
     let mut cfg = dhtkit_web::WebConfig::new(db_spec(a.db.as_deref()));
+    cfg.auth = auth;
     cfg.readers = a.readers;
     cfg.api_key = a.api_key;
     cfg.base_url = a.base_url;
@@ -58,6 +108,9 @@ pub(crate) async fn web(a: WebArgs) -> Result<ExitCode, BadInput> {
         .map_err(|e| BadInput(format!("cannot listen on {bind}: {e}")))?;
     let local = listener.local_addr().unwrap_or(bind);
     eprintln!("serving {} on http://{local}/", web.label());
+    if let Some(path) = &a.auth {
+        eprintln!("users from {}", path.display());
+    }
     let Some(mut signals) = StopSignals::install() else {
         return Ok(ExitCode::from(2));
     };

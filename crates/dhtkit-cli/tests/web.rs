@@ -300,7 +300,11 @@ impl Web {
         let mut child = common::dhtkit()
             .arg("web")
             .args(args)
-            .args(["--bind", "127.0.0.1:0"])
+            .args(if args.contains(&"--bind") {
+                &[][..]
+            } else {
+                &["--bind", "127.0.0.1:0"][..]
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -360,6 +364,26 @@ impl Web {
             .unwrap_or("")
             .to_string();
         (status, r.into_string().unwrap(), csp)
+    }
+
+    /// Status and `WWW-Authenticate` of `GET path`, with HTTP Basic `user:password` if given.
+    fn get_as(&self, path: &str, login: Option<&str>) -> (u16, String) {
+        use base64::Engine;
+        let url = format!("{}{path}", self.base);
+        let mut req = ureq::get(&url).timeout(Duration::from_secs(20));
+        if let Some(l) = login {
+            let b = base64::engine::general_purpose::STANDARD.encode(l);
+            req = req.set("Authorization", &format!("Basic {b}"));
+        }
+        let r = match req.call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("GET {url}: {e}"),
+        };
+        (
+            r.status(),
+            r.header("www-authenticate").unwrap_or("").to_string(),
+        )
     }
 
     fn json(&self, path: &str) -> (u16, Value) {
@@ -529,6 +553,86 @@ fn the_api_and_pages_over_sqlite() {
         std::fs::read(&db).unwrap() == before,
         "the web server changed the database"
     );
+}
+
+/// A bcrypt hash (cost 4) of "battery staple", as magneticow's credentials files hold them.
+const BOB: &str = "bob:$2y$04$/uaF/uaF/uaF/uaF/uaF/ugMhtPyT89nWo55j1MFoYlJNmAGTVsRG";
+
+#[test]
+fn with_auth_only_listed_users_get_in_and_public_addresses_need_a_choice() {
+    let db = sqlite_db("auth");
+    let db_s = db.to_str().unwrap();
+    // A line from `dhtkit hash-password`, and a bcrypt one.
+    let mut child = common::dhtkit()
+        .args(["hash-password", "ann"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let ann = String::from_utf8(out.stdout).unwrap();
+    assert!(ann.starts_with("ann:$argon2id$"), "{ann}");
+    let creds = db.parent().unwrap().join("users");
+    std::fs::write(&creds, format!("# who may look\n{ann}{BOB}\n")).unwrap();
+    let creds_s = creds.to_str().unwrap();
+
+    let web = Web::start_with(&["--db", db_s, "--auth", creds_s, "--api-key", "k"]);
+    let (s, challenge) = web.get_as("/api/stats", None);
+    assert_eq!(s, 401);
+    assert!(challenge.starts_with("Basic realm="), "{challenge}");
+    assert_eq!(web.get_as("/", None).0, 401);
+    assert_eq!(web.get_as("/feed", None).0, 401);
+    assert_eq!(web.get_as("/api/stats", Some("ann:correct horse")).0, 200);
+    assert_eq!(web.get_as("/", Some("ann:correct horse")).0, 200);
+    assert_eq!(web.get_as("/api/stats", Some("bob:battery staple")).0, 200);
+    assert_eq!(web.get_as("/api/stats", Some("bob:correct horse")).0, 401);
+    assert_eq!(
+        web.get_as("/api/stats", Some("carol:battery staple")).0,
+        401
+    );
+    assert_eq!(web.get_as("/api/stats", Some("nocolon")).0, 401);
+    // Health checks stay open; Torznab is guarded by its key instead.
+    assert_eq!(web.get_as("/healthz", None).0, 200);
+    assert_eq!(web.get_as("/torznab/api?t=caps&apikey=k", None).0, 200);
+    assert_eq!(web.get_as("/torznab/api?t=caps", None).0, 401);
+    drop(web);
+
+    // Other machines' addresses: not without --auth or --public.
+    let out = common::dhtkit()
+        .args(["web", "--db", db_s, "--bind", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--public"), "{err}");
+    for extra in [&["--public"][..], &["--auth", creds_s][..]] {
+        let mut args = vec!["--db", db_s, "--bind", "0.0.0.0:0"];
+        args.extend_from_slice(extra);
+        let web = Web::start_with(&args);
+        let port = web.base.rsplit(':').next().unwrap().to_string();
+        let local = Web {
+            _child: Killed(Command::new("true").spawn().unwrap()),
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        assert_eq!(local.get_as("/healthz", None).0, 200, "{extra:?}");
+        drop(web);
+    }
+    // A credentials file that is not one is refused, with the line.
+    std::fs::write(&creds, "ann:hunter2\n").unwrap();
+    let out = common::dhtkit()
+        .args(["web", "--db", db_s, "--auth", creds_s])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
 }
 
 #[test]

@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
 mod feed;
 mod pages;
 mod torznab;
@@ -67,6 +68,9 @@ pub struct WebConfig {
     /// The address the pages are reached at from outside (`https://index.example`), for the
     /// absolute links in feeds; `None`: taken from each request's `Host` header.
     pub base_url: Option<String>,
+    /// Users who may see the site (HTTP Basic); `None`: anyone. `/healthz` stays open, and
+    /// Torznab needs only the API key when one is set.
+    pub auth: Option<Arc<auth::Credentials>>,
 }
 
 impl WebConfig {
@@ -77,6 +81,7 @@ impl WebConfig {
             readers: 4,
             api_key: None,
             base_url: None,
+            auth: None,
         }
     }
 }
@@ -126,6 +131,7 @@ struct AppState {
     db_label: Arc<str>,
     api_key: Option<Arc<str>>,
     base_url: Option<Arc<str>>,
+    auth: Option<Arc<auth::Credentials>>,
 }
 
 /// The web side of an index, ready to serve: its database readers are open.
@@ -168,6 +174,7 @@ impl Web {
                 base_url: cfg
                     .base_url
                     .map(|u| u.trim_end_matches('/').to_string().into()),
+                auth: cfg.auth,
             },
         })
     }
@@ -604,6 +611,41 @@ async fn security_headers(mut res: Response) -> Response {
     res
 }
 
+/// With `--auth`: every request but `/healthz` (and Torznab's, when an API key guards it)
+/// carries the user and password of a listed user, or gets 401.
+async fn require_auth(
+    State(st): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(creds) = st.auth.clone() else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    if path == "/healthz" || (path.starts_with("/torznab/") && st.api_key.is_some()) {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(auth::basic);
+    if let Some((user, password)) = given {
+        if creds.check(&user, &password).await {
+            return next.run(req).await;
+        }
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            header::WWW_AUTHENTICATE,
+            "Basic realm=\"dhtkit\", charset=\"UTF-8\"",
+        )],
+        "a user and password are needed\n",
+    )
+        .into_response()
+}
+
 fn router(st: AppState) -> Router {
     Router::new()
         .route("/", get(page_index))
@@ -618,6 +660,10 @@ fn router(st: AppState) -> Router {
         .route("/torznab/api", get(torznab::api))
         .route("/torznab/api/", get(torznab::api))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            require_auth,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(st)
 }
