@@ -64,6 +64,9 @@ pub(crate) fn spawn(
                 CrawlStats::set(&stats.db_cap, c.bytes());
             }
             let mut stuck_said = false;
+            if let Ok(s) = store.size() {
+                CrawlStats::set(&stats.db_bytes, s.bytes);
+            }
             while let Some(msg) = rx.blocking_recv() {
                 let batch = match msg {
                     ToWriter::Batch(b) => b,
