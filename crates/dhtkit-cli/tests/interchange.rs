@@ -401,3 +401,32 @@ fn json_lines_go_out_and_come_back_in() {
         "{err}"
     );
 }
+
+#[test]
+fn prune_drops_only_torrents_scraped_without_seeders_for_that_long() {
+    let work = dir("prune");
+    let src = work.join("magnetico.sqlite3");
+    let mut m = magnetico_db(&src);
+    add_torrents(&mut m, 0, 300);
+    drop(m);
+    let db = work.join("crawl.sqlite");
+    let db_s = db.to_str().unwrap();
+    ok(&[
+        "import",
+        "--from",
+        "magnetico",
+        src.to_str().unwrap(),
+        "--db",
+        db_s,
+    ]);
+    // Every third torrent was scraped (an hour after it was found, in 2023); none of the
+    // others ever was. Dead for 10 years: nothing; for a day: the scraped ones.
+    let err = ok(&["prune", "--dead-for", "3650d", "--db", db_s]);
+    assert!(err.contains("pruned 0 torrents"), "{err}");
+    let err = ok(&["prune", "--dead-for", "1d", "--db", db_s]);
+    assert!(err.contains("pruned 100 torrents"), "{err}");
+    assert!(err.contains("200 infohashes left"), "{err}");
+    let (o, err) = run(common::dhtkit().args(["prune", "--dead-for", "soon", "--db", db_s]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("30d"), "{err}");
+}

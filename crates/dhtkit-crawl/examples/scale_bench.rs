@@ -48,15 +48,53 @@ impl Rng {
 }
 
 const TAGS: &[&str] = &[
-    "1080p", "720p", "2160p", "x264", "x265", "HEVC", "WEB-DL", "WEBRip", "BluRay", "HDTV",
-    "AAC", "AC3", "DTS", "FLAC", "MP3", "320kbps", "Complete", "Season", "Multi", "SUBS",
-    "2015", "2016", "2017", "2018", "2019", "2020", "2021", "2022", "2023", "2024", "EN",
-    "FR", "DE", "ES", "RUS", "JPN", "Remastered", "Deluxe", "Edition", "PROPER",
+    "1080p",
+    "720p",
+    "2160p",
+    "x264",
+    "x265",
+    "HEVC",
+    "WEB-DL",
+    "WEBRip",
+    "BluRay",
+    "HDTV",
+    "AAC",
+    "AC3",
+    "DTS",
+    "FLAC",
+    "MP3",
+    "320kbps",
+    "Complete",
+    "Season",
+    "Multi",
+    "SUBS",
+    "2015",
+    "2016",
+    "2017",
+    "2018",
+    "2019",
+    "2020",
+    "2021",
+    "2022",
+    "2023",
+    "2024",
+    "EN",
+    "FR",
+    "DE",
+    "ES",
+    "RUS",
+    "JPN",
+    "Remastered",
+    "Deluxe",
+    "Edition",
+    "PROPER",
 ];
-const EXTS: &[&str] = &["mkv", "mp4", "avi", "flac", "mp3", "jpg", "nfo", "srt", "pdf", "epub"];
+const EXTS: &[&str] = &[
+    "mkv", "mp4", "avi", "flac", "mp3", "jpg", "nfo", "srt", "pdf", "epub",
+];
 const SYLLABLES: &[&str] = &[
-    "ka", "lo", "mi", "ra", "ne", "to", "su", "vi", "de", "ba", "zo", "fi", "gu", "ha", "je",
-    "qu", "wy", "xe", "pe", "cor", "lin", "dar", "mor", "ven", "tal", "rin", "sol", "mar",
+    "ka", "lo", "mi", "ra", "ne", "to", "su", "vi", "de", "ba", "zo", "fi", "gu", "ha", "je", "qu",
+    "wy", "xe", "pe", "cor", "lin", "dar", "mor", "ven", "tal", "rin", "sol", "mar",
 ];
 
 /// The 200,000 title words, and the cumulative Zipf weights to draw them by.
@@ -155,7 +193,11 @@ fn timed(s: &dyn StoreRead, texts: &[String], sort: Sort) -> (f64, f64, usize) {
         hits += s.search(&q).unwrap().len();
         ms.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
-    (percentile(&mut ms, 0.5), percentile(&mut ms, 0.95), hits / texts.len().max(1))
+    (
+        percentile(&mut ms, 0.5),
+        percentile(&mut ms, 0.95),
+        hits / texts.len().max(1),
+    )
 }
 
 trait Both: Store + StoreRead {}
@@ -164,34 +206,37 @@ impl<T: Store + StoreRead> Both for T {}
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let target = args.get(1).map(String::as_str).unwrap_or("sqlite");
-    let total: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let total: u64 = args
+        .get(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let dir = args
         .get(3)
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)
         .join(format!("dhtkit-scale-{}", std::process::id()));
-    let (mut store, size): (Box<dyn Both>, Box<dyn Fn(&mut dyn Both) -> u64>) = if target
-        == "sqlite"
-    {
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("scale.sqlite");
-        (
-            Box::new(SqliteStore::open(&path).unwrap()),
-            Box::new(|s: &mut dyn Both| {
-                s.compact().unwrap();
-                s.size().unwrap().bytes
-            }),
-        )
-    } else {
-        let mut c = postgres::Client::connect(target, postgres::NoTls).unwrap();
-        c.batch_execute("DROP DATABASE IF EXISTS dhtkit_scale").unwrap();
-        c.batch_execute("CREATE DATABASE dhtkit_scale").unwrap();
-        let base = target.rsplit_once('/').map_or(target, |(b, _)| b);
-        (
-            Box::new(PostgresStore::open(&format!("{base}/dhtkit_scale"), "bench").unwrap()),
-            Box::new(|s: &mut dyn Both| s.size().unwrap().bytes),
-        )
-    };
+    let (mut store, size): (Box<dyn Both>, Box<dyn Fn(&mut dyn Both) -> u64>) =
+        if target == "sqlite" {
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("scale.sqlite");
+            (
+                Box::new(SqliteStore::open(&path).unwrap()),
+                Box::new(|s: &mut dyn Both| {
+                    s.compact().unwrap();
+                    s.size().unwrap().bytes
+                }),
+            )
+        } else {
+            let mut c = postgres::Client::connect(target, postgres::NoTls).unwrap();
+            c.batch_execute("DROP DATABASE IF EXISTS dhtkit_scale")
+                .unwrap();
+            c.batch_execute("CREATE DATABASE dhtkit_scale").unwrap();
+            let base = target.rsplit_once('/').map_or(target, |(b, _)| b);
+            (
+                Box::new(PostgresStore::open(&format!("{base}/dhtkit_scale"), "bench").unwrap()),
+                Box::new(|s: &mut dyn Both| s.size().unwrap().bytes),
+            )
+        };
     let now = 1_790_000_000;
     let vocab = Vocab::new(200_000);
     let mut r = Rng(0x5eed_1234_abcd_9876);
