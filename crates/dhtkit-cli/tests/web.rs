@@ -840,6 +840,22 @@ impl Browser {
         }
     }
 
+    /// Waits (bounded) until the page's URL contains `part` (a click's navigation landed).
+    fn wait_url(&self, part: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let url = self.call("GET", "/url", None);
+            if url.as_str().is_some_and(|u| u.contains(part)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never went to …{part}: {url}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn text(&self, element: &str) -> String {
         self.call("GET", &format!("/element/{element}/text"), None)
             .as_str()
@@ -933,12 +949,9 @@ fn a_browser_searches_and_sees_names_as_text() {
         &format!("/element/{heading}/click"),
         Some(json!({})),
     );
-    let url = b.call("GET", "/url", None);
-    assert!(
-        url.as_str().unwrap().contains("sort=seeders&order=desc"),
-        "{url}"
-    );
+    b.wait_url("sort=seeders&order=desc");
     let column = |b: &Browser| -> Vec<String> {
+        b.find("table#results td.seeders");
         b.find_all("table#results td.seeders")
             .iter()
             .map(|e| b.text(e))
@@ -964,6 +977,7 @@ fn a_browser_searches_and_sees_names_as_text() {
     );
     let button = b.find("form.search button[type=submit]");
     b.call("POST", &format!("/element/{button}/click"), Some(json!({})));
+    b.wait_url("min_seeders=40");
     assert_eq!(column(&b), ["40", "41", "42", "43", "44"]);
 
     // Statistics: two charts drawn.

@@ -398,7 +398,8 @@ pub trait Store: Send {
 pub trait StoreRead {
     /// Full-text search over names and file paths, filtered and ordered as `q` says. The
     /// text is split into words; a torrent matches when it has all of them. No words: every
-    /// named torrent passing the filters.
+    /// named torrent passing the filters. Of words matching more than [`MAX_RANKED`]
+    /// torrents, the most recently added that many are filtered and ordered.
     fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, StoreError>;
 
     /// Everything known about `info_hash`.
@@ -425,6 +426,13 @@ pub trait StoreRead {
         each: &mut dyn FnMut(ExportRow) -> std::io::Result<()>,
     ) -> Result<(), StoreError>;
 }
+
+/// Most matches of a search that are ordered (by relevance, size, seeders or time): for words
+/// that match more torrents, the order is that of the most recently added this many. Ranking
+/// every match of a common word costs time in proportion to the index (a second at ten
+/// million torrents); this bound keeps such a search at tens of milliseconds whatever the
+/// size (see BENCHMARKS.md, "The index at scale").
+pub const MAX_RANKED: usize = 20_000;
 
 /// The words of a search, for a full-text engine: letters and digits only, each quoted, so
 /// that nothing a user types is read as query syntax.

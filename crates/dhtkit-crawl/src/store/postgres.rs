@@ -634,42 +634,48 @@ impl StoreRead for PostgresStore {
             format!("${}", args.len())
         };
         let mut sql = String::from(
-            "SELECT info_hash, name, total_size, file_count, first_seen, seeders, leechers,
-                    scraped_at FROM torrents",
+            "SELECT t.info_hash, t.name, t.total_size, t.file_count, t.first_seen, t.seeders,
+                    t.leechers, t.scraped_at",
         );
+        let mut rank = String::new();
         if terms.is_empty() {
-            sql.push_str(" WHERE name IS NOT NULL");
+            sql.push_str(" FROM torrents t WHERE t.name IS NOT NULL");
         } else {
             // Words only (letters and digits), each a plain term: nothing is read as syntax.
+            // The newest MAX_RANKED matches are ranked, not every match of a common word.
             let a = arg(Box::new(terms.join(" ")));
+            let k = arg(Box::new(super::MAX_RANKED as i64));
             sql.push_str(&format!(
-                ", plainto_tsquery('simple', {a}) q WHERE search @@ q"
+                " FROM (SELECT id FROM torrents WHERE search @@ plainto_tsquery('simple', {a})
+                        ORDER BY id DESC LIMIT {k}) m
+                  JOIN torrents t ON t.id = m.id WHERE true"
             ));
+            rank = format!("ts_rank(t.search, plainto_tsquery('simple', {a})) DESC");
         }
         if let Some(v) = q.min_size {
-            sql.push_str(&format!(" AND total_size >= {}", arg(Box::new(v as i64))));
+            sql.push_str(&format!(" AND t.total_size >= {}", arg(Box::new(v as i64))));
         }
         if let Some(v) = q.max_size {
-            sql.push_str(&format!(" AND total_size <= {}", arg(Box::new(v as i64))));
+            sql.push_str(&format!(" AND t.total_size <= {}", arg(Box::new(v as i64))));
         }
         if let Some(v) = q.min_seeders {
-            sql.push_str(&format!(" AND seeders >= {}", arg(Box::new(v as i64))));
+            sql.push_str(&format!(" AND t.seeders >= {}", arg(Box::new(v as i64))));
         }
         if let Some(v) = q.since {
-            sql.push_str(&format!(" AND first_seen >= {}", arg(Box::new(v))));
+            sql.push_str(&format!(" AND t.first_seen >= {}", arg(Box::new(v))));
         }
         let dir = if q.ascending { "ASC" } else { "DESC" };
         let order = match q.sort {
-            Sort::Relevance if terms.is_empty() => "first_seen DESC".to_string(),
-            Sort::Relevance => "ts_rank(search, q) DESC".to_string(),
-            Sort::FirstSeen => format!("first_seen {dir}"),
-            Sort::Size => format!("total_size {dir}"),
-            Sort::Seeders => format!("seeders {dir} NULLS LAST"),
+            Sort::Relevance if terms.is_empty() => "t.first_seen DESC".to_string(),
+            Sort::Relevance => rank,
+            Sort::FirstSeen => format!("t.first_seen {dir}"),
+            Sort::Size => format!("t.total_size {dir}"),
+            Sort::Seeders => format!("t.seeders {dir} NULLS LAST"),
         };
         let limit = arg(Box::new(q.limit as i64));
         let offset = arg(Box::new(q.offset as i64));
         sql.push_str(&format!(
-            " ORDER BY {order}, id LIMIT {limit} OFFSET {offset}"
+            " ORDER BY {order}, t.id LIMIT {limit} OFFSET {offset}"
         ));
         let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
             args.iter().map(|b| &**b as _).collect();

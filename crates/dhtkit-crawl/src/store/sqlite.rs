@@ -587,9 +587,13 @@ impl StoreRead for SqliteStore {
                 .map(|t| format!("\"{t}\""))
                 .collect::<Vec<_>>()
                 .join(" ");
+            // The newest MAX_RANKED matches (FTS5 walks them in rowid order and stops), scored
+            // there: ranking every match of a common word would cost a scan of them all.
+            let (m, k) = (arg(fts.into()), arg((super::MAX_RANKED as i64).into()));
             sql.push_str(&format!(
-                "FROM search JOIN torrents t ON t.id = search.rowid WHERE search MATCH {}",
-                arg(fts.into())
+                "FROM (SELECT rowid AS rid, bm25(search, 10.0, 1.0) AS score FROM search
+                       WHERE search MATCH {m} ORDER BY rowid DESC LIMIT {k}) s
+                 JOIN torrents t ON t.id = s.rid WHERE 1"
             ));
         }
         if let Some(v) = q.min_size {
@@ -607,7 +611,7 @@ impl StoreRead for SqliteStore {
         let dir = if q.ascending { "ASC" } else { "DESC" };
         let order = match q.sort {
             Sort::Relevance if terms.is_empty() => "t.first_seen DESC".to_string(),
-            Sort::Relevance => "bm25(search, 10.0, 1.0)".to_string(),
+            Sort::Relevance => "s.score".to_string(),
             Sort::FirstSeen => format!("t.first_seen {dir}"),
             Sort::Size => format!("t.total_size {dir}"),
             Sort::Seeders => format!("t.seeders IS NULL, t.seeders {dir}"),
