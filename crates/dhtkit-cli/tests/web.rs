@@ -967,6 +967,7 @@ fn a_browser_searches_and_sees_names_as_text() {
         &format!("/element/{heading}/click"),
         Some(json!({})),
     );
+    b.wait_url("order=asc");
     assert_eq!(column(&b)[..3], ["0", "1", "2"]);
     // A filter from the form keeps the order.
     let input = b.find("input[name=min_seeders]");
