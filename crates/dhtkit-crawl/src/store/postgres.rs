@@ -633,24 +633,25 @@ impl StoreRead for PostgresStore {
             args.push(v);
             format!("${}", args.len())
         };
+        const COLUMNS: &str = "id, info_hash, name, total_size, file_count, first_seen, seeders,
+                    leechers, scraped_at";
         let mut sql = String::from(
             "SELECT t.info_hash, t.name, t.total_size, t.file_count, t.first_seen, t.seeders,
                     t.leechers, t.scraped_at",
         );
-        let mut rank = String::new();
         if terms.is_empty() {
             sql.push_str(" FROM torrents t WHERE t.name IS NOT NULL");
         } else {
             // Words only (letters and digits), each a plain term: nothing is read as syntax.
-            // The newest MAX_RANKED matches are ranked, not every match of a common word.
+            // The newest MAX_RANKED matches are ranked, not every match of a common word;
+            // they carry every column out, so no second pass over the table is planned.
             let a = arg(Box::new(terms.join(" ")));
             let k = arg(Box::new(super::MAX_RANKED as i64));
             sql.push_str(&format!(
-                " FROM (SELECT id FROM torrents WHERE search @@ plainto_tsquery('simple', {a})
-                        ORDER BY id DESC LIMIT {k}) m
-                  JOIN torrents t ON t.id = m.id WHERE true"
+                " FROM (SELECT {COLUMNS}, ts_rank(search, plainto_tsquery('simple', {a})) AS score
+                        FROM torrents WHERE search @@ plainto_tsquery('simple', {a})
+                        ORDER BY id DESC LIMIT {k}) t WHERE true"
             ));
-            rank = format!("ts_rank(t.search, plainto_tsquery('simple', {a})) DESC");
         }
         if let Some(v) = q.min_size {
             sql.push_str(&format!(" AND t.total_size >= {}", arg(Box::new(v as i64))));
@@ -667,7 +668,7 @@ impl StoreRead for PostgresStore {
         let dir = if q.ascending { "ASC" } else { "DESC" };
         let order = match q.sort {
             Sort::Relevance if terms.is_empty() => "t.first_seen DESC".to_string(),
-            Sort::Relevance => rank,
+            Sort::Relevance => "t.score DESC".to_string(),
             Sort::FirstSeen => format!("t.first_seen {dir}"),
             Sort::Size => format!("t.total_size {dir}"),
             Sort::Seeders => format!("t.seeders {dir} NULLS LAST"),
