@@ -286,6 +286,7 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
         let source = crate::metrics::Source {
             nodes: crawler.nodes().to_vec(),
             crawl: Some(crawler.stats().clone()),
+            served: server.as_ref().map(|s| s.stats().clone()),
         };
         match crate::metrics::serve(addr, source).await {
             Ok(at) => eprintln!("metrics on http://{at}/metrics"),

@@ -31,6 +31,8 @@ pub(crate) struct Source {
     pub nodes: Vec<Dht>,
     /// The crawler's counters, for `crawl`.
     pub crawl: Option<Arc<CrawlStats>>,
+    /// The metadata server's counters, for `crawl` while it serves (BEP 9).
+    pub served: Option<Arc<dhtkit_crawl::serve::ServeStats>>,
 }
 
 /// One scrape's numbers.
@@ -38,6 +40,7 @@ pub(crate) struct Source {
 struct Snapshot {
     nodes: Vec<DhtStats>,
     crawl: Option<Arc<CrawlStats>>,
+    served: Option<Arc<dhtkit_crawl::serve::ServeStats>>,
     rss: u64,
 }
 
@@ -295,6 +298,33 @@ impl Collector for Snapshot {
         let Some(c) = &self.crawl else { return Ok(()) };
         let g = CrawlStats::get;
         let one = |v: u64| [(NONE, v)];
+        if let Some(s) = &self.served {
+            family(
+                &mut enc,
+                "dhtkit_crawl_metadata_served_connections",
+                "Peers that connected to the metadata server (BEP 9), and those refused when it was full.",
+                Counter,
+                [
+                    ([("result", "accepted")], g(&s.connections)),
+                    ([("result", "refused")], g(&s.refused)),
+                    ([("result", "known")], g(&s.known)),
+                ],
+            )?;
+            family(
+                &mut enc,
+                "dhtkit_crawl_metadata_served_bytes",
+                "Metadata bytes served to peers.",
+                Counter,
+                one(g(&s.bytes)),
+            )?;
+            family(
+                &mut enc,
+                "dhtkit_crawl_metadata_served_pieces",
+                "Metadata pieces served to peers.",
+                Counter,
+                one(g(&s.pieces)),
+            )?;
+        }
         family(
             &mut enc,
             "dhtkit_crawl_infohashes_seen",
@@ -573,6 +603,7 @@ async fn scrape(source: Arc<Source>) -> axum::response::Response {
     let snap = Snapshot {
         nodes,
         crawl: source.crawl.clone(),
+        served: source.served.clone(),
         rss: dhtkit_crawl::stats::rss_bytes(),
     };
     let mut registry = Registry::default();

@@ -34,6 +34,7 @@ pub(crate) async fn run(
         let source = crate::metrics::Source {
             nodes: vec![dht.clone()],
             crawl: None,
+            served: None,
         };
         let at = crate::metrics::serve(addr, source).await?;
         eprintln!("metrics on http://{at}/metrics");

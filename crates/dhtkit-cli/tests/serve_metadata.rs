@@ -77,6 +77,8 @@ fn libtorrent_fetches_metadata_from_the_crawler_as_its_only_peer() {
             "127.68.9.9:9",
             "--serve-metadata-bind",
             "127.68.0.1:0",
+            "--metrics",
+            "127.68.0.1:0",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -91,14 +93,19 @@ fn libtorrent_fetches_metadata_from_the_crawler_as_its_only_peer() {
         }
     });
     let _crawler = Killed(child);
-    let served_on = loop {
+    let (mut served_on, mut metrics) = (None, None);
+    while served_on.is_none() || metrics.is_none() {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
-            .expect("the crawler says where it serves metadata");
+            .expect("the crawler says where it serves metadata and metrics");
         if let Some(at) = line.strip_prefix("serving stored metadata (BEP 9) on TCP ") {
-            break at.trim().to_string();
+            served_on = Some(at.trim().to_string());
         }
-    };
+        if let Some(at) = line.strip_prefix("metrics on ") {
+            metrics = Some(at.trim().to_string());
+        }
+    }
+    let (served_on, metrics) = (served_on.unwrap(), metrics.unwrap());
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/lt_fetch_metadata.py");
     let out = Command::new(lt_python())
@@ -125,6 +132,28 @@ fn libtorrent_fetches_metadata_from_the_crawler_as_its_only_peer() {
     assert_eq!(v["info_hash"], ih.to_hex(), "{v}");
     assert_eq!(v["files"], 2);
     assert_eq!(v["size"], 36_044_800);
+    // The server counted what it gave.
+    let text = ureq::get(&metrics)
+        .timeout(Duration::from_secs(10))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let value = |name: &str| -> Option<String> {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_string)
+    };
+    assert_eq!(
+        value("dhtkit_crawl_metadata_served_pieces_total").as_deref(),
+        Some("3"),
+        "{text}"
+    );
+    assert_eq!(
+        value("dhtkit_crawl_metadata_served_bytes_total"),
+        Some(dict.len().to_string())
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
