@@ -165,7 +165,7 @@ fn torrent(r: &mut Rng, v: &Vocab, n: u64, now: i64) -> (Id, TorrentInfo, Option
             length: 1_000 + r.below(2_000_000_000 / files),
         })
         .collect();
-    let swarm = (n % 3 == 0).then(|| Swarm {
+    let swarm = n.is_multiple_of(3).then(|| Swarm {
         seeders: r.below(500),
         leechers: r.below(100),
         at: now,
@@ -201,6 +201,9 @@ fn timed(s: &dyn StoreRead, texts: &[String], sort: Sort) -> (f64, f64, usize) {
 }
 
 trait Both: Store + StoreRead {}
+
+/// Bytes on disk of a store.
+type SizeOf = Box<dyn Fn(&mut dyn Both) -> u64>;
 impl<T: Store + StoreRead> Both for T {}
 
 fn main() {
@@ -215,28 +218,27 @@ fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)
         .join(format!("dhtkit-scale-{}", std::process::id()));
-    let (mut store, size): (Box<dyn Both>, Box<dyn Fn(&mut dyn Both) -> u64>) =
-        if target == "sqlite" {
-            std::fs::create_dir_all(&dir).unwrap();
-            let path = dir.join("scale.sqlite");
-            (
-                Box::new(SqliteStore::open(&path).unwrap()),
-                Box::new(|s: &mut dyn Both| {
-                    s.compact().unwrap();
-                    s.size().unwrap().bytes
-                }),
-            )
-        } else {
-            let mut c = postgres::Client::connect(target, postgres::NoTls).unwrap();
-            c.batch_execute("DROP DATABASE IF EXISTS dhtkit_scale")
-                .unwrap();
-            c.batch_execute("CREATE DATABASE dhtkit_scale").unwrap();
-            let base = target.rsplit_once('/').map_or(target, |(b, _)| b);
-            (
-                Box::new(PostgresStore::open(&format!("{base}/dhtkit_scale"), "bench").unwrap()),
-                Box::new(|s: &mut dyn Both| s.size().unwrap().bytes),
-            )
-        };
+    let (mut store, size): (Box<dyn Both>, SizeOf) = if target == "sqlite" {
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("scale.sqlite");
+        (
+            Box::new(SqliteStore::open(&path).unwrap()),
+            Box::new(|s: &mut dyn Both| {
+                s.compact().unwrap();
+                s.size().unwrap().bytes
+            }),
+        )
+    } else {
+        let mut c = postgres::Client::connect(target, postgres::NoTls).unwrap();
+        c.batch_execute("DROP DATABASE IF EXISTS dhtkit_scale")
+            .unwrap();
+        c.batch_execute("CREATE DATABASE dhtkit_scale").unwrap();
+        let base = target.rsplit_once('/').map_or(target, |(b, _)| b);
+        (
+            Box::new(PostgresStore::open(&format!("{base}/dhtkit_scale"), "bench").unwrap()),
+            Box::new(|s: &mut dyn Both| s.size().unwrap().bytes),
+        )
+    };
     let now = 1_790_000_000;
     let vocab = Vocab::new(200_000);
     let mut r = Rng(0x5eed_1234_abcd_9876);
