@@ -205,8 +205,15 @@ impl PostgresStore {
             .batch_execute("SET default_transaction_read_only = on")
             .map_err(|e| open_err(pg_message(&e)))?;
         let version = schema_version(&mut client).map_err(|e| open_err(pg_message(&e)))?;
+        if version == 0 {
+            return Err(open_err("not a dhtkit database".into()));
+        }
         if version < MIGRATIONS.len() as i64 {
-            return Err(open_err("not a dhtkit database (or an older one)".into()));
+            return Err(open_err(format!(
+                "made by an older dhtkit (schema {version} of {}): open it once for writing \
+                 (dhtkit crawl, import or prune) to upgrade it",
+                MIGRATIONS.len()
+            )));
         }
         Ok(PostgresStore {
             client: Mutex::new(Conn(Some(client))),

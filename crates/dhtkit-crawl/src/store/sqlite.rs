@@ -148,8 +148,14 @@ impl SqliteStore {
                 known,
             });
         }
+        if version == 0 {
+            return Err(open_err("not a dhtkit database".into()));
+        }
         if version < known {
-            return Err(open_err("not a dhtkit database (or an older one)".into()));
+            return Err(open_err(format!(
+                "made by an older dhtkit (schema {version} of {known}): open it once for \
+                 writing (dhtkit crawl, import or prune) to upgrade it"
+            )));
         }
         Ok(SqliteStore {
             conn,
@@ -832,6 +838,43 @@ mod tests {
         let d = std::env::temp_dir().join(format!("dhtkit-sqlite-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d.join("crawl.sqlite")
+    }
+
+    #[test]
+    fn a_database_of_the_first_schema_is_upgraded_with_its_rows() {
+        let p = temp("upgrade");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute(
+                "INSERT INTO torrents (info_hash, first_seen, last_seen, seen_count, sources,
+                    name, total_size, file_count, piece_length, private, meta_version, fetched_at)
+                 VALUES (?1, 10, 20, 2, 1, 'old torrent', 5, 1, 16384, 0, 1, 15)",
+                [&[7u8; 20][..]],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO search (rowid, name, paths) VALUES (1, 'old torrent', 'f\n')",
+                [],
+            )
+            .unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let err = SqliteStore::open_read_only(&p).unwrap_err().to_string();
+        assert!(err.contains("older dhtkit (schema 1 of"), "{err}");
+        let mut s = SqliteStore::open(&p).unwrap();
+        let t = s.torrent(&Id([7; 20])).unwrap().unwrap();
+        assert_eq!(t.metadata.unwrap().name, "old torrent");
+        assert_eq!(t.swarm, None);
+        // Named before the upgrade: due for its first scrape.
+        assert_eq!(s.due_scrapes(100, 10).unwrap().len(), 1);
+        assert_eq!(
+            s.search(&SearchQuery::words("old", 10)).unwrap()[0].name,
+            "old torrent"
+        );
+        drop(s);
+        assert!(SqliteStore::open_read_only(&p).is_ok());
     }
 
     #[test]
