@@ -258,8 +258,8 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
     );
     let server = match serve {
         None => None,
-        Some((bind, sc)) => {
-            let bind = bind.unwrap_or(first.local_addrs()[0]);
+        Some((given, sc)) => {
+            let bind = given.unwrap_or(first.local_addrs()[0]);
             let reader_spec = spec.clone();
             let reader = tokio::task::spawn_blocking(move || store::open_reader(&reader_spec))
                 .await
@@ -275,9 +275,17 @@ pub(crate) async fn crawl(a: CrawlArgs) -> Result<ExitCode, BadInput> {
                     eprintln!("serving stored metadata (BEP 9) on TCP {}", s.local_addr());
                     Some(s)
                 }
+                // The default address taken (another BitTorrent program on the port): crawl
+                // anyway, and say how to choose.
+                Err(e) if given.is_none() => {
+                    eprintln!(
+                        "warning: not serving metadata: {e}; give --serve-metadata-bind ADDR:PORT, or --no-serve-metadata"
+                    );
+                    None
+                }
                 Err(e) => {
                     crawler.shutdown().await;
-                    return Err(BadInput(format!("--serve-metadata: {e}")));
+                    return Err(BadInput(format!("--serve-metadata-bind: {e}")));
                 }
             }
         }

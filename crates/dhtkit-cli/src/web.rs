@@ -25,7 +25,7 @@ pub(crate) struct WebArgs {
     /// from DHTKIT_API_KEY.
     #[arg(long, env = "DHTKIT_API_KEY", hide_env_values = true)]
     pub(crate) api_key: Option<String>,
-    /// The address the site is reached at from outside (https://index.example), for the
+    /// The address the site is reached at from outside (`https://index.example`), for the
     /// absolute links in the RSS feed and Torznab; default: each request's Host.
     #[arg(long)]
     pub(crate) base_url: Option<String>,
