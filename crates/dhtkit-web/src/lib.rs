@@ -289,34 +289,11 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// `700M`, `1.5G`, `4096`: bytes (units are powers of 1,024).
+/// `700M`, `1.5G`, `4096`: bytes, as `dhtkit crawl --max-db-size` reads them.
 fn parse_size(what: &str, v: &str) -> Result<u64, WebError> {
-    let v = v.trim();
-    let split = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let mult: u64 = match unit
-        .trim()
-        .to_ascii_lowercase()
-        .trim_end_matches("ib")
-        .trim_end_matches('b')
-    {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        _ => 0,
-    };
-    match num.parse::<f64>() {
-        Ok(n) if mult > 0 && n.is_finite() && n >= 0.0 && n * (mult as f64) < 9.0e18 => {
-            Ok((n * mult as f64) as u64)
-        }
-        _ => Err(WebError::BadRequest(format!(
-            "{what} must be a size such as 4096, 700M or 1.5G"
-        ))),
-    }
+    dhtkit_crawl::cap::parse_size(v).ok_or_else(|| {
+        WebError::BadRequest(format!("{what} must be a size such as 4096, 700M or 1.5G"))
+    })
 }
 
 impl Filters {
