@@ -178,9 +178,63 @@ pub struct LookupResult {
     /// BEP 33: the merged filters behind [`LookupResult::scrape`] (seeds, other peers), to
     /// merge with other lookups' (a dual-stack node scrapes in both families).
     pub scrape_filters: Option<Box<(crate::scrape::Bloom, crate::scrape::Bloom)>>,
-    /// BEP 44 ([`LookupKind::PutItem`]): the KRPC error codes nodes answered our put with
-    /// (301 and 302 say a newer item is stored).
-    pub put_errors: Vec<i64>,
+    /// BEP 44 ([`LookupKind::PutItem`]): each node that refused our put, with its KRPC error
+    /// (301 and 302 say a newer item is stored), at most [`MAX_PUT_REFUSALS`].
+    pub put_refusals: Vec<PutRefusal>,
+    /// BEP 44 ([`LookupKind::PutItem`]): puts that got no answer in time.
+    pub put_unanswered: u32,
+    /// BEP 44 ([`LookupKind::GetItem`] and the search phase of [`LookupKind::PutItem`]):
+    /// what the nodes asked said about the item.
+    pub item_report: ItemReport,
+}
+
+/// Most refusals a put reports (further ones are counted in [`ItemReport`] no more).
+pub const MAX_PUT_REFUSALS: usize = 64;
+
+/// A node that refused a BEP 44 put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutRefusal {
+    /// Where the node is.
+    pub addr: SocketAddr,
+    /// Its id, if we knew it.
+    pub id: Option<Id>,
+    /// The KRPC error code (203, 205, 206, 207, 301, 302, ...).
+    pub code: i64,
+    /// The error text it sent (at most 100 bytes, lossy UTF-8).
+    pub message: String,
+}
+
+/// What the nodes a BEP 44 lookup asked had under its target.
+///
+/// For a get, "current" means the item the lookup returns (for a mutable item, its seq); for
+/// a put, the item being put. A node is counted once, by its reply to the lookup's `get`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ItemReport {
+    /// Nodes that answered the `get`.
+    pub answered: u32,
+    /// Nodes that sent the current item (an immutable item that hashes right; a mutable
+    /// item with the current seq whose signature verifies).
+    pub current: u32,
+    /// Nodes that sent a valid mutable item with a lower seq.
+    pub older: u32,
+    /// Nodes that sent a valid mutable item with a higher seq than the one put (puts only).
+    pub newer: u32,
+    /// Nodes that sent an item that failed its check (wrong hash, key, salt or signature).
+    pub invalid: u32,
+    /// Nodes that answered without an item.
+    pub without: u32,
+}
+
+impl ItemReport {
+    /// Adds another family's counts.
+    pub fn add(&mut self, o: &ItemReport) {
+        self.answered += o.answered;
+        self.current += o.current;
+        self.older += o.older;
+        self.newer += o.newer;
+        self.invalid += o.invalid;
+        self.without += o.without;
+    }
 }
 
 /// Everything a node reports. Poll with [`crate::Node::poll_event`].

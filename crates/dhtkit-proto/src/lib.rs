@@ -19,6 +19,7 @@
 //! |---|---|
 //! | [`bencode`] | a borrowing, bounded decoder and a canonical encoder |
 //! | [`krpc`] | typed KRPC messages; the one list of methods ([`krpc::Method`], [`MethodKind`]) |
+//! | [`bep46`] | BEP 46 magnet links (`urn:btpk:`) and the items that point at a torrent |
 //! | [`compact`] | compact peer and node encodings (BEP 5, BEP 32) |
 //! | [`addr`] | which addresses may be contacted: local, reserved, invalid |
 //! | [`routing`] | the routing table (buckets, replacement caches, liveness) |
@@ -61,6 +62,7 @@
 pub mod addr;
 pub mod bencode;
 pub mod bep42;
+pub mod bep46;
 pub mod compact;
 mod config;
 mod event;
@@ -78,8 +80,8 @@ mod util;
 
 pub use config::{Config, SampleConfig, StoreConfig};
 pub use event::{
-    Answer, Event, LookupId, LookupKind, LookupResult, Reply, RequestId, RequestOutcome,
-    ScrapeEstimate,
+    Answer, Event, ItemReport, LookupId, LookupKind, LookupResult, PutRefusal, Reply, RequestId,
+    RequestOutcome, ScrapeEstimate, MAX_PUT_REFUSALS,
 };
 pub use id::{Distance, Id, InfoHash, ParseIdError};
 pub use items::{Item, ItemConfig};

@@ -160,9 +160,23 @@ fn put_and_get_at_ten_thousand_nodes_with_loss() {
     let st = put_all(&mut sim, &stale);
     let refused = st
         .iter()
-        .filter(|(_, r)| r.put_errors.contains(&302))
+        .filter(|(_, r)| r.put_refusals.iter().any(|f| f.code == 302))
         .count();
     assert!(refused >= 19, "stale puts refused with 302: {refused}/20");
+    // The stale puts' searches saw the newer item on the nodes they asked.
+    let saw_newer = st.iter().filter(|(_, r)| r.item_report.newer > 0).count();
+    assert!(
+        saw_newer >= 19,
+        "stale puts saw seq 2 first: {saw_newer}/20"
+    );
+    for (_, r) in &st {
+        let rep = r.item_report;
+        assert_eq!(
+            rep.answered,
+            rep.current + rep.older + rep.newer + rep.invalid + rep.without,
+            "every answer is counted once: {rep:?}"
+        );
+    }
     let wanted: Vec<(usize, Id, Vec<u8>)> = updates
         .iter()
         .zip(&up)
@@ -182,6 +196,119 @@ fn put_and_get_at_ten_thousand_nodes_with_loss() {
         .count();
     eprintln!("updates: {ok}/20 read back at seq 2; stale puts refused by {refused}/20");
     assert!(ok >= 19, "the newest seq comes back: {ok}/20");
+    let good = newest.iter().filter(|r| r.item_report.current >= 3).count();
+    assert!(good >= 19, "gets name the nodes that had seq 2: {good}/20");
+
+    minority_refusals(&mut sim, &keys[0].0, &updates[0].0, up[0].1.closest.clone());
+}
+
+/// Two of the nodes holding `item` (seq 2, signed with `seed`) are given seq 3 directly; putting `item` again
+/// then mostly succeeds, and the put reports exactly those two as refusing it with 302. A
+/// get afterwards returns seq 3 and counts the nodes still at seq 2 as older.
+fn minority_refusals(
+    sim: &mut Sim,
+    seed: &[u8; 32],
+    item: &Item,
+    holders: Vec<(Id, std::net::SocketAddr)>,
+) {
+    use dhtkit_proto::{Event, Request, RequestOutcome};
+    let signed = item.signed.as_ref().unwrap();
+    let target = item.target();
+    let newer = Item::mutable(seed, &signed.salt, 3, bencode_bytes(b"v3 by two nodes"));
+    let asker = pick_other(sim, usize::MAX);
+    let picked: Vec<std::net::SocketAddr> = holders
+        .iter()
+        .map(|(_, a)| *a)
+        .filter(|a| {
+            sim.index_of(a)
+                .is_some_and(|i| sim.is_alive(i) && i != asker)
+        })
+        .take(2)
+        .collect();
+    assert_eq!(picked.len(), 2, "two live holders");
+    for y in &picked {
+        // get for a token, then put seq 3 on that node alone (a lost datagram is retried).
+        let mut stored = false;
+        for _ in 0..5 {
+            let rid = sim.with_node(asker, |n, now| {
+                n.request(now, *y, Request::get(target, None))
+            });
+            sim.run_for(Duration::from_secs(20));
+            let token = sim.take_events(asker).into_iter().find_map(|e| match e {
+                Event::RequestFinished {
+                    id,
+                    outcome: RequestOutcome::Response(r),
+                    ..
+                } if Some(id) == rid => r.token,
+                _ => None,
+            });
+            let Some(token) = token else { continue };
+            let rid = sim.with_node(asker, |n, now| {
+                n.request(now, *y, Request::put(token, &newer, None))
+            });
+            sim.run_for(Duration::from_secs(20));
+            stored = sim.take_events(asker).into_iter().any(|e| {
+                matches!(e, Event::RequestFinished {
+                    id,
+                    outcome: RequestOutcome::Response(_),
+                    ..
+                } if Some(id) == rid)
+            });
+            if stored {
+                break;
+            }
+        }
+        assert!(stored, "seq 3 stored on {y}");
+    }
+    let putter = pick_other(sim, asker);
+    let lid = sim
+        .with_node(putter, |n, now| n.put_item(now, item.clone(), None))
+        .expect("lookup slot");
+    let r = sim.run_lookups(&[(putter, lid)], Duration::from_secs(120))[0]
+        .clone()
+        .expect("the put finishes");
+    eprintln!(
+        "minority: stored on {}, refusals {:?}, report {:?}",
+        r.announced, r.put_refusals, r.item_report
+    );
+    assert!(
+        r.announced >= 4,
+        "the put mostly succeeded: {}",
+        r.announced
+    );
+    assert!(!r.put_refusals.is_empty(), "the refusals are reported");
+    for f in &r.put_refusals {
+        assert_eq!(f.code, 302, "refused as older: {f:?}");
+        assert!(
+            picked.contains(&f.addr),
+            "only the nodes at seq 3 refuse: {f:?}"
+        );
+        assert!(!f.message.is_empty());
+    }
+    assert!(
+        r.item_report.newer >= 1 && r.item_report.current >= 3,
+        "{:?}",
+        r.item_report
+    );
+
+    let getter = pick_other(sim, putter);
+    let lid = sim
+        .with_node(getter, |n, now| n.get_item(now, target, &signed.salt))
+        .expect("lookup slot");
+    let g = sim.run_lookups(&[(getter, lid)], Duration::from_secs(120))[0]
+        .clone()
+        .expect("the get finishes");
+    assert_eq!(
+        g.item.as_ref().and_then(|i| i.seq()),
+        Some(3),
+        "the highest seq wins"
+    );
+    assert!(g.item_report.current >= 1, "{:?}", g.item_report);
+    assert!(
+        g.item_report.older >= 3,
+        "the nodes at seq 2 count as older: {:?}",
+        g.item_report
+    );
 }
 
 #[test]

@@ -84,7 +84,8 @@ impl Node {
         self.get_item_in(now, target, salt, v6)
     }
 
-    /// [`Node::get_item`] in one address family (`v6`).
+    /// [`Node::get_item`] in one address family (`v6`). `None`, before any work, for a salt
+    /// longer than [`crate::items::MAX_SALT_LEN`] (BEP 44 error 207).
     pub fn get_item_in(
         &mut self,
         now: Instant,
@@ -92,6 +93,9 @@ impl Node {
         salt: &[u8],
         v6: bool,
     ) -> Option<LookupId> {
+        if salt.len() > crate::items::MAX_SALT_LEN {
+            return None;
+        }
         let p = self.parts(now);
         let mut ctx = p.ctx;
         let s = if v6 { p.v6 } else { p.v4 }?;
@@ -103,7 +107,7 @@ impl Node {
     /// BEP 44: stores `item` on the k closest nodes to its target (a lookup with `get` for
     /// their tokens, then `put`). With `cas`, nodes store a mutable item only over the seq
     /// given. [`crate::LookupResult::announced`] counts the nodes that stored it and
-    /// [`crate::LookupResult::put_errors`] has the errors the others answered.
+    /// [`crate::LookupResult::put_refusals`] has the errors the others answered.
     pub fn put_item(
         &mut self,
         now: Instant,
@@ -114,7 +118,9 @@ impl Node {
         self.put_item_in(now, item, cas, v6)
     }
 
-    /// [`Node::put_item`] in one address family (`v6`).
+    /// [`Node::put_item`] in one address family (`v6`). `None`, before any work, for an item
+    /// that fails [`crate::items::Item::check`] (a salt over 64 bytes, a value over 1,000, a
+    /// bad signature): nodes would refuse it.
     pub fn put_item_in(
         &mut self,
         now: Instant,
@@ -122,6 +128,9 @@ impl Node {
         cas: Option<i64>,
         v6: bool,
     ) -> Option<LookupId> {
+        if item.check().is_err() {
+            return None;
+        }
         let target = item.target();
         let p = self.parts(now);
         let mut ctx = p.ctx;

@@ -559,7 +559,7 @@ impl Node {
         });
         let mut parts = self.parts(now);
         if let Some((s, ctx)) = parts.for_addr(&from) {
-            s.on_error(ctx, &p, code);
+            s.on_error(ctx, &p, code, msg);
         }
         request_finished(&mut self.events, &p, || RequestOutcome::Error {
             code,

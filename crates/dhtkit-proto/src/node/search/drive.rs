@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use super::lookup::{Lookup, Phase, MAX_PEERS_PER_LOOKUP, MAX_PUT_ERRORS, REDRIVE_DELAY};
+use super::lookup::{Lookup, Phase, MAX_PEERS_PER_LOOKUP, REDRIVE_DELAY};
 use super::{Ctx, Search};
 use crate::event::{Event, LookupId, LookupKind, LookupResult};
 use crate::krpc::{MethodKind, Request, Response};
@@ -163,7 +163,7 @@ impl Search {
             return;
         }
         l.on_response(&from, r.id, r.token);
-        if l.kind == LookupKind::GetItem {
+        if matches!(l.kind, LookupKind::GetItem | LookupKind::PutItem) {
             l.offer_item(r);
         }
         if l.kind == LookupKind::Scrape {
@@ -214,16 +214,29 @@ impl Search {
         ctx: &mut Ctx<'_>,
         lid: LookupId,
         p: &Pending,
-        error: Option<i64>,
+        failure: Option<(i64, &[u8])>,
     ) {
         let Some(l) = self.lookups.get_mut(&lid) else {
             return;
         };
+        let error = failure.map(|f| f.0);
         let timed_out = error.is_none();
         if matches!(p.kind, MethodKind::AnnouncePeer | MethodKind::Put) {
             l.announce_done(false);
-            if let (Some(code), true) = (error, l.put_errors.len() < MAX_PUT_ERRORS) {
-                l.put_errors.push(code);
+            match failure {
+                None if p.kind == MethodKind::Put => l.put_unanswered += 1,
+                Some((code, msg))
+                    if p.kind == MethodKind::Put
+                        && l.put_refusals.len() < crate::event::MAX_PUT_REFUSALS =>
+                {
+                    l.put_refusals.push(crate::event::PutRefusal {
+                        addr: p.addr,
+                        id: p.node_id,
+                        code,
+                        message: String::from_utf8_lossy(&msg[..msg.len().min(100)]).into_owned(),
+                    });
+                }
+                _ => {}
             }
         } else {
             // A server or protocol error (202, 203) to a query we know was well formed most
@@ -358,8 +371,14 @@ impl Search {
                 closest,
                 peers_found: l.peers.len(),
                 announced: l.announced,
+                item_report: if matches!(l.kind, LookupKind::GetItem | LookupKind::PutItem) {
+                    l.item_report()
+                } else {
+                    Default::default()
+                },
                 item: (l.kind == LookupKind::GetItem).then_some(l.item).flatten(),
-                put_errors: l.put_errors,
+                put_refusals: l.put_refusals,
+                put_unanswered: l.put_unanswered,
                 scrape: l.blooms.as_ref().map(|b| crate::event::ScrapeEstimate {
                     seeds: b.0.estimate(),
                     peers: b.1.estimate(),

@@ -28,8 +28,6 @@ use crate::{Config, Distance, Id, Instant};
 pub(super) const REDRIVE_DELAY: Duration = Duration::from_millis(250);
 /// Most distinct peers a single lookup reports.
 pub(super) const MAX_PEERS_PER_LOOKUP: usize = 10_000;
-/// Most put errors a lookup remembers.
-pub(super) const MAX_PUT_ERRORS: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
@@ -112,8 +110,15 @@ pub(crate) struct Lookup {
     pub(crate) item: Option<Item>,
     /// BEP 44: compare-and-swap seq sent with a put.
     pub(crate) cas: Option<i64>,
-    /// BEP 44: error codes our puts were answered with.
-    pub(crate) put_errors: Vec<i64>,
+    /// BEP 44: the nodes that refused our puts.
+    pub(crate) put_refusals: Vec<crate::event::PutRefusal>,
+    /// BEP 44: puts that got no answer.
+    pub(crate) put_unanswered: u32,
+    /// BEP 44: the seq (0 for an immutable item) of every valid item a node sent.
+    pub(crate) seen_seqs: Vec<i64>,
+    /// BEP 44: nodes that answered the `get`, and those whose item failed its check.
+    pub(crate) item_answers: u32,
+    pub(crate) item_invalid: u32,
     /// BEP 33: the union of the seeds' and the peers' filters received.
     pub(crate) blooms: Option<Box<(crate::scrape::Bloom, crate::scrape::Bloom)>>,
 }
@@ -153,18 +158,33 @@ impl Lookup {
             salt: Vec::new(),
             item: None,
             cas: None,
-            put_errors: Vec::new(),
+            put_refusals: Vec::new(),
+            put_unanswered: 0,
+            seen_seqs: Vec::new(),
+            item_answers: 0,
+            item_invalid: 0,
             blooms: None,
         }
     }
 
     /// An item from a `get` reply: kept if it checks out against the target and beats what
     /// we have (an immutable item: the first; a mutable one: a higher seq).
+    /// A put's search phase only counts what the node had (see [`Lookup::item_report`]).
     pub(crate) fn offer_item(&mut self, r: &Response<'_>) {
+        self.item_answers += 1;
         let Some(v) = r.v else { return };
-        let Some(item) = Item::from_reply(&self.target, &self.salt, v, r.k, r.sig, r.seq) else {
+        let salt = match (&self.kind, &self.item) {
+            (LookupKind::PutItem, Some(i)) => i.signed.as_ref().map_or(&[][..], |s| &s.salt[..]),
+            _ => &self.salt[..],
+        };
+        let Some(item) = Item::from_reply(&self.target, salt, v, r.k, r.sig, r.seq) else {
+            self.item_invalid += 1;
             return;
         };
+        self.seen_seqs.push(item.seq().unwrap_or(0));
+        if self.kind != LookupKind::GetItem {
+            return;
+        }
         let better = match (&self.item, item.seq()) {
             (None, _) => true,
             (Some(have), Some(seq)) => have.seq().is_some_and(|h| seq > h),
@@ -173,6 +193,27 @@ impl Lookup {
         if better {
             self.item = Some(item);
         }
+    }
+
+    /// What the nodes asked had, against the item found (get) or put (put).
+    pub(crate) fn item_report(&self) -> crate::event::ItemReport {
+        let current = self.item.as_ref().map(|i| i.seq().unwrap_or(0));
+        let mut r = crate::event::ItemReport {
+            answered: self.item_answers,
+            invalid: self.item_invalid,
+            ..Default::default()
+        };
+        for &s in &self.seen_seqs {
+            match current {
+                Some(c) if s == c => r.current += 1,
+                Some(c) if s < c => r.older += 1,
+                _ => r.newer += 1,
+            }
+        }
+        r.without = r
+            .answered
+            .saturating_sub(r.invalid + self.seen_seqs.len() as u32);
+        r
     }
 
     /// The query that stores what this lookup is for at a node that gave us `token`: an

@@ -193,12 +193,12 @@ impl Search {
     }
 
     /// A KRPC error answered one of our queries.
-    pub(crate) fn on_error(&mut self, ctx: &mut Ctx<'_>, p: &Pending, code: i64) {
+    pub(crate) fn on_error(&mut self, ctx: &mut Ctx<'_>, p: &Pending, code: i64, msg: &[u8]) {
         match p.purpose {
             Purpose::Verify => {
                 self.verified(&p.addr);
             }
-            Purpose::Lookup(lid) => self.lookup_failed(ctx, lid, p, Some(code)),
+            Purpose::Lookup(lid) => self.lookup_failed(ctx, lid, p, Some((code, msg))),
             Purpose::Request(_) => {}
         }
     }
