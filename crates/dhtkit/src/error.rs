@@ -29,6 +29,16 @@ pub enum Error {
         /// Error text.
         message: String,
     },
+    /// A BEP 44 item or salt that nodes would refuse, refused here before any query was
+    /// sent: `code` is the KRPC error they would answer (205: value over 1,000 bytes; 206:
+    /// bad signature; 207: salt over 64 bytes).
+    #[error("invalid item ({code}): {message}")]
+    InvalidItem {
+        /// KRPC error code.
+        code: i64,
+        /// What is wrong.
+        message: String,
+    },
     /// An address could not be understood.
     #[error("bad address {0:?}")]
     BadAddress(String),

@@ -34,12 +34,13 @@ use std::sync::{Arc, Mutex};
 
 pub use builder::{DhtBuilder, DEFAULT_BIND, DEFAULT_BOOTSTRAP};
 pub use dhtkit_proto::bencode::OwnedValue;
+pub use dhtkit_proto::bep46;
 pub use dhtkit_proto::items::{self, Item};
 /// The events a node reports: the protocol core's own type, handed on unchanged.
 pub use dhtkit_proto::Event as DhtEvent;
 pub use dhtkit_proto::{
-    addr, Advert, Answer, Event, Id, InfoHash, LookupKind, LookupResult, LookupTimes, MethodKind,
-    Reply, Request, RequestOutcome, ScrapeEstimate, Stats as NodeStats,
+    addr, Advert, Answer, Event, Id, InfoHash, ItemReport, LookupKind, LookupResult, LookupTimes,
+    MethodKind, PutRefusal, Reply, Request, RequestOutcome, ScrapeEstimate, Stats as NodeStats,
 };
 /// The protocol core's settings, for [`DhtBuilder::config`] (and the parts it is made of).
 pub use dhtkit_proto::{Config, SampleConfig, StoreConfig};
@@ -111,8 +112,16 @@ pub struct PutResult {
     /// Nodes that stored it.
     pub stored: usize,
     /// The KRPC error codes other nodes answered with (301: cas mismatch, 302: a newer
-    /// item is stored).
+    /// item is stored), one per refusal.
     pub errors: Vec<i64>,
+    /// Each node that refused the put: its address, id, code and message (also those
+    /// inside a put most nodes stored).
+    pub refusals: Vec<PutRefusal>,
+    /// Puts that got no answer in time.
+    pub unanswered: u32,
+    /// What the nodes asked had before the put: the same item, an older or a newer seq, an
+    /// invalid item, or nothing.
+    pub report: ItemReport,
     /// The whole lookup.
     pub lookup: LookupResult,
 }
@@ -332,6 +341,12 @@ impl Dht {
     /// hours after their last put; [`dhtkit_proto::Config::item_refresh`] sets the interval),
     /// until [`Dht::stop_keeping`]. Each put is reported as a lookup event.
     pub async fn keep_item(&self, item: Item) -> Result<(), Error> {
+        if let Err(r) = item.check() {
+            return Err(Error::InvalidItem {
+                code: r.code,
+                message: r.message.to_string(),
+            });
+        }
         self.call(|r| Command::KeepItem(item, r)).await
     }
 
@@ -370,7 +385,17 @@ impl Dht {
     }
 
     /// [`Dht::get`], returning the whole lookup.
+    ///
+    /// [`LookupResult::item_report`] says how many nodes answered, had the item found, had an
+    /// older seq, sent an invalid item or none. A salt over 64 bytes is refused with
+    /// [`Error::InvalidItem`] (207) before any query is sent.
     pub async fn get_lookup(&self, target: Id, salt: &[u8]) -> Result<LookupResult, Error> {
+        if salt.len() > items::MAX_SALT_LEN {
+            return Err(Error::InvalidItem {
+                code: dhtkit_proto::krpc::ERR_SALT_TOO_BIG,
+                message: format!("salt of {} bytes; at most 64", salt.len()),
+            });
+        }
         let (tx, rx) = oneshot::channel();
         let what = LookupCommand::GetItem {
             salt: salt.to_vec(),
@@ -380,9 +405,41 @@ impl Dht {
         rx.await.map_err(|_| Error::Shutdown)?
     }
 
+    /// BEP 46: the infohash a mutable torrent link points at now, with the item that says
+    /// so (the highest seq found). `None` when no node had the item or its value is not a
+    /// `d2:ih20:…e` pointer.
+    pub async fn resolve_torrent(
+        &self,
+        link: &dhtkit_proto::bep46::MutableMagnet,
+    ) -> Result<Option<(Id, Item)>, Error> {
+        let item = self.get(link.target(), &link.salt).await?;
+        Ok(item.and_then(|i| dhtkit_proto::bep46::pointed_info_hash(&i.value).map(|ih| (ih, i))))
+    }
+
+    /// BEP 46: points the mutable torrent of key `seed` and `salt` at `info_hash` (a put of
+    /// `d2:ih20:…e`, seq one more than the highest found, as [`Dht::put_mutable`]).
+    pub async fn publish_torrent(
+        &self,
+        seed: &[u8; 32],
+        salt: &[u8],
+        info_hash: Id,
+    ) -> Result<PutResult, Error> {
+        let v = dhtkit_proto::bep46::pointer_value(&info_hash);
+        self.put_mutable(seed, salt, v, None).await
+    }
+
     /// BEP 44: stores `item` on the nodes closest to its target. With `cas`, nodes keep a
     /// mutable item only in place of the seq given.
+    ///
+    /// An item nodes would refuse (a value over 1,000 bytes, a salt over 64, a signature that
+    /// does not verify) is refused with [`Error::InvalidItem`] before any query is sent.
     pub async fn put(&self, item: Item, cas: Option<i64>) -> Result<PutResult, Error> {
+        if let Err(r) = item.check() {
+            return Err(Error::InvalidItem {
+                code: r.code,
+                message: r.message.to_string(),
+            });
+        }
         let target = item.target();
         let seq = item.seq();
         let (tx, rx) = oneshot::channel();
@@ -400,7 +457,10 @@ impl Dht {
             target,
             seq,
             stored: lookup.announced,
-            errors: lookup.put_errors.clone(),
+            errors: lookup.put_refusals.iter().map(|r| r.code).collect(),
+            refusals: lookup.put_refusals.clone(),
+            unanswered: lookup.put_unanswered,
+            report: lookup.item_report,
             lookup,
         })
     }

@@ -68,7 +68,10 @@ fn merge_family(out: &mut LookupResult, b: LookupResult) {
     out.responses += b.responses;
     out.timeouts += b.timeouts;
     out.duration = out.duration.max(b.duration);
-    out.put_errors.extend(b.put_errors);
+    out.put_refusals.extend(b.put_refusals);
+    out.put_refusals.truncate(dhtkit_proto::MAX_PUT_REFUSALS);
+    out.put_unanswered += b.put_unanswered;
+    out.item_report.add(&b.item_report);
     // The same peers may come back in both families (a dual-stack node's filters cover all
     // it stores): merge the filters, then estimate.
     if let Some(f) = b.scrape_filters {
