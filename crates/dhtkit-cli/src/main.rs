@@ -86,8 +86,25 @@ enum Command {
     /// value); with --key it is mutable, signed with that key. Exit 0 if at least one node
     /// stored it.
     Put {
-        /// The value, stored as a bencoded byte string.
-        value: String,
+        /// The value, stored as a bencoded byte string (text; with --hex, hex digits).
+        #[arg(required_unless_present_any = ["value_file", "info_hash"])]
+        value: Option<String>,
+        /// Read the value's bytes from FILE (`-`: standard input), stored exactly as a
+        /// bencoded byte string (a binary pkarr DNS packet, for example).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["value", "info_hash"])]
+        value_file: Option<PathBuf>,
+        /// VALUE is hex digits: store the bytes they spell.
+        #[arg(long, requires = "value")]
+        hex: bool,
+        /// BEP 46: store a mutable item pointing at this infohash (40 hex digits) and print
+        /// its magnet link (`magnet:?xs=urn:btpk:…`). Needs --key.
+        #[arg(
+            long,
+            value_name = "INFOHASH",
+            requires = "key",
+            conflicts_with = "value"
+        )]
+        info_hash: Option<String>,
         /// A file holding an ed25519 secret seed (64 hex digits; see `dhtkit keygen`): store a
         /// mutable item signed with it, under the SHA-1 of its public key and the salt.
         #[arg(long, value_name = "FILE")]
@@ -103,13 +120,20 @@ enum Command {
         common: Common,
     },
     /// Read an item from the DHT (BEP 44) and print its value as text. The item is checked
-    /// before it is printed (hash, or key, salt and signature). Exit 1 if not found.
+    /// before it is printed (hash, or key, salt and signature). Given a BEP 46 link
+    /// (`magnet:?xs=urn:btpk:<key>&s=<salt hex>`), print the infohash it points at. With
+    /// --json, the value's exact bytes are in `value_hex`. Exit 1 if not found.
     Get {
-        /// The item's target, 40 hex digits (as `dhtkit put` prints it).
+        /// The item's target, 40 hex digits (as `dhtkit put` prints it), or a BEP 46
+        /// magnet link.
         target: String,
         /// The salt a mutable item was stored with.
         #[arg(long)]
         salt: Option<String>,
+        /// Write the value's exact bytes (a byte string's contents) to standard output
+        /// instead of text.
+        #[arg(long, conflicts_with = "json")]
+        raw: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -640,6 +664,9 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
         }
         Command::Put {
             value,
+            value_file,
+            hex,
+            info_hash,
             key,
             salt,
             seq,
@@ -648,9 +675,25 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
             let seed = key.as_deref().map(oneshot::read_key).transpose()?;
             let salt = salt.unwrap_or_default().into_bytes();
             if salt.len() > dhtkit::items::MAX_SALT_LEN {
-                return Err(BadInput("--salt is longer than 64 bytes".into()));
+                return Err(BadInput(format!(
+                    "--salt is {} bytes; at most 64 (BEP 44 error 207)",
+                    salt.len()
+                )));
             }
-            let v = dhtkit::items::bencode_bytes(value.as_bytes());
+            let pointer = info_hash
+                .as_deref()
+                .map(|ih| parse_id("--info-hash", ih))
+                .transpose()?;
+            let v = match (&value, &value_file, pointer) {
+                (_, _, Some(ih)) => dhtkit::bep46::pointer_value(&ih),
+                (_, Some(f), _) => dhtkit::items::bencode_bytes(&oneshot::read_value_file(f)?),
+                (Some(v), _, _) if hex => dhtkit::items::bencode_bytes(
+                    &oneshot::parse_hex_bytes(v)
+                        .ok_or_else(|| BadInput("VALUE is not hex digits (with --hex)".into()))?,
+                ),
+                (Some(v), _, _) => dhtkit::items::bencode_bytes(v.as_bytes()),
+                (None, None, None) => unreachable!("clap requires one"),
+            };
             if v.len() > dhtkit::items::MAX_VALUE_LEN {
                 return Err(BadInput(format!(
                     "the value is {} bytes bencoded; an item holds at most 1000",
@@ -658,17 +701,40 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
                 )));
             }
             let b = builder(&common.binds(None), &common.opts)?;
-            oneshot::put(b, v, seed.map(|s| (s, salt, seq)), &common).await
+            let link = pointer.is_some().then(|| {
+                let seed = seed.as_ref().expect("clap requires --key");
+                dhtkit::bep46::MutableMagnet {
+                    key: dhtkit::items::public_key(seed),
+                    salt: salt.clone(),
+                }
+                .to_link()
+            });
+            oneshot::put(b, v, seed.map(|s| (s, salt, seq)), link, &common).await
         }
         Command::Get {
             target,
             salt,
+            raw,
             common,
         } => {
-            let target = parse_id("target", &target)?;
             let b = builder(&common.binds(None), &common.opts)?;
+            if target.starts_with("magnet:") {
+                if salt.is_some() {
+                    return Err(BadInput("a BEP 46 link carries its salt (s=)".into()));
+                }
+                let link = dhtkit::bep46::MutableMagnet::parse(&target)
+                    .map_err(|e| BadInput(format!("{target}: {e}")))?;
+                return oneshot::resolve_torrent(b, link, &common).await;
+            }
+            let target = parse_id("target", &target)?;
             let salt = salt.unwrap_or_default().into_bytes();
-            oneshot::get(b, target, &salt, &common).await
+            if salt.len() > dhtkit::items::MAX_SALT_LEN {
+                return Err(BadInput(format!(
+                    "--salt is {} bytes; at most 64 (BEP 44 error 207)",
+                    salt.len()
+                )));
+            }
+            oneshot::get(b, target, &salt, raw, &common).await
         }
         Command::Keygen { file } => oneshot::keygen(&file),
         Command::Scrape { info_hash, common } => {

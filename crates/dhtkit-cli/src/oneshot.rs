@@ -289,6 +289,34 @@ pub(crate) fn read_key(path: &std::path::Path) -> Result<[u8; 32], BadInput> {
     })
 }
 
+/// The bytes spelled by hex digits (either case; an even count).
+pub(crate) fn parse_hex_bytes(s: &str) -> Option<Vec<u8>> {
+    from_hex(s.trim())
+}
+
+/// Most bytes `--value-file` reads: one more than an item holds, so a larger file is told
+/// apart without reading all of it.
+const MAX_VALUE_FILE: u64 = dhtkit::items::MAX_VALUE_LEN as u64 + 1;
+
+/// A value's bytes from FILE, or standard input for `-`.
+pub(crate) fn read_value_file(path: &std::path::Path) -> Result<Vec<u8>, BadInput> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().take(MAX_VALUE_FILE).read_to_end(&mut buf)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(MAX_VALUE_FILE).read_to_end(&mut buf))
+    };
+    read.map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))?;
+    if buf.len() as u64 >= MAX_VALUE_FILE {
+        return Err(BadInput(format!(
+            "{} holds more than an item can (1000 bytes bencoded)",
+            path.display()
+        )));
+    }
+    Ok(buf)
+}
+
 fn from_hex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
         return None;
@@ -327,6 +355,7 @@ pub(crate) async fn put(
     b: DhtBuilder,
     value: Vec<u8>,
     signing: Option<Signing>,
+    link: Option<String>,
     c: &Common,
 ) -> Result<ExitCode, BadInput> {
     let target = match &signing {
@@ -341,6 +370,9 @@ pub(crate) async fn put(
         async |dht| {
             if !c.json {
                 emit(target);
+                if let Some(l) = &link {
+                    emit(l);
+                }
             }
             let work = async {
                 match &signing {
@@ -354,13 +386,24 @@ pub(crate) async fn put(
             if c.json {
                 emit(json!({
                     "target": target.to_hex(),
+                    "magnet": link,
                     "seq": p.seq,
                     "stored": p.stored,
                     "errors": p.errors,
+                    "refusals": p.refusals.iter().map(refusal_json).collect::<Vec<_>>(),
+                    "unanswered": p.unanswered,
+                    "found": report_json(&p.report),
                 }));
             } else {
                 let seq = p.seq.map(|s| format!(" (seq {s})")).unwrap_or_default();
-                emit(format!("stored on {} nodes{seq}", p.stored));
+                let refused = match p.refusals.len() {
+                    0 => String::new(),
+                    n => format!(", refused by {n}"),
+                };
+                emit(format!("stored on {} nodes{seq}{refused}", p.stored));
+                for r in &p.refusals {
+                    eprintln!("refused by {} ({}): {}", r.addr, r.code, r.message);
+                }
             }
             if p.stored == 0 && !p.errors.is_empty() {
                 eprintln!("error: no node stored it; they answered {:?}", p.errors);
@@ -375,12 +418,39 @@ pub(crate) async fn put(
     .await
 }
 
+fn refusal_json(r: &dhtkit::PutRefusal) -> serde_json::Value {
+    json!({
+        "addr": r.addr.to_string(),
+        "id": r.id.map(|i| i.to_hex()),
+        "code": r.code,
+        "message": r.message,
+    })
+}
+
+/// What the nodes asked had, as JSON (also the HTTP API's shape).
+pub(crate) fn report_json(r: &dhtkit::ItemReport) -> serde_json::Value {
+    json!({
+        "answered": r.answered,
+        "current": r.current,
+        "older": r.older,
+        "newer": r.newer,
+        "invalid": r.invalid,
+        "without": r.without,
+    })
+}
+
 /// An item's value for printing: a byte string's contents as text; any other bencode value
 /// as its encoding.
 fn value_text(v: &[u8]) -> String {
+    String::from_utf8_lossy(&value_bytes(v)).into_owned()
+}
+
+/// An item's value as bytes: a byte string's contents; any other bencode value as its
+/// encoding.
+pub(crate) fn value_bytes(v: &[u8]) -> Vec<u8> {
     match dhtkit::OwnedValue::decode(v) {
-        Ok(dhtkit::OwnedValue::Bytes(b)) => String::from_utf8_lossy(&b).into_owned(),
-        _ => String::from_utf8_lossy(v).into_owned(),
+        Ok(dhtkit::OwnedValue::Bytes(b)) => b,
+        _ => v.to_vec(),
     }
 }
 
@@ -388,14 +458,19 @@ pub(crate) async fn get(
     b: DhtBuilder,
     target: Id,
     salt: &[u8],
+    raw: bool,
     c: &Common,
 ) -> Result<ExitCode, BadInput> {
     one_shot(
         b,
         c,
-        async |dht| with_progress(dht, || 0, dht.get(target, salt)).await,
-        async |dht, item| {
-            let Some(item) = item else {
+        async |dht| with_progress(dht, || 0, dht.get_lookup(target, salt)).await,
+        async |dht, lookup| {
+            let report = lookup.item_report;
+            let Some(item) = lookup.item else {
+                if c.json {
+                    emit(json!({"target": target.to_hex(), "found": report_json(&report)}));
+                }
                 return found_nothing(dht, &format!("holds an item under {target}")).await;
             };
             let s = item.signed.as_ref();
@@ -403,12 +478,63 @@ pub(crate) async fn get(
                 emit(json!({
                     "target": target.to_hex(),
                     "value": value_text(&item.value),
+                    "value_hex": hex(&value_bytes(&item.value)),
+                    "v_hex": hex(&item.value),
                     "seq": s.map(|s| s.seq),
                     "key": s.map(|s| hex(&s.key)),
                     "sig": s.map(|s| hex(&s.sig)),
+                    "salt_hex": s.map(|s| hex(&s.salt)),
+                    "found": report_json(&report),
                 }));
+            } else if raw {
+                clear_progress();
+                let mut out = std::io::stdout().lock();
+                let ok = out
+                    .write_all(&value_bytes(&item.value))
+                    .and_then(|_| out.flush());
+                if ok.is_err() {
+                    return ExitCode::from(1);
+                }
             } else {
                 emit(value_text(&item.value));
+            }
+            ExitCode::SUCCESS
+        },
+    )
+    .await
+}
+
+/// BEP 46: prints the infohash a mutable torrent link points at, then its magnet link.
+pub(crate) async fn resolve_torrent(
+    b: DhtBuilder,
+    link: dhtkit::bep46::MutableMagnet,
+    c: &Common,
+) -> Result<ExitCode, BadInput> {
+    let target = link.target();
+    one_shot(
+        b,
+        c,
+        async |dht| with_progress(dht, || 0, dht.get(target, &link.salt)).await,
+        async |dht, item| {
+            let Some(item) = item else {
+                return found_nothing(dht, &format!("holds an item under {target}")).await;
+            };
+            let Some(ih) = dhtkit::bep46::pointed_info_hash(&item.value) else {
+                eprintln!(
+                    "error: the item under {target} does not point at a torrent (no 20-byte ih)"
+                );
+                return ExitCode::from(1);
+            };
+            if c.json {
+                emit(json!({
+                    "target": target.to_hex(),
+                    "info_hash": ih.to_hex(),
+                    "seq": item.seq(),
+                    "magnet": format!("magnet:?xt=urn:btih:{}", ih.to_hex()),
+                }));
+            } else {
+                emit(ih);
+                emit(format!("magnet:?xt=urn:btih:{}", ih.to_hex()));
             }
             ExitCode::SUCCESS
         },

@@ -617,6 +617,20 @@ fn keygen_put_get_sample_and_scrape_over_loopback() {
         a.extend(["--bootstrap", boot, "--timeout", "20", "--bind", &bind]);
         run(&a)
     };
+    // The same, returning stdout's bytes.
+    let one_shot_bytes = |args: &[&str]| {
+        let bind = format!("127.47.{}.1:0", next.get());
+        next.set(next.get() + 1);
+        let mut a = args.to_vec();
+        a.extend(["--bootstrap", boot, "--timeout", "20", "--bind", &bind]);
+        let out = bin().args(&a).output().expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
 
     // keygen: a seed readable by its owner only, the public key on stdout, no overwrite.
     let key = dir.join("key");
@@ -667,9 +681,91 @@ fn keygen_put_get_sample_and_scrape_over_loopback() {
     let (code, _, err) = one_shot(&["put", "old", "--key", key_s, "--salt", "s1", "--seq", "1"]);
     assert_eq!(code, 1);
     assert!(err.contains("302"), "{err}");
+    // ... and with --json, each refusal with its node and code, and what the nodes had.
+    let (code, out, _) = one_shot(&[
+        "put", "old", "--key", key_s, "--salt", "s1", "--seq", "1", "--json",
+    ]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let refusals = v["refusals"].as_array().unwrap();
+    assert!(!refusals.is_empty(), "{v}");
+    assert!(refusals.iter().all(|r| r["code"] == 302), "{v}");
+    assert!(refusals
+        .iter()
+        .all(|r| r["addr"].as_str().unwrap().starts_with("127.47.")));
+    assert_eq!(v["stored"], 0);
+    assert!(v["found"]["newer"].as_u64().unwrap() >= 1, "{v}");
     // The wrong salt: not found.
     let (code, out, _) = one_shot(&["get", &mtarget, "--salt", "s2"]);
     assert_eq!((code, out.as_str()), (1, ""));
+    // A salt over 64 bytes is refused before any query, with BEP 44's code.
+    let long_salt = "s".repeat(65);
+    let (code, _, err) = one_shot(&["get", &mtarget, "--salt", &long_salt]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("207"), "{err}");
+    let (code, _, err) = one_shot(&["put", "x", "--key", key_s, "--salt", &long_salt]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("207"), "{err}");
+
+    // Binary values: from a file (every byte value, as a DNS packet may hold), read back
+    // exactly with --raw and as value_hex; and from hex digits.
+    let bin: Vec<u8> = (0..=255u8).rev().chain(0..=255u8).collect();
+    let bin_file = dir.join("value.bin");
+    std::fs::write(&bin_file, &bin).unwrap();
+    let (code, out, err) = one_shot(&[
+        "put",
+        "--value-file",
+        bin_file.to_str().unwrap(),
+        "--key",
+        key_s,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let btarget = out.lines().next().unwrap().to_string();
+    let raw = one_shot_bytes(&["get", &btarget, "--raw"]);
+    assert_eq!(raw, bin, "--raw writes the value's exact bytes");
+    let (code, out, err) = one_shot(&["get", &btarget, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let hex_of = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    assert_eq!(v["value_hex"].as_str(), Some(hex_of(&bin).as_str()));
+    assert_eq!(v["seq"], 1);
+    assert!(v["found"]["current"].as_u64().unwrap() >= 1, "{v}");
+    assert!(v["found"]["answered"].as_u64().unwrap() >= v["found"]["current"].as_u64().unwrap());
+    let (code, out, err) = one_shot(&["put", "--hex", "00ff10"]);
+    assert_eq!(code, 0, "{err}");
+    let htarget = out.lines().next().unwrap().to_string();
+    let (code, out, _) = one_shot(&["get", &htarget, "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["value_hex"], "00ff10");
+    assert_eq!(one_shot(&["put", "--hex", "0g"]).0, 2, "bad hex");
+    assert_eq!(one_shot(&["put", "--hex"]).0, 2, "--hex needs a value");
+
+    // BEP 46: a mutable torrent published with --info-hash resolves from its magnet link.
+    let pointed = "0123456789abcdef0123456789abcdef01234567";
+    let (code, out, err) = one_shot(&[
+        "put",
+        "--key",
+        key_s,
+        "--salt",
+        "torrent",
+        "--info-hash",
+        pointed,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let link = out
+        .lines()
+        .find(|l| l.starts_with("magnet:?xs=urn:btpk:"))
+        .unwrap_or_else(|| panic!("a magnet link: {out}"))
+        .to_string();
+    let (code, out, err) = one_shot(&["get", &link]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().next(), Some(pointed), "{out}");
+    let (code, out, _) = one_shot(&["get", &link, "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["info_hash"], pointed);
+    assert_eq!(v["magnet"], format!("magnet:?xt=urn:btih:{pointed}"));
 
     // Bad input: exit 2.
     let bad = dir.join("bad");
