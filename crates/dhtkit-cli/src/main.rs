@@ -8,8 +8,10 @@
 
 mod config;
 mod crawl;
+mod http;
 mod metrics;
 mod oneshot;
+mod pkarr;
 mod run_node;
 mod web;
 
@@ -318,6 +320,32 @@ struct NodeArgs {
     /// floods spread over many IPs; clients that keep to their per-IP rate are served first.
     #[arg(long, value_name = "QPS", default_value_t = 2000)]
     reply_rate: u32,
+    /// Serve the node's HTTP/JSON API (described at /openapi.json) and pkarr's relay protocol
+    /// (PUT and GET /:z-base32-key) at http://ADDR/ (for example 127.0.0.1:8181).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Only users in FILE may use --http (HTTP Basic; `user:hash` lines as `dhtkit web
+    /// --auth`). pkarr clients give them in the relay URL (http://user:pass@host/).
+    #[arg(long, value_name = "FILE")]
+    http_auth: Option<std::path::PathBuf>,
+    /// Serve --http on a non-loopback address without --http-auth: anyone who reaches it can
+    /// make the node announce, put and look up.
+    #[arg(long)]
+    public: bool,
+    /// An ed25519 seed file (`dhtkit keygen`): the API may then put mutable items the caller
+    /// does not sign, signed with it.
+    #[arg(long, value_name = "FILE")]
+    key: Option<std::path::PathBuf>,
+    /// Most --http requests served at once; more get 429.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    http_max_requests: usize,
+    /// pkarr relay requests that reach the DHT (PUTs, and GETs the cache cannot answer)
+    /// allowed per client IP per minute (429 beyond); 0 = no limit.
+    #[arg(long, value_name = "N", default_value_t = 120)]
+    relay_rate: u32,
+    /// pkarr records the relay keeps in memory (for GETs and to refuse older ones with 409).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    relay_cache: usize,
 }
 
 #[derive(Args, Debug)]
@@ -371,6 +399,50 @@ impl StopSignals {
 /// A one-line user error; exit code 2.
 #[derive(Debug)]
 pub(crate) struct BadInput(String);
+
+/// `dhtkit node --http` and its companions.
+fn http_options(a: &NodeArgs) -> Result<Option<http::HttpOptions>, BadInput> {
+    let Some(addr) = &a.http else {
+        for (given, flag) in [
+            (a.http_auth.is_some(), "--http-auth"),
+            (a.public, "--public"),
+            (a.key.is_some(), "--key"),
+        ] {
+            if given {
+                return Err(BadInput(format!("{flag} needs --http ADDR")));
+            }
+        }
+        return Ok(None);
+    };
+    let bind = parse_addr(addr)?;
+    let auth = match &a.http_auth {
+        None => None,
+        Some(path) => Some(std::sync::Arc::new(
+            dhtkit_web::auth::Credentials::load(path)
+                .map_err(|e| BadInput(format!("--http-auth {e}")))?,
+        )),
+    };
+    if auth.is_none() && !a.public && !bind.ip().is_loopback() {
+        return Err(BadInput(format!(
+            "--http {bind} is reachable from other machines: give --http-auth FILE, or \
+             --public to let anyone use the node"
+        )));
+    }
+    if a.http_max_requests == 0 {
+        return Err(BadInput("--http-max-requests must be at least 1".into()));
+    }
+    let key = a.key.as_deref().map(oneshot::read_key).transpose()?;
+    Ok(Some(http::HttpOptions {
+        bind,
+        auth,
+        key,
+        max_requests: a.http_max_requests,
+        pkarr: pkarr::RelayOptions {
+            cache_size: a.relay_cache,
+            per_minute: a.relay_rate,
+        },
+    }))
+}
 
 pub(crate) fn parse_id(what: &str, s: &str) -> Result<Id, BadInput> {
     s.parse()
@@ -629,7 +701,8 @@ async fn dispatch(cmd: Command) -> Result<ExitCode, BadInput> {
             if let Some(n) = a.max_nodes {
                 b = b.max_nodes(n);
             }
-            run_node::run(b, advertise, a.events, a.json, a.metrics.as_deref()).await
+            let http = http_options(&a)?;
+            run_node::run(b, advertise, a.events, a.json, a.metrics.as_deref(), http).await
         }
         Command::Ping { addr, common } => {
             let addr = parse_addr(&addr)?;

@@ -418,7 +418,7 @@ pub(crate) async fn put(
     .await
 }
 
-fn refusal_json(r: &dhtkit::PutRefusal) -> serde_json::Value {
+pub(crate) fn refusal_json(r: &dhtkit::PutRefusal) -> serde_json::Value {
     json!({
         "addr": r.addr.to_string(),
         "id": r.id.map(|i| i.to_hex()),

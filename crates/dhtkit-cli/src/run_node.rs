@@ -15,6 +15,7 @@ pub(crate) async fn run(
     print_events: bool,
     json_status: bool,
     metrics: Option<&str>,
+    http: Option<crate::http::HttpOptions>,
 ) -> Result<ExitCode, BadInput> {
     let dht = match b.build().await {
         Ok(d) => d,
@@ -38,6 +39,10 @@ pub(crate) async fn run(
         };
         let at = crate::metrics::serve(addr, source).await?;
         eprintln!("metrics on http://{at}/metrics");
+    }
+    if let Some(o) = http {
+        let at = crate::http::serve(dht.clone(), o).await?;
+        eprintln!("HTTP API on http://{at}/ (see /openapi.json)");
     }
     let stdout = std::io::stdout();
     for (ih, port) in advertise {

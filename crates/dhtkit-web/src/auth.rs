@@ -158,7 +158,7 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 }
 
 /// The user and password of an `Authorization: Basic …` header.
-pub(crate) fn basic(header: &str) -> Option<(String, String)> {
+pub fn basic(header: &str) -> Option<(String, String)> {
     let b64 = header
         .strip_prefix("Basic ")
         .or_else(|| header.strip_prefix("basic "))?;
