@@ -31,12 +31,28 @@ pub struct Config {
     /// BEP 51 (`sample_infohashes`); `None` answers it as a BEP 5-only node does, like a
     /// `find_node` for its target, without samples.
     pub samples: Option<SampleConfig>,
-    /// BEP 44 item store bounds; `None` stores no items (`get` is still answered with nodes
-    /// and a token, and `put` is acknowledged but not kept).
+    /// BEP 44 item store bounds; `None` stores no items and answers as a BEP 5-only node:
+    /// `get` with the nodes near its target and no token, `put` with error 204 (method
+    /// unknown), so that no putter counts it as a node that stored its item.
     pub items: Option<crate::items::ItemConfig>,
-    /// How often an item kept alive with [`crate::Node::keep_item`] is put again (nodes drop
-    /// items 2 hours after their last put; default 1 hour).
+    /// An item kept alive with [`crate::Node::keep_item`] is checked this long after its
+    /// first put (default 1 hour): a `get` of the closest nodes counts those still holding
+    /// it. With `adaptive_item_refresh` off, it is simply put again at this interval.
     pub item_refresh: Duration,
+    /// Adapt a kept item's schedule to the churn its checks measure (default on; off in
+    /// [`Config::stock`]): each check is a `get` of the closest nodes, and the item is put
+    /// again only when fewer than half of the nodes that stored it last time still hold it,
+    /// or it has reached the age up to which checks found enough of them. The intervals
+    /// grow while checks find the item well kept and shrink when they do not, within
+    /// `item_refresh_min` and `item_refresh_max` (the module `search::advertise` documents
+    /// the rules).
+    pub adaptive_item_refresh: bool,
+    /// Shortest interval between a kept item's checks (default 15 minutes).
+    pub item_refresh_min: Duration,
+    /// Longest interval between a kept item's checks, and between its puts, whatever the
+    /// checks find (default 24 hours: libtorrent and `mainline` keep items until they need
+    /// the room, dhtkit for [`crate::items::ItemConfig::lifetime`], 48 hours).
+    pub item_refresh_max: Duration,
     /// BEP 42: take a node id derived from our external address once other nodes agree on
     /// it (the `ip` field of their replies), and derive it again when they agree on a new
     /// one. Local and private addresses are never voted on. Default on.
@@ -186,6 +202,9 @@ impl Default for Config {
             samples: Some(SampleConfig::default()),
             items: Some(crate::items::ItemConfig::default()),
             item_refresh: Duration::from_secs(60 * 60),
+            adaptive_item_refresh: true,
+            item_refresh_min: Duration::from_secs(15 * 60),
+            item_refresh_max: Duration::from_secs(24 * 60 * 60),
             secure_id: true,
             enforce_secure_ids: false,
             alpha: 8,
@@ -249,6 +268,7 @@ impl Config {
             slow_rttvar: 4,
             rtt_order: false,
             stale_ping_interval: Duration::ZERO,
+            adaptive_item_refresh: false,
             table: TableConfig {
                 max_failures: 2,
                 rtt_replace: 0,

@@ -183,6 +183,10 @@ pub struct LookupResult {
     pub put_refusals: Vec<PutRefusal>,
     /// BEP 44 ([`LookupKind::PutItem`]): puts that got no answer in time.
     pub put_unanswered: u32,
+    /// BEP 44 ([`LookupKind::PutItem`] of an item kept alive): the check found enough of the
+    /// closest nodes still holding the item, so no put was sent
+    /// ([`crate::Config::adaptive_item_refresh`]).
+    pub put_skipped: bool,
     /// BEP 44 ([`LookupKind::GetItem`] and the search phase of [`LookupKind::PutItem`]):
     /// what the nodes asked said about the item.
     pub item_report: ItemReport,

@@ -35,7 +35,11 @@ pub struct ItemConfig {
     pub max_items: usize,
     /// Most bytes kept (values, salts, keys and signatures together).
     pub max_bytes: usize,
-    /// How long an item is kept after it was last put.
+    /// How long an item is kept after it was last put (default 48 hours; the store's
+    /// bounds evict the least recently used first when it is full). BEP 44 lets nodes drop
+    /// items after 2 hours, but libtorrent and `mainline` keep them until they need the
+    /// room, and so a kept item's schedule may check rather than put for up to a day
+    /// ([`crate::Config::item_refresh_max`]).
     pub lifetime: Duration,
 }
 
@@ -44,7 +48,7 @@ impl Default for ItemConfig {
         ItemConfig {
             max_items: 1000,
             max_bytes: 2 << 20,
-            lifetime: Duration::from_secs(2 * 60 * 60),
+            lifetime: Duration::from_secs(48 * 60 * 60),
         }
     }
 }

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod crawl;
+pub mod keep;
 pub mod live;
 mod net;
 pub mod scenario;

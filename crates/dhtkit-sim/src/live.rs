@@ -14,8 +14,9 @@
 //!   departed nodes' addresses linger in tables until upkeep evicts them;
 //! - 3% Sybil nodes, many ids on one IP, storing nothing (Wang & Kangasharju, 2012), and
 //!   optional liars ([`Behaviour::Liar`]);
-//! - node kinds: 60% keep a small peer store as libtorrent does (2,000 infohashes), the rest
-//!   the default.
+//! - node kinds: 60% behave as libtorrent: a small peer store (2,000 infohashes), BEP 51
+//!   samples held 6 hours, and BEP 44 items kept until the store needs the room (700
+//!   items); the rest are BEP 5 only (no samples, no items).
 //!
 //! The network is built in one go, settled: every node's routing table is filled from a
 //! global view of the ids as a table that has run for a while would be, instead of a million
@@ -481,8 +482,18 @@ fn node_config(cfg: &LiveConfig, kind: Kind) -> Config {
                 s.max_infohashes = 2_000;
             }
             c.samples = Some(dhtkit_proto::SampleConfig::libtorrent());
+            // libtorrent keeps BEP 44 items until it needs the room (`dht_item_lifetime` 0,
+            // `dht_max_dht_items` 700, the least recently announced evicted first).
+            let mut items = dhtkit_proto::items::ItemConfig::default();
+            items.max_items = 700;
+            items.lifetime = Duration::from_secs(365 * 24 * 3600);
+            c.items = Some(items);
         }
-        Kind::Plain => c.samples = None,
+        Kind::Plain => {
+            // BEP 5 only: no samples, no items (`get` without a token, `put` refused).
+            c.samples = None;
+            c.items = None;
+        }
         Kind::Router => {}
     }
     c

@@ -311,6 +311,15 @@ fn minority_refusals(
     );
 }
 
+/// Nodes that drop items two hours after their last put (as BEP 44 allows).
+fn two_hour_nodes() -> Config {
+    let mut c = Config::default();
+    let mut items = dhtkit_proto::items::ItemConfig::default();
+    items.lifetime = Duration::from_secs(2 * 3600);
+    c.items = Some(items);
+    c
+}
+
 #[test]
 fn kept_items_outlive_the_two_hour_expiry() {
     let mut sim = Sim::new(SimConfig {
@@ -318,9 +327,12 @@ fn kept_items_outlive_the_two_hour_expiry() {
         loss: 0.02,
         ..SimConfig::default()
     });
+    // The fixed schedule (a put every hour), on nodes that drop items after two hours.
+    let mut cfg = two_hour_nodes();
+    cfg.adaptive_item_refresh = false;
     sim.grow(
         300,
-        &Config::default(),
+        &cfg,
         Duration::from_millis(50),
         Duration::from_secs(60),
     );
@@ -395,4 +407,44 @@ fn scrape_estimates_seeds_and_peers() {
         "20 peers, estimated {}",
         s.peers
     );
+}
+
+#[test]
+fn the_adaptive_schedule_learns_a_two_hour_expiry_and_then_keeps_the_item_readable() {
+    // On nodes that drop items two hours after their last put, the adaptive schedule's first
+    // long interval finds the holders gone (one gap), and from then on it puts before the age
+    // at which they went: every later read finds the item.
+    let mut sim = Sim::new(SimConfig {
+        seed: 46,
+        loss: 0.02,
+        ..SimConfig::default()
+    });
+    sim.grow(
+        300,
+        &two_hour_nodes(),
+        Duration::from_millis(50),
+        Duration::from_secs(60),
+    );
+    let kept = Item::immutable(bencode_bytes(b"kept on forgetful nodes"));
+    let owner = 7;
+    sim.with_node(owner, |n, now| n.keep_item(now, kept.clone()));
+    sim.run_for(Duration::from_secs(4 * 3600));
+    let (mut reads, mut found) = (0, 0);
+    for _ in 0..48 {
+        sim.run_for(Duration::from_secs(10 * 60));
+        let r = get_all(&mut sim, &[(owner, kept.target(), Vec::new())]);
+        reads += 1;
+        found += usize::from(r[0].item.as_ref() == Some(&kept));
+    }
+    assert_eq!(found, reads, "every read from hour 4 to hour 12 finds it");
+    let puts = sim
+        .take_events(owner)
+        .into_iter()
+        .filter(|e| {
+            matches!(e, dhtkit_proto::Event::LookupFinished(l)
+                if l.kind == dhtkit_proto::LookupKind::PutItem && !l.put_skipped)
+        })
+        .count();
+    // Eight hours after learning: a put about every hour, never more than every 15 minutes.
+    assert!((6..=32).contains(&puts), "{puts} puts in 12 hours");
 }

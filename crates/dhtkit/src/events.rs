@@ -6,7 +6,7 @@
 
 use dhtkit_proto::bencode::OwnedValue;
 use dhtkit_proto::krpc::Arg;
-use dhtkit_proto::{Event, RequestOutcome};
+use dhtkit_proto::{Event, LookupKind, RequestOutcome};
 use serde_json::{json, Map, Value as Json};
 use tokio::sync::broadcast;
 
@@ -136,6 +136,21 @@ impl EventJson for Event {
                 put("responses", json!(r.responses));
                 put("timeouts", json!(r.timeouts));
                 put("duration_ms", json!(r.duration.as_millis() as u64));
+                if matches!(r.kind, LookupKind::GetItem | LookupKind::PutItem) {
+                    let f = &r.item_report;
+                    put(
+                        "found",
+                        json!({
+                            "answered": f.answered, "current": f.current, "older": f.older,
+                            "newer": f.newer, "invalid": f.invalid, "without": f.without,
+                        }),
+                    );
+                }
+                if r.kind == LookupKind::PutItem {
+                    put("put_skipped", json!(r.put_skipped));
+                    let codes: Vec<i64> = r.put_refusals.iter().map(|p| p.code).collect();
+                    put("refused", json!(codes));
+                }
             }
             Event::RequestFinished {
                 addr,

@@ -337,9 +337,12 @@ impl Dht {
         rx.await.map_err(|_| Error::Shutdown)?
     }
 
-    /// BEP 44: keeps `item` alive: put now, then again every hour (nodes drop items two
-    /// hours after their last put; [`dhtkit_proto::Config::item_refresh`] sets the interval),
-    /// until [`Dht::stop_keeping`]. Each put is reported as a lookup event.
+    /// BEP 44: keeps `item` alive until [`Dht::stop_keeping`]: put now, then checked (a
+    /// `get` of the closest nodes) and put again on a schedule that follows the churn the
+    /// checks measure: only when too few of the nodes that stored it still hold it, or it
+    /// reached the age up to which they did ([`dhtkit_proto::Config::adaptive_item_refresh`];
+    /// first check after [`dhtkit_proto::Config::item_refresh`], at most a day apart). Each
+    /// check and put is reported as a lookup event (`put_skipped` for a check).
     pub async fn keep_item(&self, item: Item) -> Result<(), Error> {
         if let Err(r) = item.check() {
             return Err(Error::InvalidItem {

@@ -336,7 +336,8 @@ async fn bep44_put_and_get_over_loopback() {
         .unwrap()
         .unwrap();
     assert_eq!(none, None);
-    // keep_item puts at once (and again every hour); another node reads it.
+    // keep_item puts at once (then checks and puts again as the churn needs); another node
+    // reads it.
     let kept = dhtkit::Item::immutable(dhtkit::items::bencode_bytes(b"kept"));
     all[1].keep_item(kept.clone()).await.unwrap();
     let mut got = None;

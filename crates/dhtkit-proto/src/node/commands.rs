@@ -263,8 +263,10 @@ impl Node {
     }
 
     /// BEP 44: keeps `item` alive: put now (or as soon as the node is bootstrapped), then
-    /// every [`crate::Config::item_refresh`], until [`Node::stop_keeping`]. Each put is a
-    /// [`crate::LookupKind::PutItem`] lookup, reported like any other.
+    /// checked and put again as [`crate::Config::adaptive_item_refresh`] says (every
+    /// [`crate::Config::item_refresh`] without it), until [`Node::stop_keeping`]. Each check
+    /// and put is a [`crate::LookupKind::PutItem`] lookup, reported like any other (a check
+    /// that sent no put has [`crate::LookupResult::put_skipped`]).
     pub fn keep_item(&mut self, now: Instant, item: crate::items::Item) {
         let mut p = self.parts(now);
         if let Some((s, ctx)) = p.primary() {

@@ -230,6 +230,10 @@ impl Responder {
 
     fn get(&mut self, d: &mut Draft, from: SocketAddr, target: Id, seq: Option<i64>) {
         d.near = Some(target);
+        if self.items.is_none() {
+            // As a BEP 5-only node: the nodes near the target, and no token to put with.
+            return;
+        }
         d.token = Some(self.tokens.token_for(from.ip()));
         if let Some(item) = self.items.as_mut().and_then(|s| s.get(&target)) {
             d.item = Some(target);
@@ -256,6 +260,9 @@ impl Responder {
         cas: Option<i64>,
     ) -> Result<(), (i64, &'static str)> {
         let checked = |r: crate::items::Refusal| (r.code, r.message);
+        if self.items.is_none() {
+            return Err((ERR_METHOD_UNKNOWN, "method unknown"));
+        }
         if v.len() > crate::items::MAX_VALUE_LEN {
             return Err((crate::krpc::ERR_TOO_BIG, "value too big"));
         }
@@ -268,7 +275,7 @@ impl Responder {
         let item = Item::from_put(v, k, sig, salt, seq).map_err(checked)?;
         match &mut self.items {
             Some(store) => store.put(now, item, cas).map_err(checked),
-            None => Ok(()),
+            None => Err((ERR_METHOD_UNKNOWN, "method unknown")),
         }
     }
 
@@ -759,6 +766,20 @@ mod tests {
             f.responder.item_store().unwrap().peek(&m2.target()),
             Some(&newer)
         );
+    }
+
+    #[test]
+    fn a_node_without_an_item_store_answers_bep44_as_a_bep5_only_node() {
+        let mut f = fixture_with(|c| c.items = None);
+        let me = "127.9.0.1:1000";
+        let item = Item::immutable(b"4:kept".to_vec());
+        let (a, r) = f.ask(me, &query(crate::krpc::Request::get(item.target(), None)));
+        assert_eq!(a, Answer::Response);
+        assert!(field(&r, "nodes").is_some(), "nodes near the target");
+        assert!(field(&r, "token").is_none(), "no token: nobody puts here");
+        // A put anyway (with a token from a node that stores): 204, not a false "stored".
+        let (a, e) = f.ask(me, &query(put(b"token", &item, None)));
+        assert_eq!(code(a, &e), 204);
     }
 
     #[test]

@@ -71,6 +71,7 @@ fn merge_family(out: &mut LookupResult, b: LookupResult) {
     out.put_refusals.extend(b.put_refusals);
     out.put_refusals.truncate(dhtkit_proto::MAX_PUT_REFUSALS);
     out.put_unanswered += b.put_unanswered;
+    out.put_skipped &= b.put_skipped;
     out.item_report.add(&b.item_report);
     // The same peers may come back in both families (a dual-stack node's filters cover all
     // it stores): merge the filters, then estimate.

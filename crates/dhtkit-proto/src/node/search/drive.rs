@@ -134,7 +134,15 @@ impl Search {
         let l = &self.lookups[&lid];
         match l.phase {
             Phase::Search if l.search_done() => {
-                if matches!(l.kind, LookupKind::Announce { .. } | LookupKind::PutItem) {
+                let held = l
+                    .skip_put_holders
+                    .is_some_and(|n| l.item_report().current >= n);
+                if held {
+                    if let Some(l) = self.lookups.get_mut(&lid) {
+                        l.put_skipped = true;
+                    }
+                    self.finish(ctx, lid);
+                } else if matches!(l.kind, LookupKind::Announce { .. } | LookupKind::PutItem) {
                     self.start_store(ctx, lid);
                 } else {
                     self.finish(ctx, lid);
@@ -363,6 +371,11 @@ impl Search {
             .stats
             .lookups
             .record(now.saturating_since(l.started));
+        let report = if matches!(l.kind, LookupKind::GetItem | LookupKind::PutItem) {
+            l.item_report()
+        } else {
+            Default::default()
+        };
         ctx.events
             .push(Event::LookupFinished(Box::new(LookupResult {
                 id: lid,
@@ -371,14 +384,11 @@ impl Search {
                 closest,
                 peers_found: l.peers.len(),
                 announced: l.announced,
-                item_report: if matches!(l.kind, LookupKind::GetItem | LookupKind::PutItem) {
-                    l.item_report()
-                } else {
-                    Default::default()
-                },
+                item_report: report,
                 item: (l.kind == LookupKind::GetItem).then_some(l.item).flatten(),
                 put_refusals: l.put_refusals,
                 put_unanswered: l.put_unanswered,
+                put_skipped: l.put_skipped,
                 scrape: l.blooms.as_ref().map(|b| crate::event::ScrapeEstimate {
                     seeds: b.0.estimate(),
                     peers: b.1.estimate(),
@@ -391,6 +401,16 @@ impl Search {
             })));
         if l.kind == LookupKind::Bootstrap {
             self.bootstrap_finished(ctx, lid);
+        }
+        if l.keep {
+            self.kept_item_checked(
+                now,
+                &l.target,
+                report.current,
+                l.announced,
+                l.put_skipped,
+                ctx.cfg,
+            );
         }
     }
 }

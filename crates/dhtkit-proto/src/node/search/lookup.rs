@@ -104,6 +104,13 @@ pub(crate) struct Lookup {
     pub(crate) blocked: bool,
     /// Started by the advertise schedule (its peers are reported as `advertised`).
     pub(crate) advertise: bool,
+    /// BEP 44: started by the schedule of a kept item; the schedule learns how it went.
+    pub(crate) keep: bool,
+    /// BEP 44: send no put when at least this many nodes answered the `get` with the item
+    /// being put (a kept item's check).
+    pub(crate) skip_put_holders: Option<u32>,
+    /// BEP 44: no put was sent (see `skip_put_holders`).
+    pub(crate) put_skipped: bool,
     /// BEP 44: the salt mutable items found are checked against (get).
     pub(crate) salt: Vec<u8>,
     /// BEP 44: the best item found (get), or the item to store (put).
@@ -155,6 +162,9 @@ impl Lookup {
             phase: Phase::Search,
             blocked: false,
             advertise: false,
+            keep: false,
+            skip_put_holders: None,
+            put_skipped: false,
             salt: Vec::new(),
             item: None,
             cas: None,
@@ -292,6 +302,13 @@ impl Lookup {
     /// (or a get of an item that has found none)
     /// (the nodes that hold the peers may sit just beyond the k closest, after churn brought
     /// newcomers closer to the infohash, or liars crowded in).
+    /// BEP 44 lookups count only the nodes that can store items towards their k (those that
+    /// give a token for `get`; a BEP 5-only node answers it as find_node, without one): the
+    /// item is on the closest of those.
+    fn storing_only(&self) -> bool {
+        matches!(self.kind, LookupKind::GetItem | LookupKind::PutItem)
+    }
+
     fn wanted(&self) -> usize {
         let nothing_yet = match self.kind {
             LookupKind::GetPeers => self.peers.is_empty(),
@@ -344,14 +361,18 @@ impl Lookup {
         }
         // Walk from the closest; the first candidate that may be asked sets the distance
         // class, and (with `rtt_order`) the fastest known of that class is asked.
+        let storing_only = self.storing_only();
         let mut responded = 0;
         let mut pick: Option<(usize, u16, usize)> = None;
         for (i, c) in self.cands.iter().enumerate() {
             if pick.is_some_and(|(_, _, p)| c.prefix() != p) {
                 break;
             }
-            match c.state {
-                State::Responded { .. } => {
+            match &c.state {
+                State::Responded { token } => {
+                    if storing_only && token.is_none() {
+                        continue;
+                    }
                     responded += 1;
                     if responded >= wanted {
                         break;
@@ -478,10 +499,14 @@ impl Lookup {
         let skip_slow =
             total >= self.k && matches!(self.kind, LookupKind::GetPeers) && !self.peers.is_empty();
         let wanted = self.wanted();
+        let storing_only = self.storing_only();
         let mut responded = 0;
         for c in &self.cands {
-            match c.state {
-                State::Responded { .. } => {
+            match &c.state {
+                State::Responded { token } => {
+                    if storing_only && token.is_none() {
+                        continue;
+                    }
                     responded += 1;
                     if responded >= wanted {
                         return true;
