@@ -294,6 +294,10 @@ async fn gate(State(api): Shared, req: Request, next: Next) -> Response {
     // The permit is held until the body is sent: a streamed one (get_peers) holds it until
     // its lookup ends.
     let (parts, body) = next.run(req).await.into_parts();
+    if axum::body::HttpBody::size_hint(&body).exact().is_some() {
+        // Already whole (and its length sent as Content-Length): the permit goes now.
+        return Response::from_parts(parts, body);
+    }
     let body = futures_util::StreamExt::map(body.into_data_stream(), move |chunk| {
         let _held = &permit;
         chunk

@@ -321,11 +321,11 @@ struct NodeArgs {
     #[arg(long, value_name = "QPS", default_value_t = 2000)]
     reply_rate: u32,
     /// Serve the node's HTTP/JSON API (described at /openapi.json) and pkarr's relay protocol
-    /// (PUT and GET /:z-base32-key) at http://ADDR/ (for example 127.0.0.1:8181).
-    #[arg(long, value_name = "ADDR")]
+    /// (PUT and GET /:z-base32-key) at http://ADDR/; `--http` alone serves 127.0.0.1:8181.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8181")]
     http: Option<String>,
     /// Only users in FILE may use --http (HTTP Basic; `user:hash` lines as `dhtkit web
-    /// --auth`). pkarr clients give them in the relay URL (http://user:pass@host/).
+    /// --auth`), the pkarr relay routes included.
     #[arg(long, value_name = "FILE")]
     http_auth: Option<std::path::PathBuf>,
     /// Serve --http on a non-loopback address without --http-auth: anyone who reaches it can
