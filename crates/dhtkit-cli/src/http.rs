@@ -242,6 +242,7 @@ fn router(api: Arc<Api>) -> Router {
                 .options(crate::pkarr::preflight),
         )
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(api.clone(), gate))
         .with_state(api)
 }
@@ -251,6 +252,17 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         "not_found",
         format!("no route for {method} {}; see /openapi.json", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not served at {}; see /openapi.json",
+            uri.path()
+        ),
     )
 }
 

@@ -466,6 +466,11 @@ fn the_json_api_answers_every_route_and_refuses_bad_input() {
     assert_error(&get(&format!("{base}/api/find_node/xyz")), 400, "bad_id");
     assert_error(&get(&format!("{base}/api/sample")), 400, "bad_query");
     assert_error(&get(&format!("{base}/api/nothing/here")), 404, "not_found");
+    assert_error(
+        &call("POST", &format!("{base}/api/stats"), &[], Some(b"{}")),
+        405,
+        "method_not_allowed",
+    );
     let missing = assert_error(
         &get(&format!("{base}/api/items/{}", "cd".repeat(20))),
         404,
