@@ -453,6 +453,18 @@ fn check_http(web: &Web) {
         assert_eq!(s, 200, "{q}: {v}");
         assert_eq!(v["results"].as_array().unwrap().len(), 0, "{q}: {v}");
     }
+    // The API is described (schemathesis reads this).
+    let (s, doc) = web.json("/openapi.json");
+    assert_eq!(s, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    for p in [
+        "/api/search",
+        "/api/torrent/{infohash}",
+        "/api/stats",
+        "/healthz",
+    ] {
+        assert!(doc["paths"][p]["get"].is_object(), "{p} is not described");
+    }
     let (_, stats) = web.json("/api/stats");
     assert_eq!(stats["infohashes"], 48, "{stats}");
     assert_eq!(stats["with_metadata"], 47, "{stats}");

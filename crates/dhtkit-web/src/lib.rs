@@ -552,6 +552,15 @@ async fn api_stats(State(st): State<AppState>) -> Response {
     }
 }
 
+/// The JSON API described in OpenAPI 3.0.
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
 async fn healthz(State(st): State<AppState>) -> Response {
     match read(&st, |s| s.totals()).await {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
@@ -633,6 +642,7 @@ fn router(st: AppState) -> Router {
         .route("/api/torrent/{infohash}", get(api_torrent))
         .route("/api/stats", get(api_stats))
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi))
         .route("/feed", get(feed::feed))
         .route("/torznab/api", get(torznab::api))
         .route("/torznab/api/", get(torznab::api))
