@@ -467,12 +467,35 @@ async fn ping(State(api): Shared, body: Body) -> ApiResult {
     let b: PingBody = read_json(body).await?;
     let addr = addr_of(&b.addr)?;
     let started = std::time::Instant::now();
-    let id = api.dht.ping(addr).await?;
-    ok(json!({
-        "addr": addr.to_string(),
-        "id": id.to_hex(),
-        "rtt_ms": started.elapsed().as_millis() as u64,
-    }))
+    match remote(api.dht.ping(addr).await)? {
+        Ok(id) => ok(json!({
+            "addr": addr.to_string(),
+            "answered": true,
+            "id": id.to_hex(),
+            "rtt_ms": started.elapsed().as_millis() as u64,
+        })),
+        Err(v) => ok(with_addr(v, addr)),
+    }
+}
+
+/// A query to one remote node: its answer, or (not an error of this API) what it said
+/// instead: `{"answered": false}` when it never answered, `{"answered": true, "error":
+/// {"code", "message"}}` when it answered with a KRPC error.
+fn remote<T>(r: Result<T, Error>) -> Result<Result<T, Value>, ApiError> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(Error::Timeout) => Ok(Err(json!({"answered": false}))),
+        Err(Error::Remote { code, message }) => Ok(Err(json!({
+            "answered": true,
+            "error": {"code": code, "message": message},
+        }))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn with_addr(mut v: Value, addr: SocketAddr) -> Value {
+    v["addr"] = json!(addr.to_string());
+    v
 }
 
 #[derive(Deserialize)]
@@ -483,9 +506,13 @@ struct SampleQuery {
 
 async fn sample(State(api): Shared, q: Result<Query<SampleQuery>, QueryRejection>) -> ApiResult {
     let addr = addr_of(&query(q)?.addr)?;
-    let s = api.dht.sample_infohashes(addr).await?;
+    let s = match remote(api.dht.sample_infohashes(addr).await)? {
+        Ok(s) => s,
+        Err(v) => return ok(with_addr(v, addr)),
+    };
     ok(json!({
         "addr": addr.to_string(),
+        "answered": true,
         "interval": s.interval,
         "num": s.num,
         "samples": s.samples.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),

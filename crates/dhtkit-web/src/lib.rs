@@ -504,7 +504,15 @@ async fn page_stats(State(st): State<AppState>) -> Response {
     }
 }
 
-async fn api_search(State(st): State<AppState>, Query(p): Query<SearchParams>) -> Response {
+async fn api_search(
+    State(st): State<AppState>,
+    p: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    // A query string that does not parse (a parameter given twice) is a JSON error too.
+    let p = match p {
+        Ok(Query(p)) => p,
+        Err(e) => return WebError::BadRequest(e.body_text()).json(),
+    };
     let text = query_text(&p);
     let run = async {
         let limit = number("limit", p.limit.as_deref(), 20, MAX_LIMIT)?.max(1);
