@@ -21,7 +21,7 @@ use dhtkit::{Dht, Error, Id, Item};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::oneshot::{parse_hex_bytes, refusal_json, report_json, value_bytes};
+use crate::oneshot::{hex, parse_hex_bytes, put_json, report_json, value_bytes};
 use crate::BadInput;
 
 /// Most bytes of a request body (a BEP 44 value is at most 1,000 bytes; hex doubles it).
@@ -178,10 +178,6 @@ fn hex_field(name: &'static str, s: &str) -> Result<Vec<u8>, ApiError> {
             format!("{name} is not an even count of hex digits"),
         )
     })
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn nodes_json(nodes: &[(Id, SocketAddr)]) -> Value {
@@ -628,18 +624,6 @@ struct ImmutableBody {
     value: Option<String>,
     value_hex: Option<String>,
     v_hex: Option<String>,
-}
-
-fn put_json(p: &dhtkit::PutResult) -> Value {
-    json!({
-        "target": p.target.to_hex(),
-        "seq": p.seq,
-        "stored": p.stored,
-        "errors": p.errors,
-        "refusals": p.refusals.iter().map(refusal_json).collect::<Vec<_>>(),
-        "unanswered": p.unanswered,
-        "found": report_json(&p.report),
-    })
 }
 
 async fn put_immutable(State(api): Shared, body: Body) -> ApiResult {

@@ -327,7 +327,8 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn hex(b: &[u8]) -> String {
+/// Lower-case hex of `b`.
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -384,16 +385,9 @@ pub(crate) async fn put(
         },
         async |_, p| {
             if c.json {
-                emit(json!({
-                    "target": target.to_hex(),
-                    "magnet": link,
-                    "seq": p.seq,
-                    "stored": p.stored,
-                    "errors": p.errors,
-                    "refusals": p.refusals.iter().map(refusal_json).collect::<Vec<_>>(),
-                    "unanswered": p.unanswered,
-                    "found": report_json(&p.report),
-                }));
+                let mut v = put_json(&p);
+                v["magnet"] = json!(link);
+                emit(v);
             } else {
                 let seq = p.seq.map(|s| format!(" (seq {s})")).unwrap_or_default();
                 let refused = match p.refusals.len() {
@@ -416,6 +410,19 @@ pub(crate) async fn put(
         },
     )
     .await
+}
+
+/// What a put did, as JSON (`put --json` and the HTTP API).
+pub(crate) fn put_json(p: &dhtkit::PutResult) -> serde_json::Value {
+    json!({
+        "target": p.target.to_hex(),
+        "seq": p.seq,
+        "stored": p.stored,
+        "errors": p.errors,
+        "refusals": p.refusals.iter().map(refusal_json).collect::<Vec<_>>(),
+        "unanswered": p.unanswered,
+        "found": report_json(&p.report),
+    })
 }
 
 pub(crate) fn refusal_json(r: &dhtkit::PutRefusal) -> serde_json::Value {

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{dhtkit, dhtkit_node_with, Killed};
+use common::{dhtkit, dhtkit_get_json, dhtkit_node_with, Killed};
 use serde_json::{json, Value};
 
 /// A response: status, headers (lower-case names) and body.
@@ -704,17 +704,7 @@ fn the_pkarr_relay_protocol_stores_on_both_families_and_refuses_what_pkarr_refus
 
     // The DHT holds it on both families: an IPv6-only `dhtkit get` reads the packet.
     let target = dhtkit::items::mutable_target(&key, b"").to_hex();
-    let out = dhtkit()
-        .args(["get", &target, "--json", "--timeout", "20"])
-        .args(["--bind", "[::1]:0", "--bootstrap", "[::1]:18881"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = dhtkit_get_json(&target, "[::1]:0", "[::1]:18881");
     assert_eq!(v["value_hex"], hex(&packet), "{v}");
     assert_eq!(v["seq"], now as i64);
 

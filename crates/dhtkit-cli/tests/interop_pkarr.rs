@@ -7,7 +7,7 @@ mod common;
 use std::net::{Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{dhtkit, dhtkit_node_with, Killed};
+use common::{dhtkit_get_json, dhtkit_node_with, Killed};
 use pkarr::{Client, Keypair, ResolvePolicy, SignedPacket, Timestamp};
 use serde_json::Value;
 
@@ -126,17 +126,7 @@ fn pkarr_clients_publish_and_resolve_through_dhtkit() {
     assert!(stored >= 3, "stored on {stored} nodes");
     let key = *kp.public_key().as_bytes();
     let target = dhtkit::items::mutable_target(&key, b"").to_hex();
-    let out = dhtkit()
-        .args(["get", &target, "--json", "--timeout", "20"])
-        .args(["--bind", &format!("127.{NET}.21.1:0"), "--bootstrap", &boot])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = dhtkit_get_json(&target, &format!("127.{NET}.21.1:0"), &boot);
     // dhtkit checked the signature before printing; it is pkarr's, over pkarr's packet.
     assert_eq!(v["value_hex"], hex(&sp.encoded_packet()), "{v}");
     assert_eq!(v["seq"].as_u64(), Some(sp.timestamp().as_u64()));

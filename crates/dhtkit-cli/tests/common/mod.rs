@@ -214,3 +214,19 @@ pub fn dhtkit_finds(ih: &str, want: &str, bind: &str, bootstrap: &str, attempts:
     }
     false
 }
+
+/// Runs `dhtkit get TARGET --json` from `bind` through `bootstrap`; asserts it found the
+/// item and returns its JSON.
+pub fn dhtkit_get_json(target: &str, bind: &str, bootstrap: &str) -> Value {
+    let out = dhtkit()
+        .args(["get", target, "--json", "--timeout", "20"])
+        .args(["--bind", bind, "--bootstrap", bootstrap])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dhtkit get failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("get --json prints JSON")
+}
